@@ -1,0 +1,1 @@
+//! sortie-inventory (placeholder; being written).

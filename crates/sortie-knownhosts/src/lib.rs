@@ -1,0 +1,1 @@
+//! sortie-knownhosts (placeholder; being written).

@@ -1,0 +1,1 @@
+//! sortie-plan (placeholder; being written).

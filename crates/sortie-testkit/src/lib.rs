@@ -1,0 +1,1 @@
+//! sortie-testkit (placeholder; being written).

@@ -1,0 +1,1 @@
+//! sortie (being written).
