@@ -10,4 +10,5 @@
 //! [`miette::Diagnostic`] with a labelled span.
 
 pub mod csv;
+pub mod jobs;
 mod position;
