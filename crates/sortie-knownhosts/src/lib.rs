@@ -21,6 +21,28 @@
 //! * `@cert-authority` lines are parsed and kept ([`KnownHosts::entries`]) but never take part in
 //!   plain key matching; sortie does not accept host certificates (yet).
 //! * Bad lines are skipped with a [`Warning`]; missing files are silently empty.
+//!
+//! # Example
+//!
+//! ```
+//! use std::path::Path;
+//! use base64::Engine as _;
+//! use sortie_knownhosts::{KnownHosts, Verdict};
+//!
+//! let key = "AAAAC3NzaC1lZDI1NTE5AAAAIJzUytSo1uiw+5o/88PTajAxGRaunXbPEZUHlEQQnK0v";
+//! let text = format!("web1,*.lab,!bad.lab ssh-ed25519 {key}\n[web1]:2222 ssh-ed25519 {key}\n");
+//! let known = KnownHosts::parse_str(&text, Path::new("known_hosts"));
+//! let blob = base64::engine::general_purpose::STANDARD.decode(key).unwrap();
+//!
+//! assert!(known.check("web1", 22, "ssh-ed25519", &blob).is_trusted());
+//! assert!(known.check("db.lab", 22, "ssh-ed25519", &blob).is_trusted());
+//! assert!(matches!(known.check("bad.lab", 22, "ssh-ed25519", &blob), Verdict::Unknown { .. }));
+//! match known.check("web1", 2222, "ssh-ed25519", &blob) {
+//!     Verdict::Trusted { location } => assert_eq!(location.to_string(), "known_hosts:2"),
+//!     other => panic!("{other:?}"),
+//! }
+//! assert_eq!(known.algorithms_for("web1", 22), ["ssh-ed25519"]);
+//! ```
 
 mod key;
 mod parse;
