@@ -11,7 +11,8 @@
 //!
 //! * Lookup name: `host` when the port is 22, else `[host]:port` ([`lookup_name`]), lowercased.
 //!   When a non-22 port finds nothing, a key recorded for the bare `host` is accepted, as
-//!   `ssh` does ("checking without port identifier").
+//!   `ssh` does ("checking without port identifier"); a bare-host `@revoked` line for the key is
+//!   honoured there too (stricter than `ssh`).
 //! * Host field: comma-separated patterns with `*` and `?`; a matching `!pattern` makes the line
 //!   not match even if other patterns do; `|1|salt|hash` lines match the one name whose
 //!   HMAC-SHA1 keyed by the salt is the hash. Case-insensitive.
@@ -228,9 +229,11 @@ impl KnownHosts {
             .to_owned();
         let verdict = self.check_lookup(&lookup_name(host, port), &key_type, blob);
         if port != 22 && matches!(verdict, Verdict::Unknown { .. }) {
-            // ssh(1) retries without the port and accepts only an exact match from that.
+            // ssh(1) retries without the port and accepts only an exact match from that. We also
+            // honour a revocation found there (ssh would not), so a revoked key can never be
+            // recorded under `[host]:port` by accept-new.
             let bare = self.check_lookup(&lookup_name(host, 22), &key_type, blob);
-            if bare.is_trusted() {
+            if matches!(bare, Verdict::Trusted { .. } | Verdict::Revoked { .. }) {
                 return bare;
             }
         }

@@ -219,4 +219,51 @@ If the host's administrator confirms the new key, remove the old entry:
 then record the new key (connect once with accept-new host key checking, or add it by hand).";
         assert_eq!(text, expected);
     }
+
+    #[test]
+    fn other_reports_name_key_and_place() {
+        let loc = Location {
+            file: PathBuf::from("/etc/ssh/ssh_known_hosts"),
+            line: 3,
+            algorithm: "ecdsa-sha2-nistp256".into(),
+            fingerprint: "SHA256:recorded".into(),
+        };
+        let other = Verdict::OtherAlgorithmsKnown {
+            offered_algorithm: "ssh-ed25519".into(),
+            offered_fingerprint: "SHA256:offered".into(),
+            recorded: vec![loc.clone()],
+        }
+        .report("db1", 22)
+        .to_string();
+        assert!(
+            other.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+            "{other}"
+        );
+        assert!(other.contains("SHA256:offered"), "{other}");
+        assert!(
+            other.contains("ecdsa-sha2-nistp256 key SHA256:recorded in /etc/ssh/ssh_known_hosts:3")
+        );
+        assert!(other.contains("ssh-keygen -R db1 -f /etc/ssh/ssh_known_hosts"));
+
+        let revoked = Verdict::Revoked { location: loc }
+            .report("db1", 22)
+            .to_string();
+        assert!(revoked.contains("REVOKED HOST KEY DETECTED"));
+        assert!(
+            revoked.contains("revoked in /etc/ssh/ssh_known_hosts:3"),
+            "{revoked}"
+        );
+
+        let unknown = Verdict::Unknown {
+            offered_algorithm: "ssh-ed25519".into(),
+            offered_fingerprint: "SHA256:offered".into(),
+        }
+        .report("db1", 2200)
+        .to_string();
+        assert!(
+            unknown.contains("No host key is known for [db1]:2200"),
+            "{unknown}"
+        );
+        assert!(unknown.contains("SHA256:offered"));
+    }
 }

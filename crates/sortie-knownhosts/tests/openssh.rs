@@ -340,6 +340,16 @@ fn verdicts_for_trusted_mismatch_other_types_unknown_revoked() {
         }
     }
 
+    // A revocation for the bare host also covers other ports of that host.
+    let bare_revoked = KnownHosts::parse_str(
+        &format!("@revoked web9 {}\n", stolen.text()),
+        Path::new("kh"),
+    );
+    assert!(matches!(
+        bare_revoked.check("web9", 2222, "ssh-ed25519", &stolen.blob),
+        Verdict::Revoked { .. }
+    ));
+
     // A @cert-authority key is never trusted as a plain host key.
     let v = known.check("newhost", 22, "ssh-ed25519", &other.blob);
     assert!(v.may_accept_new(), "{v:?}");
