@@ -12,3 +12,4 @@
 pub mod csv;
 pub mod jobs;
 mod position;
+pub mod template;
