@@ -292,6 +292,7 @@ impl ReporterConfig {
         };
         let out = Sink::new(self.stdout, bar.clone());
         let err = Sink::new(self.stderr, bar.clone());
+        let blank_first = matches!(self.mode, Mode::Line | Mode::PerJob | Mode::Group);
         match self.mode {
             Mode::Line | Mode::PerJob => fanout.push(Box::new(LineReporter::new(
                 out,
@@ -310,7 +311,12 @@ impl ReporterConfig {
             Mode::Json => fanout.push(Box::new(JsonReporter::new(out))),
         }
         if self.summary {
-            fanout.push(Box::new(SummaryReporter::new(err, paint_err, self.prefix)));
+            fanout.push(Box::new(SummaryReporter::new(
+                err,
+                paint_err,
+                self.prefix,
+                blank_first,
+            )));
         }
         Ok(fanout)
     }

@@ -60,7 +60,10 @@ impl LineReporter {
         };
         let mut text = Vec::with_capacity(width + line.len() + 4);
         text.extend_from_slice(label.as_bytes());
-        text.resize(text.len() + width.saturating_sub(label.chars().count()), b' ');
+        text.resize(
+            text.len() + width.saturating_sub(label.chars().count()),
+            b' ',
+        );
         let mut out = Vec::with_capacity(text.len() + line.len() + 16);
         match stream {
             Stream::Stdout => {

@@ -71,7 +71,10 @@ impl OutDirReporter {
             }
         };
         // Appended, not `with_extension`: a label like `db.example` must keep its dot.
-        Ok([dir.join(format!("{stem}.out")), dir.join(format!("{stem}.err"))])
+        Ok([
+            dir.join(format!("{stem}.out")),
+            dir.join(format!("{stem}.err")),
+        ])
     }
 
     fn files(&mut self, host: &str, job: u64) -> io::Result<&mut [BufWriter<File>; 2]> {

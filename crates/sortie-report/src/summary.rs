@@ -9,7 +9,9 @@
 //! file:line. A cancellation reason, then a totals line with the elapsed time, end it:
 //! `7 hosts: 3 ok, 4 failed, 4.2s`.
 //!
-//! For `sortie run` the entries are jobs (`web03/7`), listed rather than folded.
+//! For `sortie run` the entries are jobs (`web03/7`), listed by job number rather than folded;
+//! successful jobs are only counted. When command output shares the terminal (line, per-job
+//! and group modes) the summary starts with an empty line to set it apart.
 //!
 //! This module owns the summary's wording and layout; it is written to stderr by default so
 //! that `sortie exec ... | grep` sees only command output (pdsh and pssh habits).
@@ -41,10 +43,13 @@ pub struct SummaryReporter {
     host_failed: Vec<(String, Outcome)>,
     cancelled: Option<String>,
     printed: bool,
+    blank_first: bool,
 }
 
 impl SummaryReporter {
-    pub(crate) fn new(err: Sink, paint: Paint, prefix: PrefixStyle) -> Self {
+    /// `blank_first`: start with an empty line, to set the summary apart from command output
+    /// shown on the same terminal.
+    pub(crate) fn new(err: Sink, paint: Paint, prefix: PrefixStyle, blank_first: bool) -> Self {
         SummaryReporter {
             err,
             paint,
@@ -55,6 +60,7 @@ impl SummaryReporter {
             host_failed: Vec::new(),
             cancelled: None,
             printed: false,
+            blank_first,
         }
     }
 
@@ -64,11 +70,15 @@ impl SummaryReporter {
                 let hosts: Vec<String> = entries.iter().map(|(h, _, _)| h.clone()).collect();
                 fold(&hosts)
             }
-            PrefixStyle::HostJob => entries
-                .iter()
-                .map(|(h, j, _)| format!("{h}/{j}"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            PrefixStyle::HostJob => {
+                let mut jobs: Vec<(u64, &str)> =
+                    entries.iter().map(|(h, j, _)| (*j, h.as_str())).collect();
+                jobs.sort_unstable();
+                jobs.iter()
+                    .map(|(j, h)| format!("{h}/{j}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
         }
     }
 
@@ -86,7 +96,12 @@ impl SummaryReporter {
     }
 
     /// Renders the summary text.
-    fn render(&self, counts: Option<&Counts>, elapsed: Option<Duration>, interrupted: bool) -> String {
+    fn render(
+        &self,
+        counts: Option<&Counts>,
+        elapsed: Option<Duration>,
+        interrupted: bool,
+    ) -> String {
         let mut entries: Vec<(String, u64, Outcome)> = self.finished.clone();
         let seen: HashSet<&str> = self.finished.iter().map(|(h, _, _)| h.as_str()).collect();
         let mut orphans: Vec<(String, u64, Outcome)> = self
@@ -102,6 +117,9 @@ impl SummaryReporter {
             buckets.entry(e.2.bucket()).or_default().push(e);
         }
         let mut s = String::new();
+        if self.blank_first {
+            s.push('\n');
+        }
         for (bucket, list) in &buckets {
             match bucket {
                 Bucket::ExitedNonZero | Bucket::Signaled => {
@@ -131,16 +149,30 @@ impl SummaryReporter {
                         } else {
                             code.to_string()
                         };
-                        let _ = writeln!(s, "{}: {}", self.label(*bucket, Some(&detail)), self.names(&l));
+                        let _ = writeln!(
+                            s,
+                            "{}: {}",
+                            self.label(*bucket, Some(&detail)),
+                            self.names(&l)
+                        );
                     }
                 }
-                _ if list.iter().any(|e| matches!(e.2, Outcome::ConnectFailed { .. })) => {
+                _ if list
+                    .iter()
+                    .any(|e| matches!(e.2, Outcome::ConnectFailed { .. })) =>
+                {
                     for e in list {
                         let _ = writeln!(s, "{}: {}", self.label(*bucket, None), self.names(&[e]));
                         if let Outcome::ConnectFailed { message, .. } = &e.2 {
                             self.message(&mut s, message);
                         }
                     }
+                }
+                // Successful jobs of a run are counted, not listed: there may be thousands.
+                Bucket::Ok if self.prefix == PrefixStyle::HostJob => {
+                    let n = list.len();
+                    let jobs = if n == 1 { "job" } else { "jobs" };
+                    let _ = writeln!(s, "{}: {n} {jobs}", self.label(*bucket, None));
                 }
                 _ => {
                     let _ = writeln!(s, "{}: {}", self.label(*bucket, None), self.names(list));
@@ -186,15 +218,24 @@ impl SummaryReporter {
         let mut t = match self.prefix {
             PrefixStyle::Host => plural(self.hosts, "host"),
             PrefixStyle::HostJob => {
-                format!("{} on {}", plural(self.jobs, "job"), plural(self.hosts, "host"))
+                format!(
+                    "{} on {}",
+                    plural(self.jobs, "job"),
+                    plural(self.hosts, "host")
+                )
             }
         };
         let _ = write!(t, ": {done} ok, {failed} failed");
-        if let Some(c) = counts {
-            let not_run = c.pending + c.connecting + c.running;
-            if not_run > 0 {
-                let _ = write!(t, ", {not_run} not finished");
+        let not_run = match counts {
+            Some(c) => c.pending + c.connecting + c.running,
+            None => match self.prefix {
+                PrefixStyle::Host => self.hosts,
+                PrefixStyle::HostJob => self.jobs,
             }
+            .saturating_sub(entries.len()),
+        };
+        if not_run > 0 {
+            let _ = write!(t, ", {not_run} not finished");
         }
         if interrupted {
             let _ = write!(t, ", {}", self.paint.str(WARN, "interrupted"));
