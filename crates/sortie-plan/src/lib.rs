@@ -13,3 +13,4 @@ pub mod csv;
 pub mod jobs;
 mod position;
 pub mod template;
+pub mod units;
