@@ -20,7 +20,7 @@
 //! This module owns only the buffering and the blocks.
 
 use crate::fold::fold;
-use crate::sink::Sink;
+use crate::sink::{Lines, Sink};
 use crate::style::{Paint, DIM, ERROR, HEADER};
 use crate::Reporter;
 use sortie_events::{Event, Outcome, Stream};
@@ -33,7 +33,7 @@ const RULE: &str = "----------------";
 struct HostBuf {
     order: usize,
     ran: bool,
-    lines: Vec<(Stream, Vec<u8>)>,
+    lines: Lines,
 }
 
 /// Buffers output per host and prints each distinct output once at the end of the run.
@@ -72,8 +72,8 @@ impl GroupReporter {
         let mut hosts: Vec<(&String, &HostBuf)> = self.hosts.iter().collect();
         hosts.sort_by_key(|(_, b)| b.order);
         // Distinct outputs in order of first appearance; hosts that printed nothing last.
-        let mut groups: Vec<(&[(Stream, Vec<u8>)], Vec<String>)> = Vec::new();
-        let mut index: HashMap<&[(Stream, Vec<u8>)], usize> = HashMap::new();
+        let mut groups: Vec<(&Lines, Vec<String>)> = Vec::new();
+        let mut index: HashMap<&Lines, usize> = HashMap::new();
         let mut silent: Vec<String> = Vec::new();
         for (name, buf) in hosts {
             if buf.lines.is_empty() {

@@ -290,13 +290,16 @@ impl ReporterConfig {
         } else {
             None
         };
-        let out = Sink::new(self.stdout, bar.clone());
+        // Only a sink that shares the terminal with the status line needs to step around it;
+        // skipping the others saves a redraw per line when stdout is a pipe.
+        let out_bar = bar.clone().filter(|_| self.stdout_is_terminal);
+        let out = Sink::new(self.stdout, out_bar);
         let err = Sink::new(self.stderr, bar.clone());
         let blank_first = matches!(self.mode, Mode::Line | Mode::PerJob | Mode::Group);
         match self.mode {
             Mode::Line | Mode::PerJob => fanout.push(Box::new(LineReporter::new(
                 out,
-                err.with_bar(bar),
+                err.clone(),
                 paint_err,
                 self.prefix,
                 &self.labels,

@@ -9,7 +9,7 @@
 //!
 //! This module owns only that formatting and buffering; the summary lives in `summary`.
 
-use crate::sink::Sink;
+use crate::sink::{Lines, Sink};
 use crate::style::{Paint, ERROR};
 use crate::{PrefixStyle, Reporter};
 use sortie_events::{Event, Stream};
@@ -25,7 +25,7 @@ pub struct LineReporter {
     host_width: usize,
     job_digits: usize,
     /// `Some` in per-job mode: buffered lines per (host, job), with their start order.
-    held: Option<HashMap<(String, u64), (u64, Vec<(Stream, Vec<u8>)>)>>,
+    held: Option<HashMap<(String, u64), (u64, Lines)>>,
     started: u64,
 }
 

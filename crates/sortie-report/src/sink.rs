@@ -5,8 +5,12 @@
 //! nothing and decides nothing about colour.
 
 use indicatif::ProgressBar;
+use sortie_events::Stream;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
+
+/// Output lines as they arrived: stream and bytes (without newline).
+pub(crate) type Lines = Vec<(Stream, Vec<u8>)>;
 
 /// A cloneable handle to one output stream (stdout or stderr, or a test buffer).
 #[derive(Clone)]
@@ -20,14 +24,6 @@ impl Sink {
     pub(crate) fn new(writer: Box<dyn Write + Send>, bar: Option<ProgressBar>) -> Self {
         Sink {
             writer: Arc::new(Mutex::new(writer)),
-            bar,
-        }
-    }
-
-    /// A second handle to the same writer with (possibly) another status line.
-    pub(crate) fn with_bar(&self, bar: Option<ProgressBar>) -> Self {
-        Sink {
-            writer: Arc::clone(&self.writer),
             bar,
         }
     }

@@ -30,6 +30,9 @@ use std::time::Duration;
 /// were left out.
 pub const MESSAGE_LINES: usize = 6;
 
+/// One finished job: host, job number, outcome.
+type Entry = (String, u64, Outcome);
+
 /// Collects outcomes and prints the summary at `RunFinished`.
 pub struct SummaryReporter {
     err: Sink,
@@ -123,8 +126,7 @@ impl SummaryReporter {
         for (bucket, list) in &buckets {
             match bucket {
                 Bucket::ExitedNonZero | Bucket::Signaled => {
-                    let mut by: BTreeMap<(u32, String), Vec<&(String, u64, Outcome)>> =
-                        BTreeMap::new();
+                    let mut by: BTreeMap<(u32, String), Vec<&Entry>> = BTreeMap::new();
                     for e in list {
                         let key = match &e.2 {
                             Outcome::Exited { code } => (*code, String::new()),

@@ -283,3 +283,10 @@ fn fanout_delivers_to_all_and_returns_the_first_error() {
         "{\"event\":\"host_connecting\",\"host\":\"web01\"}\n"
     );
 }
+
+#[test]
+fn the_built_reporter_can_move_to_the_runner_task() {
+    fn is_send<T: Send>(_: &T) {}
+    let (cfg, _, _) = captured(Mode::Line);
+    is_send(&cfg.build().unwrap());
+}
