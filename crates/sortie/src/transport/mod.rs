@@ -1,0 +1,265 @@
+//! Transports: how sortie reaches a host and runs a process there.
+//!
+//! One trait pair ([`Transport`], [`Connection`]) with two implementations: [`ssh`] (russh, pure
+//! Rust) and [`local`] (tokio::process). This module knows nothing about plans, schedules or
+//! events; the runner drives it. russh is confined to [`ssh`] so that its frequent breaking
+//! releases touch one module.
+//!
+//! Every process sortie starts runs in a process group it knows ([`Process::pgid`]), so that
+//! [`Connection::stop`] can end the whole remote process tree with a [`StopSequence`]
+//! (e.g. TERM, grace, KILL) instead of relying on the SSH `signal` request, which OpenSSH honours
+//! only from 7.9 on and never for some sessions.
+
+pub mod local;
+pub(crate) mod remote;
+pub mod ssh;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+pub use sortie_events::ConnectFailure;
+
+/// Everything needed to connect to one host. Built from the inventory/ssh_config resolution;
+/// the transport does not read any configuration itself.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// Label used in output (the host as selected).
+    pub label: String,
+    /// Address or DNS name to connect to.
+    pub hostname: String,
+    /// TCP port.
+    pub port: u16,
+    /// Remote user.
+    pub user: String,
+    /// Identity files to try, in order (missing default files are skipped).
+    pub identity_files: Vec<PathBuf>,
+    /// Only use the identity files (and agent keys matching them).
+    pub identities_only: bool,
+    /// Jump hosts, in order (each fully resolved).
+    pub jumps: Vec<Target>,
+    /// known_hosts files to consult (user files first, then global ones).
+    pub known_hosts_files: Vec<PathBuf>,
+    /// How unknown and changed host keys are treated.
+    pub host_key_checking: HostKeyChecking,
+    /// Bound on TCP connect + banner + key exchange + authentication together.
+    pub connect_timeout: Duration,
+    /// Keepalive interval; zero turns keepalives off.
+    pub keepalive_interval: Duration,
+    /// Unanswered keepalives after which the connection is declared lost.
+    pub keepalive_max: u32,
+    /// Which transport to use.
+    pub kind: TransportKind,
+}
+
+/// Which transport reaches a host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum TransportKind {
+    /// SSH (russh).
+    #[default]
+    Ssh,
+    /// A local shell, no SSH.
+    Local,
+}
+
+/// Host key policy, as `--host-key-checking` / `StrictHostKeyChecking`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum HostKeyChecking {
+    /// Refuse unknown and changed keys (default; OpenSSH `ask` maps here).
+    #[default]
+    Yes,
+    /// Record unknown hosts' keys (trust on first use), refuse changed keys.
+    AcceptNew,
+    /// Accept any key. Explicit opt-in only.
+    No,
+}
+
+/// A command to start: a shell command line run by the remote login shell through a small
+/// POSIX wrapper that records its process group.
+#[derive(Clone, Debug, Default)]
+pub struct Command {
+    /// Shell command line.
+    pub command: String,
+    /// Environment exported before the command, independent of the server's `AcceptEnv`.
+    /// Values are never logged.
+    pub env: Vec<(String, String)>,
+    /// Working directory (created when missing), or the login directory.
+    pub cwd: Option<String>,
+}
+
+impl Command {
+    /// A plain command with no environment and no working directory.
+    pub fn new(command: impl Into<String>) -> Self {
+        Command {
+            command: command.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// How a stop proceeds: each step sends a signal to the process group and waits up to its
+/// grace for the process to end; after the last step, the group gets SIGKILL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StopSequence {
+    /// Signal names (without `SIG`) and the grace period after each.
+    pub steps: Vec<(String, Duration)>,
+}
+
+impl Default for StopSequence {
+    /// TERM, 5 seconds, then KILL.
+    fn default() -> Self {
+        StopSequence {
+            steps: vec![("TERM".into(), Duration::from_secs(5))],
+        }
+    }
+}
+
+/// How a process ended, as the transport saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Exit status.
+    Code(u32),
+    /// Killed by a signal (name without `SIG`).
+    Signal {
+        /// Signal name.
+        name: String,
+        /// Core dumped.
+        core_dumped: bool,
+    },
+    /// The channel closed without an exit status.
+    NoStatus,
+    /// The connection was lost while the process ran.
+    Lost(String),
+}
+
+/// Something a running process produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProcessEvent {
+    /// Bytes on standard output.
+    Stdout(Bytes),
+    /// Bytes on standard error.
+    Stderr(Bytes),
+    /// The process ended; always the last event.
+    Exit(Exit),
+}
+
+/// A started process: its process group and its output, in arrival order.
+#[derive(Debug)]
+pub struct Process {
+    /// The process group sortie can end with [`Connection::stop`].
+    pub pgid: Option<u32>,
+    /// Output and the final exit. Bounded, so a fast printer is slowed down rather than
+    /// buffered without limit.
+    pub events: mpsc::Receiver<ProcessEvent>,
+}
+
+/// Why a host could not be connected.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectError {
+    /// The summary bucket.
+    pub failure: ConnectFailure,
+    /// Details for a person.
+    pub message: String,
+}
+
+impl ConnectError {
+    pub(crate) fn new(failure: ConnectFailure, message: impl Into<String>) -> Self {
+        ConnectError {
+            failure,
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a process could not be started on a connected host.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// The server refused another channel on this connection (e.g. OpenSSH `MaxSessions`):
+    /// open another connection and retry.
+    #[error("server refused a new session channel: {0}")]
+    ChannelRefused(String),
+    /// The connection is gone.
+    #[error("connection lost: {0}")]
+    Lost(String),
+    /// Anything else (local spawn failure...).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A bidirectional byte stream over a connection (a subsystem or a raw command's stdio).
+pub type ByteStream = Box<dyn AsyncStream>;
+
+/// What a [`ByteStream`] is: readable and writable, asynchronously.
+pub trait AsyncStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> AsyncStream for T {}
+
+/// Opens connections to hosts.
+#[async_trait]
+pub trait Transport: Send + Sync {
+    /// Connects and authenticates within `target.connect_timeout`.
+    async fn connect(&self, target: &Target) -> Result<Arc<dyn Connection>, ConnectError>;
+}
+
+/// One established connection to a host, on which processes are started.
+#[async_trait]
+pub trait Connection: Send + Sync {
+    /// Starts a command; returns once its process group is known.
+    async fn spawn(&self, command: &Command) -> Result<Process, SpawnError>;
+    /// Ends the process group `pgid` with `sequence`, then SIGKILL; returns when it is gone
+    /// (or the connection is).
+    async fn stop(&self, pgid: u32, sequence: &StopSequence) -> Result<(), SpawnError>;
+    /// Sends one signal to the process group.
+    async fn signal(&self, pgid: u32, signal: &str) -> Result<(), SpawnError>;
+    /// Opens a byte stream to a server subsystem (e.g. `sftp`). A server without it answers
+    /// [`SpawnError::ChannelRefused`].
+    async fn subsystem(&self, name: &str) -> Result<ByteStream, SpawnError>;
+    /// Runs a raw command (no wrapper) and returns a byte stream joined to its stdin/stdout
+    /// (stderr is discarded); for transfer fallbacks such as `cat > file`.
+    async fn exec_stream(&self, command: &str) -> Result<ByteStream, SpawnError>;
+    /// True once the connection is known to be gone.
+    fn is_closed(&self) -> bool;
+    /// Closes the connection.
+    async fn close(&self);
+}
+
+/// Both transports behind one entry point: dispatches on [`Target::kind`].
+pub struct Transports {
+    ssh: ssh::SshTransport,
+    local: local::LocalTransport,
+}
+
+impl Transports {
+    /// Transports with the given SSH settings.
+    pub fn new(ssh: ssh::SshTransport) -> Self {
+        Transports {
+            ssh,
+            local: local::LocalTransport,
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for Transports {
+    async fn connect(&self, target: &Target) -> Result<Arc<dyn Connection>, ConnectError> {
+        match target.kind {
+            TransportKind::Ssh => self.ssh.connect(target).await,
+            TransportKind::Local => self.local.connect(target).await,
+        }
+    }
+}
+
+/// Signal names sortie accepts in stop sequences (without `SIG`).
+pub const SIGNALS: &[&str] = &[
+    "HUP", "INT", "QUIT", "KILL", "USR1", "USR2", "TERM", "CONT", "STOP",
+];
+
+/// Checks a signal name (with or without `SIG`), returning the bare upper-case name.
+pub fn signal_name(name: &str) -> Option<&'static str> {
+    let upper = name.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    SIGNALS.iter().copied().find(|s| *s == bare)
+}

@@ -1,0 +1,809 @@
+//! The SSH transport, on russh. The only module that knows russh.
+//!
+//! What it owns:
+//! - connecting within one deadline that covers TCP, banner, key exchange and authentication;
+//! - host key verification against known_hosts (via `sortie-knownhosts`), preferring the key
+//!   algorithms already recorded for the host as OpenSSH does, with `accept-new` recording
+//!   through one shared writer;
+//! - public-key authentication from an ssh-agent (a small shared pool of agent connections,
+//!   not one per host) and from key files (each file read and, if encrypted, its passphrase
+//!   asked once per run, never once per host);
+//! - ProxyJump chains, where targets behind the same jump host share one authenticated jump
+//!   connection;
+//! - keepalives, so a dead peer is noticed during a run;
+//! - starting commands through the process-group wrapper (see `remote`) and stopping them over
+//!   a separate channel.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use russh::client::{self, Handle};
+use russh::keys::{
+    self, agent::client::AgentClient, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey,
+};
+use russh::{ChannelMsg, Disconnect};
+use sortie_knownhosts::{KnownHosts, Recorded, Recorder, Verdict};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, Mutex, OnceCell, Semaphore};
+
+use super::remote::{self, take_marker};
+use super::{
+    ByteStream, Command, ConnectError, ConnectFailure, Connection, Exit, HostKeyChecking, Process,
+    ProcessEvent, SpawnError, StopSequence, Target, Transport,
+};
+
+/// How many agent connections are shared by all hosts.
+const AGENT_POOL: usize = 4;
+
+/// How a passphrase for an encrypted key is obtained.
+pub type PassphrasePrompt = Arc<dyn Fn(&Path) -> Option<String> + Send + Sync>;
+
+/// Settings of the SSH transport that are not per host.
+#[derive(Clone)]
+pub struct SshOptions {
+    /// Asked once per encrypted key file; `None` answer = skip that key.
+    pub passphrase_prompt: PassphrasePrompt,
+    /// Path of the agent socket (`SSH_AUTH_SOCK`), if any.
+    pub agent_socket: Option<PathBuf>,
+}
+
+impl Default for SshOptions {
+    fn default() -> Self {
+        SshOptions {
+            passphrase_prompt: Arc::new(default_prompt),
+            agent_socket: std::env::var_os("SSH_AUTH_SOCK")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+        }
+    }
+}
+
+/// Asks for a passphrase like OpenSSH: through `SSH_ASKPASS` when there is no terminal or when
+/// `SSH_ASKPASS_REQUIRE=force`, else on the terminal.
+pub fn default_prompt(path: &Path) -> Option<String> {
+    let prompt = format!("Enter passphrase for key '{}': ", path.display());
+    let askpass = std::env::var_os("SSH_ASKPASS").filter(|s| !s.is_empty());
+    let require = std::env::var("SSH_ASKPASS_REQUIRE").unwrap_or_default();
+    let use_askpass = askpass.is_some()
+        && (require == "force" || std::fs::File::open("/dev/tty").is_err());
+    if use_askpass {
+        let out = std::process::Command::new(askpass?)
+            .arg(&prompt)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let s = String::from_utf8(out.stdout).ok()?;
+        return Some(s.trim_end_matches(['\r', '\n']).to_string());
+    }
+    if require == "never" || require == "force" && askpass.is_none() {
+        return None;
+    }
+    rpassword::prompt_password(prompt).ok()
+}
+
+type KeyResult = Result<Arc<PrivateKey>, String>;
+
+/// The SSH transport. Cheap to share: one per run, used by every host.
+pub struct SshTransport {
+    options: SshOptions,
+    keys: StdMutex<HashMap<PathBuf, Arc<OnceCell<Option<KeyResult>>>>>,
+    prompt_lock: Mutex<()>,
+    known_hosts: StdMutex<HashMap<Vec<PathBuf>, Arc<KnownHosts>>>,
+    recorders: StdMutex<HashMap<PathBuf, Arc<Recorder>>>,
+    agent: AgentPool,
+    jumps: Mutex<HashMap<Target, Arc<OnceCell<Arc<SshConnection>>>>>,
+}
+
+impl SshTransport {
+    /// A transport with the given options.
+    pub fn new(options: SshOptions) -> Self {
+        let agent = AgentPool::new(options.agent_socket.clone());
+        SshTransport {
+            options,
+            keys: StdMutex::new(HashMap::new()),
+            prompt_lock: Mutex::new(()),
+            known_hosts: StdMutex::new(HashMap::new()),
+            recorders: StdMutex::new(HashMap::new()),
+            agent,
+            jumps: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn known_hosts(&self, files: &[PathBuf]) -> Arc<KnownHosts> {
+        let mut cache = self.known_hosts.lock().unwrap();
+        cache
+            .entry(files.to_vec())
+            .or_insert_with(|| Arc::new(KnownHosts::load(files)))
+            .clone()
+    }
+
+    fn recorder(&self, file: &Path) -> Arc<Recorder> {
+        let mut cache = self.recorders.lock().unwrap();
+        cache
+            .entry(file.to_path_buf())
+            .or_insert_with(|| Arc::new(Recorder::new(file.to_path_buf())))
+            .clone()
+    }
+
+    /// Loads a key file once per run; `Ok(None)` when the file does not exist.
+    async fn key(&self, path: &Path) -> Option<KeyResult> {
+        let cell = {
+            let mut keys = self.keys.lock().unwrap();
+            keys.entry(path.to_path_buf()).or_default().clone()
+        };
+        cell.get_or_init(|| async {
+            if !path.exists() {
+                return None;
+            }
+            match keys::load_secret_key(path, None) {
+                Ok(k) => Some(Ok(Arc::new(k))),
+                Err(keys::Error::KeyIsEncrypted) => {
+                    // One prompt at a time, whatever the number of keys and hosts.
+                    let _guard = self.prompt_lock.lock().await;
+                    let prompt = self.options.passphrase_prompt.clone();
+                    let p = path.to_path_buf();
+                    let pass = tokio::task::spawn_blocking(move || prompt(&p))
+                        .await
+                        .ok()
+                        .flatten();
+                    let Some(pass) = pass else {
+                        return Some(Err(format!(
+                            "{}: key is encrypted and no passphrase was given",
+                            path.display()
+                        )));
+                    };
+                    Some(
+                        keys::load_secret_key(path, Some(&pass))
+                            .map(Arc::new)
+                            .map_err(|e| format!("{}: cannot decrypt key: {e}", path.display())),
+                    )
+                }
+                Err(e) => Some(Err(format!("{}: unreadable key: {e}", path.display()))),
+            }
+        })
+        .await
+        .clone()
+    }
+
+    fn config(&self, target: &Target, known: &KnownHosts) -> Arc<client::Config> {
+        let mut config = client::Config {
+            inactivity_timeout: None,
+            nodelay: true,
+            ..Default::default()
+        };
+        if !target.keepalive_interval.is_zero() {
+            config.keepalive_interval = Some(target.keepalive_interval);
+            config.keepalive_max = target.keepalive_max as usize;
+        }
+        // Prefer the host key algorithms already recorded for this host, as OpenSSH does, so
+        // that a recorded key is actually compared instead of negotiating another type.
+        let recorded = known.algorithms_for(&target.hostname, target.port);
+        if !recorded.is_empty() {
+            let mut preferred: Vec<keys::Algorithm> = Vec::new();
+            for name in &recorded {
+                for alg in expand_algorithm(name) {
+                    if config.preferred.key.contains(&alg) && !preferred.contains(&alg) {
+                        preferred.push(alg);
+                    }
+                }
+            }
+            for alg in config.preferred.key.iter() {
+                if !preferred.contains(alg) {
+                    preferred.push(alg.clone());
+                }
+            }
+            config.preferred.key = preferred.into();
+        }
+        Arc::new(config)
+    }
+
+    async fn connect_chain(&self, target: &Target) -> Result<Arc<SshConnection>, ConnectError> {
+        let Some((last, earlier)) = target.jumps.split_last() else {
+            return self.connect_direct(target, None).await;
+        };
+        // The jump connection is keyed by its whole chain, so targets behind the same jump
+        // host share one authenticated connection.
+        let mut jump_target = last.clone();
+        jump_target.jumps = earlier.to_vec();
+        let cell = {
+            let mut jumps = self.jumps.lock().await;
+            jumps.entry(jump_target.clone()).or_default().clone()
+        };
+        let jump = cell
+            .get_or_try_init(|| Box::pin(self.connect_chain(&jump_target)))
+            .await
+            .map_err(|e| {
+                ConnectError::new(
+                    e.failure,
+                    format!("jump host {}: {}", jump_target.label, e.message),
+                )
+            })?
+            .clone();
+        if jump.is_closed() {
+            self.jumps.lock().await.remove(&jump_target);
+            return Err(ConnectError::new(
+                ConnectFailure::Unreachable,
+                format!("jump host {}: connection lost", jump_target.label),
+            ));
+        }
+        self.connect_direct(target, Some(jump)).await
+    }
+
+    async fn connect_direct(
+        &self,
+        target: &Target,
+        via: Option<Arc<SshConnection>>,
+    ) -> Result<Arc<SshConnection>, ConnectError> {
+        let known = self.known_hosts(&target.known_hosts_files);
+        let config = self.config(target, &known);
+        let verdict = Arc::new(StdMutex::new(None));
+        let handler = ClientHandler {
+            host: target.hostname.clone(),
+            port: target.port,
+            policy: target.host_key_checking,
+            known,
+            recorder: target
+                .known_hosts_files
+                .first()
+                .map(|f| self.recorder(f)),
+            refusal: verdict.clone(),
+        };
+        let host_key_error = |e: russh::Error| -> ConnectError {
+            if let Some(msg) = verdict.lock().unwrap().take() {
+                ConnectError::new(ConnectFailure::HostKeyRefused, msg)
+            } else {
+                ConnectError::new(ConnectFailure::Unreachable, describe(&e))
+            }
+        };
+        let mut handle = match via {
+            None => {
+                let addr = (target.hostname.as_str(), target.port);
+                let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
+                    ConnectError::new(
+                        ConnectFailure::Unreachable,
+                        format!("{}:{}: {e}", target.hostname, target.port),
+                    )
+                })?;
+                let _ = stream.set_nodelay(true);
+                client::connect_stream(config, stream, handler)
+                    .await
+                    .map_err(host_key_error)?
+            }
+            Some(jump) => {
+                let channel = jump
+                    .handle
+                    .channel_open_direct_tcpip(
+                        target.hostname.clone(),
+                        target.port as u32,
+                        "127.0.0.1",
+                        0,
+                    )
+                    .await
+                    .map_err(|e| {
+                        ConnectError::new(
+                            ConnectFailure::Unreachable,
+                            format!(
+                                "jump host cannot reach {}:{}: {}",
+                                target.hostname,
+                                target.port,
+                                describe(&e)
+                            ),
+                        )
+                    })?;
+                client::connect_stream(config, channel.into_stream(), handler)
+                    .await
+                    .map_err(host_key_error)?
+            }
+        };
+        self.authenticate(&mut handle, target).await?;
+        Ok(Arc::new(SshConnection {
+            handle,
+            closed: AtomicBool::new(false),
+        }))
+    }
+
+    async fn authenticate(
+        &self,
+        handle: &mut Handle<ClientHandler>,
+        target: &Target,
+    ) -> Result<(), ConnectError> {
+        let user = target.user.as_str();
+        let mut problems: Vec<String> = Vec::new();
+        let mut file_keys: Vec<(PathBuf, Option<PublicKey>)> = Vec::new();
+        for path in &target.identity_files {
+            // A public key next to the file lets IdentitiesOnly match agent keys without
+            // decrypting the private key.
+            let public = keys::load_public_key(path.with_extension(pub_ext(path))).ok();
+            file_keys.push((path.clone(), public));
+        }
+
+        // Agent keys first, as OpenSSH does.
+        match self.agent.identities().await {
+            Ok(ids) => {
+                for key in ids {
+                    if target.identities_only
+                        && !file_keys
+                            .iter()
+                            .any(|(_, p)| p.as_ref().is_some_and(|p| p.key_data() == key.key_data()))
+                    {
+                        continue;
+                    }
+                    let hash = rsa_hash(handle, &key).await;
+                    match self.agent.sign_in(handle, user, key, hash).await {
+                        Ok(true) => return Ok(()),
+                        Ok(false) => {}
+                        Err(e) => problems.push(format!("agent: {e}")),
+                    }
+                }
+            }
+            Err(Some(e)) => problems.push(format!("agent: {e}")),
+            Err(None) => {}
+        }
+
+        for (path, _) in &file_keys {
+            let key = match self.key(path).await {
+                None => continue,
+                Some(Err(e)) => {
+                    problems.push(e);
+                    continue;
+                }
+                Some(Ok(k)) => k,
+            };
+            let hash = rsa_hash(handle, key.public_key()).await;
+            let result = handle
+                .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
+                .await
+                .map_err(|e| ConnectError::new(ConnectFailure::ConnectionLost, describe(&e)))?;
+            if result.success() {
+                return Ok(());
+            }
+        }
+        let mut message = format!("{user}@{}: permission denied (publickey)", target.hostname);
+        if !problems.is_empty() {
+            message.push_str("; ");
+            message.push_str(&problems.join("; "));
+        }
+        if target.identity_files.iter().all(|p| !p.exists()) && !self.agent.available() {
+            message.push_str("; no identity file exists and no agent is available (SSH_AUTH_SOCK)");
+        }
+        Err(ConnectError::new(ConnectFailure::AuthFailed, message))
+    }
+}
+
+fn pub_ext(path: &Path) -> String {
+    match path.extension() {
+        Some(e) => format!("{}.pub", e.to_string_lossy()),
+        None => "pub".into(),
+    }
+}
+
+async fn rsa_hash(handle: &Handle<ClientHandler>, key: &PublicKey) -> Option<HashAlg> {
+    if matches!(key.algorithm(), keys::Algorithm::Rsa { .. }) {
+        handle
+            .best_supported_rsa_hash()
+            .await
+            .ok()
+            .flatten()
+            .flatten()
+            .or(Some(HashAlg::Sha256))
+    } else {
+        None
+    }
+}
+
+/// Algorithms to prefer for a known_hosts key type name.
+fn expand_algorithm(name: &str) -> Vec<keys::Algorithm> {
+    if name == "ssh-rsa" {
+        return vec![
+            keys::Algorithm::Rsa {
+                hash: Some(HashAlg::Sha512),
+            },
+            keys::Algorithm::Rsa {
+                hash: Some(HashAlg::Sha256),
+            },
+        ];
+    }
+    name.parse().map(|a| vec![a]).unwrap_or_default()
+}
+
+/// A short description of a russh error for a person.
+fn describe(e: &russh::Error) -> String {
+    match e {
+        russh::Error::IO(io) => io.to_string(),
+        russh::Error::Disconnect => "the server closed the connection".into(),
+        russh::Error::ConnectionTimeout | russh::Error::KeepaliveTimeout => {
+            "no answer from the server (keepalive timeout)".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+#[async_trait]
+impl Transport for SshTransport {
+    async fn connect(&self, target: &Target) -> Result<Arc<dyn Connection>, ConnectError> {
+        match tokio::time::timeout(target.connect_timeout, self.connect_chain(target)).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ConnectError::new(
+                ConnectFailure::Unreachable,
+                format!(
+                    "{}:{}: connection timed out after {}s (TCP, banner, key exchange and auth)",
+                    target.hostname,
+                    target.port,
+                    target.connect_timeout.as_secs_f64()
+                ),
+            )),
+        }
+    }
+}
+
+/// The shared pool of ssh-agent connections.
+struct AgentPool {
+    socket: Option<PathBuf>,
+    slots: Semaphore,
+    idle: Mutex<Vec<AgentClient<tokio::net::UnixStream>>>,
+    identities: OnceCell<Result<Vec<PublicKey>, String>>,
+}
+
+impl AgentPool {
+    fn new(socket: Option<PathBuf>) -> Self {
+        AgentPool {
+            socket,
+            slots: Semaphore::new(AGENT_POOL),
+            idle: Mutex::new(Vec::new()),
+            identities: OnceCell::new(),
+        }
+    }
+
+    fn available(&self) -> bool {
+        self.socket.is_some()
+    }
+
+    async fn client(&self) -> Result<AgentClient<tokio::net::UnixStream>, String> {
+        if let Some(c) = self.idle.lock().await.pop() {
+            return Ok(c);
+        }
+        let sock = self.socket.as_ref().ok_or("no agent")?;
+        AgentClient::connect_uds(sock)
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", sock.display()))
+    }
+
+    /// The agent's keys, asked once per run. `Err(None)` when there is no agent.
+    async fn identities(&self) -> Result<Vec<PublicKey>, Option<String>> {
+        if self.socket.is_none() {
+            return Err(None);
+        }
+        self.identities
+            .get_or_init(|| async {
+                let _permit = self.slots.acquire().await.map_err(|e| e.to_string())?;
+                let mut c = self.client().await?;
+                let ids = c.request_identities().await.map_err(|e| e.to_string())?;
+                self.idle.lock().await.push(c);
+                Ok(ids
+                    .into_iter()
+                    .filter_map(|id| match id {
+                        keys::agent::AgentIdentity::PublicKey { key, .. } => Some(key),
+                        _ => None,
+                    })
+                    .collect())
+            })
+            .await
+            .clone()
+            .map_err(Some)
+    }
+
+    async fn sign_in(
+        &self,
+        handle: &mut Handle<ClientHandler>,
+        user: &str,
+        key: PublicKey,
+        hash: Option<HashAlg>,
+    ) -> Result<bool, String> {
+        let _permit = self.slots.acquire().await.map_err(|e| e.to_string())?;
+        let mut c = self.client().await?;
+        let result = handle
+            .authenticate_publickey_with(user, key, hash, &mut c)
+            .await;
+        match result {
+            Ok(r) => {
+                self.idle.lock().await.push(c);
+                Ok(r.success())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// russh callbacks: host key verification.
+struct ClientHandler {
+    host: String,
+    port: u16,
+    policy: HostKeyChecking,
+    known: Arc<KnownHosts>,
+    recorder: Option<Arc<Recorder>>,
+    refusal: Arc<StdMutex<Option<String>>>,
+}
+
+impl client::Handler for ClientHandler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            *self.refusal.lock().unwrap() =
+                Some("the server offered a host certificate; sortie checks plain keys only".into());
+            return Ok(false);
+        };
+        let algorithm = key.algorithm().as_str().to_string();
+        let blob = key.to_bytes().unwrap_or_default();
+        let verdict = self.known.check(&self.host, self.port, &algorithm, &blob);
+        let refuse = |msg: String| {
+            *self.refusal.lock().unwrap() = Some(msg);
+            Ok(false)
+        };
+        match (verdict, self.policy) {
+            (_, HostKeyChecking::No) => Ok(true),
+            (Verdict::Trusted { .. }, _) => Ok(true),
+            (v, HostKeyChecking::AcceptNew) if v.may_accept_new() => {
+                if let Some(rec) = &self.recorder {
+                    match rec.record(&self.host, self.port, &algorithm, &blob) {
+                        Ok(Recorded::Refused { verdict }) => {
+                            return refuse(verdict.report(&self.host, self.port).to_string())
+                        }
+                        Ok(_) => {}
+                        Err(e) => return refuse(format!("cannot record the new host key: {e}")),
+                    }
+                }
+                Ok(true)
+            }
+            (v, _) => refuse(v.report(&self.host, self.port).to_string()),
+        }
+    }
+}
+
+/// An authenticated SSH connection.
+pub struct SshConnection {
+    handle: Handle<ClientHandler>,
+    closed: AtomicBool,
+}
+
+impl SshConnection {
+    async fn run_quiet(&self, script: String) -> Result<(), SpawnError> {
+        let mut channel = self.open().await?;
+        channel
+            .exec(true, script)
+            .await
+            .map_err(|e| SpawnError::Lost(describe(&e)))?;
+        while let Some(msg) = channel.wait().await {
+            if let ChannelMsg::ExitStatus { .. } | ChannelMsg::Close = msg {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn open(&self) -> Result<russh::Channel<client::Msg>, SpawnError> {
+        match self.handle.channel_open_session().await {
+            Ok(c) => Ok(c),
+            Err(russh::Error::ChannelOpenFailure(reason)) => {
+                Err(SpawnError::ChannelRefused(format!("{reason:?}")))
+            }
+            Err(e) => {
+                self.closed.store(true, Ordering::Relaxed);
+                Err(SpawnError::Lost(describe(&e)))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Connection for SshConnection {
+    async fn spawn(&self, command: &Command) -> Result<Process, SpawnError> {
+        let mut channel = self.open().await?;
+        channel
+            .exec(true, remote::wrapper(command))
+            .await
+            .map_err(|e| SpawnError::Lost(describe(&e)))?;
+        // Read until the marker line gives the process group.
+        let mut head: Vec<u8> = Vec::new();
+        let mut pending: Vec<ProcessEvent> = Vec::new();
+        let mut pgid = None;
+        let mut ended = None;
+        loop {
+            match channel.wait().await {
+                Some(ChannelMsg::Data { data }) => {
+                    head.extend_from_slice(&data);
+                    if let Some((pid, rest)) = take_marker(&head) {
+                        pgid = pid;
+                        if !rest.is_empty() {
+                            pending.push(ProcessEvent::Stdout(Bytes::copy_from_slice(rest)));
+                        }
+                        break;
+                    }
+                }
+                Some(ChannelMsg::ExtendedData { data, .. }) => {
+                    pending.push(ProcessEvent::Stderr(data));
+                }
+                Some(ChannelMsg::Success) | Some(ChannelMsg::WindowAdjusted { .. }) => {}
+                Some(ChannelMsg::Failure) => {
+                    return Err(SpawnError::ChannelRefused("exec request refused".into()))
+                }
+                Some(ChannelMsg::ExitStatus { exit_status }) => {
+                    ended = Some(Exit::Code(exit_status));
+                }
+                Some(ChannelMsg::Eof) => {}
+                Some(ChannelMsg::Close) | None => {
+                    if !head.is_empty() {
+                        pending.push(ProcessEvent::Stdout(Bytes::from(std::mem::take(&mut head))));
+                    }
+                    let exit = ended.take().unwrap_or(if self.handle.is_closed() {
+                        Exit::Lost("connection closed".into())
+                    } else {
+                        Exit::NoStatus
+                    });
+                    pending.push(ProcessEvent::Exit(exit));
+                    break;
+                }
+                Some(_) => {}
+            }
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let finished = matches!(pending.last(), Some(ProcessEvent::Exit(_)));
+        tokio::spawn(async move {
+            for ev in pending {
+                let _ = tx.send(ev).await;
+            }
+            if finished {
+                return;
+            }
+            pump(channel, tx, ended).await;
+        });
+        Ok(Process { pgid, events: rx })
+    }
+
+    async fn stop(&self, pgid: u32, sequence: &StopSequence) -> Result<(), SpawnError> {
+        self.run_quiet(remote::stop_script(pgid, sequence)).await
+    }
+
+    async fn signal(&self, pgid: u32, signal: &str) -> Result<(), SpawnError> {
+        self.run_quiet(format!("kill -{signal} -- -{pgid} 2>/dev/null; exit 0"))
+            .await
+    }
+
+    async fn subsystem(&self, name: &str) -> Result<ByteStream, SpawnError> {
+        let mut channel = self.open().await?;
+        channel
+            .request_subsystem(true, name)
+            .await
+            .map_err(|e| SpawnError::Lost(describe(&e)))?;
+        loop {
+            match channel.wait().await {
+                Some(ChannelMsg::Success) => break,
+                Some(ChannelMsg::Failure) => {
+                    return Err(SpawnError::ChannelRefused(format!(
+                        "the server has no {name} subsystem"
+                    )))
+                }
+                Some(ChannelMsg::Close) | Some(ChannelMsg::Eof) => {
+                    return Err(SpawnError::ChannelRefused(format!(
+                        "the server closed the {name} subsystem channel"
+                    )))
+                }
+                Some(_) => {}
+                None => return Err(SpawnError::Lost("connection lost".into())),
+            }
+        }
+        Ok(Box::new(channel.into_stream()))
+    }
+
+    async fn exec_stream(&self, command: &str) -> Result<ByteStream, SpawnError> {
+        let channel = self.open().await?;
+        channel
+            .exec(true, command)
+            .await
+            .map_err(|e| SpawnError::Lost(describe(&e)))?;
+        Ok(Box::new(channel.into_stream()))
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed) || self.handle.is_closed()
+    }
+
+    async fn close(&self) {
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}
+
+/// Forwards a channel's output to the process's event queue until it ends.
+async fn pump(
+    mut channel: russh::Channel<client::Msg>,
+    tx: mpsc::Sender<ProcessEvent>,
+    mut status: Option<Exit>,
+) {
+    // After the exit status, a background child may still hold stdout open; give the output a
+    // moment to drain, then close our side, which makes the remote watchdog end the group.
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let msg = match drain_deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, channel.wait()).await {
+                Ok(m) => m,
+                Err(_) => {
+                    let _ = channel.eof().await;
+                    let _ = channel.close().await;
+                    break;
+                }
+            },
+            None => channel.wait().await,
+        };
+        match msg {
+            Some(ChannelMsg::Data { data }) => {
+                if tx.send(ProcessEvent::Stdout(data)).await.is_err() {
+                    break;
+                }
+            }
+            Some(ChannelMsg::ExtendedData { data, .. }) => {
+                if tx.send(ProcessEvent::Stderr(data)).await.is_err() {
+                    break;
+                }
+            }
+            Some(ChannelMsg::ExitStatus { exit_status }) => {
+                status = Some(Exit::Code(exit_status));
+                drain_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+            }
+            Some(ChannelMsg::ExitSignal {
+                signal_name,
+                core_dumped,
+                ..
+            }) => {
+                status = Some(Exit::Signal {
+                    name: sig_name(&signal_name),
+                    core_dumped,
+                });
+                drain_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+            }
+            Some(ChannelMsg::Close) => break,
+            Some(_) => {}
+            None => {
+                if status.is_none() {
+                    status = Some(Exit::Lost("connection lost".into()));
+                }
+                break;
+            }
+        }
+    }
+    let _ = tx
+        .send(ProcessEvent::Exit(status.unwrap_or(Exit::NoStatus)))
+        .await;
+}
+
+fn sig_name(sig: &russh::Sig) -> String {
+    use russh::Sig;
+    match sig {
+        Sig::ABRT => "ABRT".into(),
+        Sig::ALRM => "ALRM".into(),
+        Sig::FPE => "FPE".into(),
+        Sig::HUP => "HUP".into(),
+        Sig::ILL => "ILL".into(),
+        Sig::INT => "INT".into(),
+        Sig::KILL => "KILL".into(),
+        Sig::PIPE => "PIPE".into(),
+        Sig::QUIT => "QUIT".into(),
+        Sig::SEGV => "SEGV".into(),
+        Sig::TERM => "TERM".into(),
+        Sig::USR1 => "USR1".into(),
+        Sig::Custom(s) => s.trim_start_matches("SIG").to_string(),
+    }
+}
