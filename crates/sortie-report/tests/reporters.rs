@@ -290,3 +290,49 @@ fn the_built_reporter_can_move_to_the_runner_task() {
     let (cfg, _, _) = captured(Mode::Line);
     is_send(&cfg.build().unwrap());
 }
+
+#[test]
+fn an_interrupted_run_says_why_and_how_each_host_ended() {
+    use sortie_events::{Counts, Outcome};
+    use std::time::Duration;
+    let fin = |h: &str, job: u64, outcome: Outcome| Event::JobFinished {
+        host: h.into(),
+        job,
+        outcome,
+        elapsed: Duration::from_secs(61),
+    };
+    let mut events = vec![Event::RunStarted {
+        hosts: 5,
+        jobs: 5,
+        command: "./soak.sh".into(),
+    }];
+    events.extend([
+        fin("web01", 1, Outcome::Ok),
+        fin(
+            "web02",
+            2,
+            Outcome::Signaled {
+                signal: "SEGV".into(),
+                core_dumped: true,
+            },
+        ),
+        fin("web03", 3, Outcome::TimedOut),
+        Event::RunCancelling {
+            reason: "interrupted (Ctrl-C)".into(),
+        },
+        fin("web04", 4, Outcome::Interrupted),
+        fin("web05", 5, Outcome::Interrupted),
+        Event::RunFinished {
+            counts: Counts {
+                done: 1,
+                failed: 4,
+                ..Counts::default()
+            },
+            elapsed: Duration::from_secs(62),
+            interrupted: true,
+        },
+    ]);
+    let (cfg, _, err) = captured(Mode::Json);
+    replay(&mut cfg.build().unwrap(), &events);
+    insta::assert_snapshot!("summary_interrupted", err.contents());
+}
