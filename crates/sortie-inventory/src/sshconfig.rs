@@ -1,0 +1,1504 @@
+//! OpenSSH client configuration (`ssh_config`), resolved the way `ssh -G` does.
+//!
+//! Owns reading `~/.ssh/config` then `/etc/ssh/ssh_config` (or only the `-F` file), following
+//! `Include`, and computing the settings sortie needs for one host. It does not know about
+//! inventories or host expressions: callers pre-set values (command line, inventory) in
+//! [`SshOptions`] exactly like `ssh -o` does, then [`SshConfig::apply`] fills what is still unset,
+//! and [`SshOptions::finish`] applies OpenSSH's built-in defaults and expansions.
+//!
+//! Semantics follow OpenSSH 9.x (`man ssh_config`, `readconf.c`), checked against `ssh -G`:
+//!
+//! * keywords are case-insensitive; `Key value`, `Key=value`, `Key = value`; arguments may be
+//!   quoted (`"..."`, `'...'`) with `\` escapes; `#` at the start of a word ends the line;
+//! * the first value obtained wins, except `IdentityFile`, whose lines accumulate (duplicates
+//!   dropped). `UserKnownHostsFile`/`GlobalKnownHostsFile` take several files on ONE line; the
+//!   first line wins. `ConnectTimeout none` leaves the option unset, so a later line can set it;
+//! * `Host` patterns use `*` and `?`, `!pattern` negates (a negated match deactivates the
+//!   block), and are matched case-sensitively against the host as given;
+//! * `Match all|host|originalhost|user|localuser` with `!` negation and comma pattern lists.
+//!   `Match host` tests the `HostName` known at that point (with `%h` expanded), lower-cased.
+//!   Other criteria (`exec`, `canonical`, `final`, `localnetwork`, `tagged`, ...) are refused
+//!   with an error naming file:line:column, unless a supported criterion on the same line is
+//!   already false (then the line cannot match whatever they say, as in OpenSSH, where all
+//!   criteria must hold). `final` is always refused because it makes OpenSSH re-read the whole
+//!   configuration. `CanonicalizeHostname yes|always` is refused for the same reason;
+//! * `Include` takes globs; relative paths are relative to `~/.ssh` in user files (including the
+//!   `-F` file) and to the system config directory in the system file; an `Include` inside a
+//!   `Host`/`Match` block only applies while that block is active; nesting is limited to 16;
+//! * files included, and `~/.ssh/config`, must not be writable by others (OpenSSH refuses them);
+//! * unknown keywords are ignored silently (OpenSSH would refuse truly unknown ones, but many
+//!   valid ones are irrelevant to sortie); values of the keywords below are validated even in
+//!   inactive blocks, as OpenSSH does.
+//!
+//! Keywords used: HostName (`%h`, `%%`), User, Port, IdentityFile, IdentitiesOnly, ProxyJump,
+//! ProxyCommand, UserKnownHostsFile, GlobalKnownHostsFile, StrictHostKeyChecking,
+//! ConnectTimeout, ServerAliveInterval, ServerAliveCountMax, HostKeyAlias, HashKnownHosts,
+//! CanonicalizeHostname, Host, Match, Include.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::env::{home_of, LocalEnv};
+use crate::error::{InventoryError, Origin, ParseError};
+
+/// Deepest `Include` nesting, as OpenSSH's `READCONF_MAX_DEPTH`.
+pub const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// OpenSSH's default identity files, in the order `ssh -G` lists them.
+pub const DEFAULT_IDENTITY_FILES: [&str; 7] = [
+    "~/.ssh/id_rsa",
+    "~/.ssh/id_ecdsa",
+    "~/.ssh/id_ecdsa_sk",
+    "~/.ssh/id_ed25519",
+    "~/.ssh/id_ed25519_sk",
+    "~/.ssh/id_xmss",
+    "~/.ssh/id_dsa",
+];
+
+/// OpenSSH's default user known-hosts files.
+pub const DEFAULT_USER_KNOWN_HOSTS: [&str; 2] = ["~/.ssh/known_hosts", "~/.ssh/known_hosts2"];
+
+/// OpenSSH's default global known-hosts files.
+pub const DEFAULT_GLOBAL_KNOWN_HOSTS: [&str; 2] =
+    ["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"];
+
+/// How unknown host keys are handled (`StrictHostKeyChecking`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StrictHostKeyChecking {
+    /// `yes`/`true`: only keys already in known_hosts are accepted.
+    Yes,
+    /// `accept-new`: unknown hosts are recorded (trust on first use); changed keys refused.
+    AcceptNew,
+    /// `no`/`off`/`false`: unknown keys accepted and recorded; changed keys still refused by
+    /// sortie.
+    No,
+    /// `ask` (OpenSSH's default): sortie cannot ask, so it treats this as [`Self::Yes`].
+    Ask,
+}
+
+impl StrictHostKeyChecking {
+    /// Parses an ssh_config value (case-insensitive), as OpenSSH accepts it.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "yes" | "true" => Some(Self::Yes),
+            "no" | "false" | "off" => Some(Self::No),
+            "ask" => Some(Self::Ask),
+            "accept-new" => Some(Self::AcceptNew),
+            _ => None,
+        }
+    }
+
+    /// The spelling `ssh -G` prints.
+    pub fn ssh_g(self) -> &'static str {
+        match self {
+            Self::Yes => "true",
+            Self::No => "false",
+            Self::Ask => "ask",
+            Self::AcceptNew => "accept-new",
+        }
+    }
+}
+
+/// One ProxyJump hop: `[user@]host[:port]` (or `ssh://[user@]host[:port]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JumpHost {
+    /// User for this hop, when written.
+    pub user: Option<String>,
+    /// Host of this hop (IPv6 without brackets). Resolve it through ssh_config like any host.
+    pub host: String,
+    /// Port of this hop, when written.
+    pub port: Option<u16>,
+}
+
+impl std::fmt::Display for JumpHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(u) = &self.user {
+            write!(f, "{u}@")?;
+        }
+        if self.host.contains(':') {
+            write!(f, "[{}]", self.host)?;
+        } else {
+            f.write_str(&self.host)?;
+        }
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses a ProxyJump value: `none` (gives an empty list) or comma-separated hops.
+pub fn parse_proxy_jump(s: &str) -> Result<Vec<JumpHost>, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    s.split(',').map(parse_jump_host).collect()
+}
+
+fn parse_jump_host(s: &str) -> Result<JumpHost, String> {
+    let bad = || format!("invalid ProxyJump hop `{s}`: expected [user@]host[:port]");
+    let body = match s.get(..6) {
+        Some(p) if p.eq_ignore_ascii_case("ssh://") => {
+            let rest = &s[6..];
+            rest.strip_suffix('/').unwrap_or(rest)
+        }
+        _ => s,
+    };
+    let (user, hp) = match body.rfind('@') {
+        Some(0) => return Err(bad()),
+        Some(i) => (Some(body[..i].to_string()), &body[i + 1..]),
+        None => (None, body),
+    };
+    let (host, port) = if let Some(rest) = hp.strip_prefix('[') {
+        let close = rest.find(']').ok_or_else(bad)?;
+        let after = &rest[close + 1..];
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or_else(bad)?),
+        };
+        (&rest[..close], port)
+    } else {
+        match hp.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hp, None),
+        }
+    };
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Err(bad());
+    }
+    let port = match port {
+        None | Some("") => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => return Err(bad()),
+        },
+    };
+    Ok(JumpHost {
+        user,
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// A value together with where it was set (for error messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sourced<T> {
+    /// The value.
+    pub value: T,
+    /// Where it was written: `FILE:LINE:COL`, or an option name.
+    pub origin: String,
+}
+
+impl<T> Sourced<T> {
+    /// A value set from `origin`.
+    pub fn new(value: T, origin: impl Into<String>) -> Self {
+        Sourced {
+            value,
+            origin: origin.into(),
+        }
+    }
+}
+
+/// Options being collected for one host, before defaults. `None` = not set yet; the first
+/// value set wins. Pre-set fields the way `ssh -o` would (command line, then inventory) before
+/// calling [`SshConfig::apply`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SshOptions {
+    /// `HostName`, unexpanded (`%h` allowed).
+    pub hostname: Option<Sourced<String>>,
+    /// `User`.
+    pub user: Option<String>,
+    /// `Port`.
+    pub port: Option<u16>,
+    /// `IdentityFile` entries in order, unexpanded; they accumulate.
+    pub identity_files: Vec<Sourced<String>>,
+    /// `IdentitiesOnly`.
+    pub identities_only: Option<bool>,
+    /// `ProxyJump`; `Some(vec![])` is `none`.
+    pub proxy_jump: Option<Vec<JumpHost>>,
+    /// `ProxyCommand` as written (`none` included).
+    pub proxy_command: Option<String>,
+    /// `UserKnownHostsFile` list, unexpanded (`["none"]` for none).
+    pub user_known_hosts_files: Option<Sourced<Vec<String>>>,
+    /// `GlobalKnownHostsFile` list (`["none"]` for none).
+    pub global_known_hosts_files: Option<Vec<String>>,
+    /// `StrictHostKeyChecking`.
+    pub strict_host_key_checking: Option<StrictHostKeyChecking>,
+    /// `ConnectTimeout` in seconds.
+    pub connect_timeout: Option<u64>,
+    /// `ServerAliveInterval` in seconds.
+    pub server_alive_interval: Option<u64>,
+    /// `ServerAliveCountMax`.
+    pub server_alive_count_max: Option<u32>,
+    /// `HostKeyAlias`.
+    pub host_key_alias: Option<String>,
+    /// `HashKnownHosts`.
+    pub hash_known_hosts: Option<bool>,
+    /// `CanonicalizeHostname` when it asks for canonicalisation (refused by `finish`).
+    canonicalize: Option<Option<String>>,
+}
+
+/// The effective OpenSSH settings of one host, after defaults and expansions (what `ssh -G`
+/// prints, with file names expanded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effective {
+    /// Host name to connect to (`%h` expanded, lower-cased unless it is an IP address).
+    pub hostname: String,
+    /// Remote user (default: the local user).
+    pub user: String,
+    /// Port (default 22).
+    pub port: u16,
+    /// Identity files, `~`, `%`-tokens and `${VAR}` expanded; `none` entries dropped.
+    pub identity_files: Vec<PathBuf>,
+    /// `IdentitiesOnly` (default false).
+    pub identities_only: bool,
+    /// Jump hops in order; empty = none.
+    pub proxy_jump: Vec<JumpHost>,
+    /// `ProxyCommand` when one applies (never `none`); sortie's transport must honour or refuse it.
+    pub proxy_command: Option<String>,
+    /// User known-hosts files, expanded; empty for `none`.
+    pub user_known_hosts_files: Vec<PathBuf>,
+    /// Global known-hosts files as written (OpenSSH does not expand them); empty for `none`.
+    pub global_known_hosts_files: Vec<PathBuf>,
+    /// `StrictHostKeyChecking` (default `ask`).
+    pub strict_host_key_checking: StrictHostKeyChecking,
+    /// `ConnectTimeout`; `None` = not set (`ssh -G` prints `none`).
+    pub connect_timeout: Option<Duration>,
+    /// `ServerAliveInterval`; `None` = not set (`ssh -G` prints 0).
+    pub server_alive_interval: Option<Duration>,
+    /// `ServerAliveCountMax` (default 3).
+    pub server_alive_count_max: u32,
+    /// `HostKeyAlias`: the name to look up in known_hosts instead of the host name.
+    pub host_key_alias: Option<String>,
+    /// `HashKnownHosts` (default false).
+    pub hash_known_hosts: bool,
+}
+
+#[derive(Debug)]
+struct SourceFile {
+    path: PathBuf,
+    text: String,
+}
+
+#[derive(Debug, Clone)]
+struct Pos {
+    file: Arc<SourceFile>,
+    offset: usize,
+    len: usize,
+}
+
+impl Pos {
+    fn error(&self, message: impl Into<String>, help: Option<String>) -> ParseError {
+        ParseError::new(
+            Origin::File(self.file.path.clone()),
+            &self.file.text,
+            self.offset,
+            self.len,
+            message,
+            help,
+        )
+    }
+    fn origin(&self) -> String {
+        let e = self.error("", None);
+        format!("{}:{}:{}", self.file.path.display(), e.line, e.column)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Criterion {
+    All,
+    Host(String),
+    OriginalHost(String),
+    User(String),
+    LocalUser(String),
+    Unsupported(String),
+}
+
+#[derive(Debug, Clone)]
+struct Crit {
+    negate: bool,
+    kind: Criterion,
+    pos: Pos,
+}
+
+#[derive(Debug, Clone)]
+enum Setting {
+    Host(Vec<(bool, String)>),
+    Match(Vec<Crit>),
+    Include(Vec<Vec<Entry>>),
+    HostName(String),
+    User(String),
+    Port(u16),
+    IdentityFile(String),
+    IdentitiesOnly(bool),
+    ProxyJump(Vec<JumpHost>),
+    ProxyCommand(String),
+    UserKnownHosts(Vec<String>),
+    GlobalKnownHosts(Vec<String>),
+    Strict(StrictHostKeyChecking),
+    ConnectTimeout(Option<u64>),
+    ServerAliveInterval(Option<u64>),
+    ServerAliveCountMax(u32),
+    HostKeyAlias(String),
+    HashKnownHosts(bool),
+    Canonicalize(Option<String>),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    setting: Setting,
+    pos: Pos,
+}
+
+/// A parsed ssh_config: one or more files with their includes, ready to be applied to hosts.
+#[derive(Debug, Clone, Default)]
+pub struct SshConfig {
+    entries: Vec<Vec<Entry>>,
+}
+
+/// Parses one ssh_config text. `Include` lines are checked but not followed (use
+/// [`SshConfig::load`] for that), so this never touches the file system; errors name
+/// `origin_path:LINE:COL`.
+pub fn parse_str(text: &str, origin_path: &Path) -> Result<SshConfig, ParseError> {
+    let file = Arc::new(SourceFile {
+        path: origin_path.to_path_buf(),
+        text: text.to_string(),
+    });
+    let entries = parse_file(&file, &mut |_, _| Ok(Vec::new())).map_err(|e| match e {
+        LoadError::Parse(p) => *p,
+        LoadError::Other(_) => unreachable_parse(),
+    })?;
+    Ok(SshConfig {
+        entries: vec![entries],
+    })
+}
+
+fn unreachable_parse() -> ParseError {
+    ParseError::new(
+        Origin::Other("ssh_config".into()),
+        "",
+        0,
+        0,
+        "internal error: include loader failed without file access",
+        None,
+    )
+}
+
+enum LoadError {
+    Parse(Box<ParseError>),
+    Other(InventoryError),
+}
+
+impl From<LoadError> for InventoryError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Parse(p) => InventoryError::Parse(p),
+            LoadError::Other(o) => o,
+        }
+    }
+}
+
+impl From<ParseError> for LoadError {
+    fn from(e: ParseError) -> Self {
+        LoadError::Parse(Box::new(e))
+    }
+}
+
+impl SshConfig {
+    /// A configuration with no files (like `ssh -F none`).
+    pub fn empty() -> SshConfig {
+        SshConfig::default()
+    }
+
+    /// Loads the files OpenSSH would read: only `explicit` when given (`-F`; `none` reads
+    /// nothing), else `~/.ssh/config` (when it exists) then `env.system_ssh_config` (when it
+    /// exists).
+    pub fn load(explicit: Option<&Path>, env: &LocalEnv) -> Result<SshConfig, InventoryError> {
+        let mut cfg = SshConfig::default();
+        match explicit {
+            Some(p) if p == Path::new("none") => {}
+            Some(p) => {
+                let p = expand_tilde(&p.to_string_lossy(), env);
+                cfg.entries.push(load_file(&p, true, false, env, 0)?);
+            }
+            None => {
+                let user = env.home.join(".ssh/config");
+                if user.exists() {
+                    cfg.entries.push(load_file(&user, true, true, env, 0)?);
+                }
+                if env.system_ssh_config.exists() {
+                    cfg.entries
+                        .push(load_file(&env.system_ssh_config, false, false, env, 0)?);
+                }
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Applies the configuration for `host_arg` (the host as given, which `Host` patterns are
+    /// matched against) to `opts`, setting only what is still unset.
+    pub fn apply(
+        &self,
+        host_arg: &str,
+        opts: &mut SshOptions,
+        env: &LocalEnv,
+    ) -> Result<(), InventoryError> {
+        for file in &self.entries {
+            let mut active = true;
+            eval(file, &mut active, false, host_arg, opts, env)?;
+        }
+        Ok(())
+    }
+}
+
+fn load_file(
+    path: &Path,
+    user_conf: bool,
+    check_perm: bool,
+    env: &LocalEnv,
+    depth: usize,
+) -> Result<Vec<Entry>, InventoryError> {
+    let io = |source| InventoryError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if check_perm {
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::metadata(path).map_err(io)?;
+        if (md.uid() != 0 && md.uid() != env.uid) || md.mode() & 0o022 != 0 {
+            return Err(InventoryError::BadPermissions {
+                path: path.to_path_buf(),
+            });
+        }
+    }
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    let file = Arc::new(SourceFile {
+        path: path.to_path_buf(),
+        text,
+    });
+    let sys_dir = env
+        .system_ssh_config
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/etc/ssh"));
+    let mut loader = |pattern: &str, pos: &Pos| -> Result<Vec<Vec<Entry>>, LoadError> {
+        if depth + 1 > MAX_INCLUDE_DEPTH {
+            return Err(pos
+                .error(
+                    format!("Include nested too deeply (more than {MAX_INCLUDE_DEPTH} levels)"),
+                    Some("check for an Include cycle".into()),
+                )
+                .into());
+        }
+        let full = if pattern.starts_with('~') {
+            expand_tilde(pattern, env)
+        } else if pattern.starts_with('/') {
+            PathBuf::from(pattern)
+        } else if user_conf {
+            env.home.join(".ssh").join(pattern)
+        } else {
+            sys_dir.join(pattern)
+        };
+        let paths = glob::glob(&full.to_string_lossy())
+            .map_err(|e| LoadError::from(pos.error(format!("bad Include pattern: {e}"), None)))?;
+        let mut out = Vec::new();
+        for p in paths.flatten() {
+            out.push(load_file(&p, user_conf, true, env, depth + 1).map_err(LoadError::Other)?);
+        }
+        Ok(out)
+    };
+    Ok(parse_file(&file, &mut loader)?)
+}
+
+type Loader<'a> = dyn FnMut(&str, &Pos) -> Result<Vec<Vec<Entry>>, LoadError> + 'a;
+
+struct Arg {
+    text: String,
+    offset: usize,
+    len: usize,
+}
+
+fn parse_file(file: &Arc<SourceFile>, loader: &mut Loader<'_>) -> Result<Vec<Entry>, LoadError> {
+    let mut entries = Vec::new();
+    let mut line_start = 0;
+    let text = &file.text;
+    for raw_line in text.split_inclusive('\n') {
+        let base = line_start;
+        line_start += raw_line.len();
+        let line = raw_line.trim_end_matches([' ', '\t', '\r', '\n', '\x0c']);
+        let lead = line.len() - line.trim_start_matches([' ', '\t']).len();
+        let body = &line[lead..];
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let kw_len = body.find([' ', '\t', '=', '"']).unwrap_or(body.len());
+        let kw_pos = Pos {
+            file: file.clone(),
+            offset: base + lead,
+            len: kw_len.max(1),
+        };
+        if kw_len == 0 {
+            return Err(kw_pos
+                .error(
+                    "expected a keyword",
+                    Some("lines look like `Keyword value`".into()),
+                )
+                .into());
+        }
+        let keyword = body[..kw_len].to_ascii_lowercase();
+        let mut rest_off = kw_len;
+        let after = &body[kw_len..];
+        let ws = after.len() - after.trim_start_matches([' ', '\t']).len();
+        rest_off += ws;
+        if body[rest_off..].starts_with('=') {
+            rest_off += 1;
+            let a = &body[rest_off..];
+            rest_off += a.len() - a.trim_start_matches([' ', '\t']).len();
+        }
+        let rest = &body[rest_off..];
+        if rest.is_empty() {
+            return Err(kw_pos
+                .error(
+                    format!("no argument after keyword \"{keyword}\""),
+                    Some("give the keyword a value".into()),
+                )
+                .into());
+        }
+        let rest_base = base + lead + rest_off;
+        let args = split_args(rest, rest_base).map_err(|off| {
+            Pos {
+                file: file.clone(),
+                offset: off,
+                len: 1,
+            }
+            .error(
+                "invalid quotes: no closing quote",
+                Some("close the quote or escape it with \\".into()),
+            )
+        })?;
+        let setting = parse_setting(&keyword, &args, rest, &kw_pos, file, loader)?;
+        if let Some(setting) = setting {
+            entries.push(Entry {
+                setting,
+                pos: kw_pos,
+            });
+        }
+    }
+    Ok(entries)
+}
+
+/// OpenSSH's `argv_split` with comment termination: whitespace-separated words, `"`/`'`
+/// quoting, `\` escapes for quotes, backslash and space. Returns the offset of an unclosed quote.
+fn split_args(s: &str, base: usize) -> Result<Vec<Arg>, usize> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b' ' || b[i] == b'\t' {
+            i += 1;
+            continue;
+        }
+        if b[i] == b'#' {
+            break;
+        }
+        let start = i;
+        let mut quote: Option<(u8, usize)> = None;
+        let mut word: Vec<u8> = Vec::new();
+        while i < b.len() {
+            let c = b[i];
+            if c == b'\\' && i + 1 < b.len() {
+                let n = b[i + 1];
+                if n == b'\'' || n == b'"' || n == b'\\' || (quote.is_none() && n == b' ') {
+                    word.push(n);
+                    i += 2;
+                    continue;
+                }
+                word.push(c);
+                i += 1;
+            } else if quote.is_none() && (c == b' ' || c == b'\t') {
+                break;
+            } else if quote.is_none() && (c == b'"' || c == b'\'') {
+                quote = Some((c, i));
+                i += 1;
+            } else if quote.is_some_and(|(q, _)| q == c) {
+                quote = None;
+                i += 1;
+            } else {
+                word.push(c);
+                i += 1;
+            }
+        }
+        if let Some((_, at)) = quote {
+            return Err(base + at);
+        }
+        out.push(Arg {
+            text: String::from_utf8_lossy(&word).into_owned(),
+            offset: base + start,
+            len: i - start,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_setting(
+    keyword: &str,
+    args: &[Arg],
+    rest: &str,
+    kw_pos: &Pos,
+    file: &Arc<SourceFile>,
+    loader: &mut Loader<'_>,
+) -> Result<Option<Setting>, LoadError> {
+    let at = |a: &Arg| Pos {
+        file: file.clone(),
+        offset: a.offset,
+        len: a.len.max(1),
+    };
+    let missing = || -> LoadError {
+        kw_pos
+            .error(
+                format!("missing argument for \"{keyword}\""),
+                Some("give the keyword a value".into()),
+            )
+            .into()
+    };
+    // Single-argument keywords: exactly one word, like OpenSSH's "extra arguments" check.
+    let one = || -> Result<&Arg, LoadError> {
+        match args {
+            [] => Err(missing()),
+            [a] => Ok(a),
+            [_, extra, ..] => Err(at(extra)
+                .error(
+                    format!("keyword {keyword} extra arguments at end of line"),
+                    Some("quote the value if it contains spaces".into()),
+                )
+                .into()),
+        }
+    };
+    let flag = |a: &Arg| -> Result<bool, LoadError> {
+        match a.text.to_ascii_lowercase().as_str() {
+            "yes" | "true" => Ok(true),
+            "no" | "false" => Ok(false),
+            _ => Err(at(a)
+                .error(
+                    format!("unsupported value \"{}\" for {keyword}", a.text),
+                    Some("use yes or no".into()),
+                )
+                .into()),
+        }
+    };
+    let time = |a: &Arg, allow_none: bool| -> Result<Option<u64>, LoadError> {
+        if allow_none && a.text == "none" {
+            return Ok(None);
+        }
+        parse_time(&a.text).map(Some).ok_or_else(|| {
+            at(a)
+                .error(
+                    format!("invalid time value \"{}\" for {keyword}", a.text),
+                    Some("use seconds or a time like 30s, 5m, 1h30m".into()),
+                )
+                .into()
+        })
+    };
+    let list = |max: usize| -> Result<Vec<String>, LoadError> {
+        let v: Vec<String> = args.iter().map(|a| a.text.clone()).collect();
+        if v.is_empty() {
+            return Err(missing());
+        }
+        for (i, a) in args.iter().enumerate() {
+            if a.text.is_empty() {
+                return Err(at(a)
+                    .error(format!("empty argument for {keyword}"), None)
+                    .into());
+            }
+            if a.text.eq_ignore_ascii_case("none") && (i > 0 || args.len() > 1) {
+                return Err(at(a)
+                    .error(
+                        format!("keyword {keyword} \"none\" argument must appear alone"),
+                        None,
+                    )
+                    .into());
+            }
+        }
+        if v.len() > max {
+            return Err(kw_pos
+                .error(format!("too many {keyword} entries"), None)
+                .into());
+        }
+        Ok(v)
+    };
+    let s = match keyword {
+        "host" => {
+            let mut pats = Vec::new();
+            for a in args {
+                if a.text.is_empty() || a.text == "!" {
+                    return Err(at(a).error("empty host pattern", None).into());
+                }
+                match a.text.strip_prefix('!') {
+                    Some(p) => pats.push((true, p.to_string())),
+                    None => pats.push((false, a.text.clone())),
+                }
+            }
+            if pats.is_empty() {
+                return Err(missing());
+            }
+            Setting::Host(pats)
+        }
+        "match" => Setting::Match(parse_match(args, kw_pos, &at)?),
+        "include" => {
+            let mut files = Vec::new();
+            for a in args {
+                files.extend(loader(&a.text, &at(a))?);
+            }
+            if args.is_empty() {
+                return Err(missing());
+            }
+            Setting::Include(files)
+        }
+        "hostname" => Setting::HostName(one()?.text.clone()),
+        "user" => Setting::User(one()?.text.clone()),
+        "hostkeyalias" => Setting::HostKeyAlias(one()?.text.clone()),
+        "port" => {
+            let a = one()?;
+            match a.text.parse::<u16>() {
+                Ok(p) if p > 0 => Setting::Port(p),
+                _ => {
+                    return Err(at(a)
+                        .error(
+                            format!("Bad port '{}'", a.text),
+                            Some("a port is a number from 1 to 65535".into()),
+                        )
+                        .into())
+                }
+            }
+        }
+        "identityfile" => Setting::IdentityFile(one()?.text.clone()),
+        "identitiesonly" => Setting::IdentitiesOnly(flag(one()?)?),
+        "hashknownhosts" => Setting::HashKnownHosts(flag(one()?)?),
+        "proxyjump" => {
+            let a = one()?;
+            let hops = parse_proxy_jump(&a.text).map_err(|m| {
+                LoadError::from(at(a).error(
+                    format!("Invalid ProxyJump \"{}\": {m}", a.text),
+                    Some("write hops as [user@]host[:port], comma-separated, or none".into()),
+                ))
+            })?;
+            Setting::ProxyJump(hops)
+        }
+        "proxycommand" => Setting::ProxyCommand(rest.to_string()),
+        "userknownhostsfile" => Setting::UserKnownHosts(list(16)?),
+        "globalknownhostsfile" => Setting::GlobalKnownHosts(list(16)?),
+        "stricthostkeychecking" => {
+            let a = one()?;
+            Setting::Strict(StrictHostKeyChecking::parse(&a.text).ok_or_else(|| {
+                LoadError::from(at(a).error(
+                    format!("unsupported StrictHostKeyChecking value \"{}\"", a.text),
+                    Some("use yes, no, ask, accept-new or off".into()),
+                ))
+            })?)
+        }
+        "connecttimeout" => Setting::ConnectTimeout(time(one()?, true)?),
+        "serveraliveinterval" => Setting::ServerAliveInterval(time(one()?, true)?),
+        "serveralivecountmax" => {
+            let a = one()?;
+            match a.text.parse::<u32>() {
+                Ok(n) if n <= i32::MAX as u32 => Setting::ServerAliveCountMax(n),
+                _ => {
+                    return Err(at(a)
+                        .error(format!("integer value \"{}\" is invalid", a.text), None)
+                        .into())
+                }
+            }
+        }
+        "canonicalizehostname" => {
+            let a = one()?;
+            match a.text.to_ascii_lowercase().as_str() {
+                "no" | "false" | "none" => Setting::Canonicalize(None),
+                "yes" | "true" | "always" => Setting::Canonicalize(Some(a.text.clone())),
+                _ => {
+                    return Err(at(a)
+                        .error(
+                            format!("unsupported CanonicalizeHostname value \"{}\"", a.text),
+                            None,
+                        )
+                        .into())
+                }
+            }
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(s))
+}
+
+fn parse_match(
+    args: &[Arg],
+    kw_pos: &Pos,
+    at: &dyn Fn(&Arg) -> Pos,
+) -> Result<Vec<Crit>, LoadError> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut attributes = 0;
+    while i < args.len() {
+        let a = &args[i];
+        i += 1;
+        let (negate, name) = match a.text.strip_prefix('!') {
+            Some(n) => (true, n),
+            None => (false, a.text.as_str()),
+        };
+        let name_l = name.to_ascii_lowercase();
+        if name_l == "all" {
+            if attributes > 1 || i < args.len() {
+                return Err(at(a)
+                    .error(
+                        format!(
+                            "'{}' cannot be combined with other Match attributes",
+                            a.text
+                        ),
+                        None,
+                    )
+                    .into());
+            }
+            out.push(Crit {
+                negate,
+                kind: Criterion::All,
+                pos: at(a),
+            });
+            continue;
+        }
+        attributes += 1;
+        if name_l == "canonical" || name_l == "final" {
+            out.push(Crit {
+                negate,
+                kind: Criterion::Unsupported(name_l),
+                pos: at(a),
+            });
+            continue;
+        }
+        let Some(value) = args.get(i) else {
+            return Err(at(a)
+                .error(format!("Missing Match criteria for {name}"), None)
+                .into());
+        };
+        i += 1;
+        let v = value.text.clone();
+        let kind = match name_l.as_str() {
+            "host" => Criterion::Host(v),
+            "originalhost" => Criterion::OriginalHost(v),
+            "user" => Criterion::User(v),
+            "localuser" => Criterion::LocalUser(v),
+            "exec" | "localnetwork" | "tagged" | "canonical" | "final" => {
+                Criterion::Unsupported(name_l.clone())
+            }
+            _ => {
+                return Err(at(a)
+                    .error(
+                        format!("unsupported Match attribute `{name}`"),
+                        Some("OpenSSH knows all, host, originalhost, user, localuser, exec, canonical, final, localnetwork, tagged".into()),
+                    )
+                    .into())
+            }
+        };
+        out.push(Crit {
+            negate,
+            kind,
+            pos: at(a),
+        });
+    }
+    if out.is_empty() {
+        return Err(kw_pos
+            .error("One or more attributes required for Match", None)
+            .into());
+    }
+    Ok(out)
+}
+
+/// OpenSSH `convtime`: `90`, `1m30s`, `2h`, units s m h d w (either case).
+fn parse_time(s: &str) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let mult = match c {
+            's' | 'S' => 1,
+            'm' | 'M' => 60,
+            'h' | 'H' => 3600,
+            'd' | 'D' => 86400,
+            'w' | 'W' => 604800,
+            _ => return None,
+        };
+        if num.is_empty() {
+            return None;
+        }
+        total = total.checked_add(num.parse::<u64>().ok()?.checked_mul(mult)?)?;
+        num.clear();
+    }
+    if !num.is_empty() {
+        total = total.checked_add(num.parse().ok()?)?;
+    }
+    (total <= i32::MAX as u64).then_some(total)
+}
+
+fn eval(
+    entries: &[Entry],
+    active: &mut bool,
+    never_match: bool,
+    host_arg: &str,
+    o: &mut SshOptions,
+    env: &LocalEnv,
+) -> Result<(), InventoryError> {
+    for e in entries {
+        match &e.setting {
+            Setting::Host(pats) => {
+                *active = !never_match && host_matches(host_arg, pats);
+            }
+            Setting::Match(crits) => {
+                let r = eval_match(crits, host_arg, o, env, never_match)?;
+                *active = !never_match && r;
+            }
+            Setting::Include(files) => {
+                let outer = *active;
+                for f in files {
+                    eval(f, active, never_match || !outer, host_arg, o, env)?;
+                    *active = outer;
+                }
+            }
+            _ if !*active => {}
+            s => apply_setting(s, &e.pos, o),
+        }
+    }
+    Ok(())
+}
+
+fn apply_setting(s: &Setting, pos: &Pos, o: &mut SshOptions) {
+    fn set<T: Clone>(slot: &mut Option<T>, v: &T) {
+        if slot.is_none() {
+            *slot = Some(v.clone());
+        }
+    }
+    match s {
+        Setting::HostName(v) => {
+            if o.hostname.is_none() {
+                o.hostname = Some(Sourced::new(v.clone(), pos.origin()));
+            }
+        }
+        Setting::User(v) => set(&mut o.user, v),
+        Setting::Port(v) => set(&mut o.port, v),
+        Setting::IdentityFile(v) => {
+            if !o.identity_files.iter().any(|f| &f.value == v) {
+                o.identity_files.push(Sourced::new(v.clone(), pos.origin()));
+            }
+        }
+        Setting::IdentitiesOnly(v) => set(&mut o.identities_only, v),
+        Setting::ProxyJump(hops) => {
+            if o.proxy_command.is_none() && o.proxy_jump.is_none() {
+                o.proxy_jump = Some(hops.clone());
+            }
+        }
+        Setting::ProxyCommand(c) => {
+            if o.proxy_jump.is_none() {
+                set(&mut o.proxy_command, c);
+            }
+        }
+        Setting::UserKnownHosts(v) => {
+            if o.user_known_hosts_files.is_none() {
+                o.user_known_hosts_files = Some(Sourced::new(v.clone(), pos.origin()));
+            }
+        }
+        Setting::GlobalKnownHosts(v) => set(&mut o.global_known_hosts_files, v),
+        Setting::Strict(v) => set(&mut o.strict_host_key_checking, v),
+        Setting::ConnectTimeout(v) => {
+            // `none` means unset, so a later line may still set it (as in OpenSSH).
+            if o.connect_timeout.is_none() {
+                o.connect_timeout = *v;
+            }
+        }
+        Setting::ServerAliveInterval(v) => {
+            if o.server_alive_interval.is_none() {
+                o.server_alive_interval = *v;
+            }
+        }
+        Setting::ServerAliveCountMax(v) => set(&mut o.server_alive_count_max, v),
+        Setting::HostKeyAlias(v) => set(&mut o.host_key_alias, v),
+        Setting::HashKnownHosts(v) => set(&mut o.hash_known_hosts, v),
+        Setting::Canonicalize(v) => {
+            if o.canonicalize.is_none() {
+                o.canonicalize = Some(v.as_ref().map(|t| format!("{t} ({})", pos.origin())));
+            }
+        }
+        Setting::Host(_) | Setting::Match(_) | Setting::Include(_) => {}
+    }
+}
+
+fn host_matches(host: &str, pats: &[(bool, String)]) -> bool {
+    let mut matched = false;
+    for (neg, p) in pats {
+        if glob_match(host.as_bytes(), p.as_bytes()) {
+            if *neg {
+                return false;
+            }
+            matched = true;
+        }
+    }
+    matched
+}
+
+/// OpenSSH `match_pattern`: `*` and `?` wildcards, byte-wise, case-sensitive.
+pub fn glob_match(s: &[u8], p: &[u8]) -> bool {
+    let (mut si, mut pi) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, si));
+            pi += 1;
+        } else if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
+            si += 1;
+            pi += 1;
+        } else if let Some((sp, ss)) = star {
+            pi = sp + 1;
+            si = ss + 1;
+            star = Some((sp, ss + 1));
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// OpenSSH `match_pattern_list`: comma-separated patterns, `!` negates; a negated match wins.
+pub fn match_pattern_list(s: &str, list: &str, lower: bool) -> bool {
+    let mut positive = false;
+    for sub in list.split(',') {
+        let (neg, pat) = match sub.strip_prefix('!') {
+            Some(p) => (true, p),
+            None => (false, sub),
+        };
+        let pat = if lower {
+            pat.to_ascii_lowercase()
+        } else {
+            pat.to_string()
+        };
+        if glob_match(s.as_bytes(), pat.as_bytes()) {
+            if neg {
+                return false;
+            }
+            positive = true;
+        }
+    }
+    positive
+}
+
+fn eval_match(
+    crits: &[Crit],
+    host_arg: &str,
+    o: &SshOptions,
+    env: &LocalEnv,
+    never_match: bool,
+) -> Result<bool, InventoryError> {
+    let mut result = true;
+    let mut unsupported: Vec<&Crit> = Vec::new();
+    for c in crits {
+        let r = match &c.kind {
+            Criterion::All => {
+                if result {
+                    result = !c.negate;
+                }
+                continue;
+            }
+            Criterion::Host(list) => {
+                let host = match &o.hostname {
+                    Some(h) => expand_hostname(&h.value, host_arg).map_err(|m| {
+                        InventoryError::Resolve {
+                            host: host_arg.into(),
+                            origin: h.origin.clone(),
+                            message: m,
+                            help: "HostName only knows %h and %%".into(),
+                        }
+                    })?,
+                    None => host_arg.to_string(),
+                };
+                match_pattern_list(&host.to_ascii_lowercase(), list, true)
+            }
+            Criterion::OriginalHost(list) => {
+                match_pattern_list(&host_arg.to_ascii_lowercase(), list, true)
+            }
+            Criterion::User(list) => {
+                match_pattern_list(o.user.as_deref().unwrap_or(&env.user), list, false)
+            }
+            Criterion::LocalUser(list) => match_pattern_list(&env.user, list, false),
+            Criterion::Unsupported(name) => {
+                if name == "final" {
+                    return Err(c
+                        .pos
+                        .error(
+                            "Match final is not supported by sortie: it makes OpenSSH re-read the whole configuration after canonicalisation",
+                            Some("remove `final` from the Match line, or use -F with a config written for sortie".into()),
+                        )
+                        .into());
+                }
+                unsupported.push(c);
+                continue;
+            }
+        };
+        if r == c.negate {
+            result = false;
+        }
+    }
+    if result && !unsupported.is_empty() && !never_match {
+        let names: Vec<String> = unsupported
+            .iter()
+            .map(|c| match &c.kind {
+                Criterion::Unsupported(n) => n.clone(),
+                _ => String::new(),
+            })
+            .collect();
+        return Err(unsupported[0]
+            .pos
+            .error(
+                format!(
+                    "Match criteria not supported by sortie: {}; supported are all, host, originalhost, user, localuser",
+                    names.join(", ")
+                ),
+                Some("rewrite the block with Host or supported Match criteria, or use -F with a config written for sortie".into()),
+            )
+            .into());
+    }
+    Ok(result)
+}
+
+/// Expands `%h` and `%%` in a HostName.
+fn expand_hostname(v: &str, host_arg: &str) -> Result<String, String> {
+    percent_expand(v, &|c| match c {
+        'h' => Some(host_arg.to_string()),
+        _ => None,
+    })
+}
+
+fn percent_expand(s: &str, token: &dyn Fn(char) -> Option<String>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('%') => out.push('%'),
+            Some(t) => match token(t) {
+                Some(v) => out.push_str(&v),
+                None => return Err(format!("unknown or unsupported %-token `%{t}` in `{s}`")),
+            },
+            None => {
+                return Err(format!(
+                    "`%` at the end of `{s}`; write %% for a percent sign"
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn dollar_expand(s: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unterminated ${{ in `{s}`"))?;
+        let name = &after[..end];
+        let val = std::env::var(name)
+            .map_err(|_| format!("environment variable ${{{name}}} in `{s}` has no value"))?;
+        out.push_str(&val);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `~`, `~/x` and `~user/x` expansion with the password-database home.
+pub fn expand_tilde(s: &str, env: &LocalEnv) -> PathBuf {
+    let Some(rest) = s.strip_prefix('~') else {
+        return PathBuf::from(s);
+    };
+    let (user, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, ""),
+    };
+    let home = if user.is_empty() {
+        Some(env.home.clone())
+    } else {
+        home_of(user)
+    };
+    match home {
+        Some(h) if tail.is_empty() => h,
+        Some(h) => h.join(tail),
+        None => PathBuf::from(s),
+    }
+}
+
+fn is_ip(s: &str) -> bool {
+    s.parse::<std::net::IpAddr>().is_ok()
+}
+
+impl SshOptions {
+    /// Sets `CanonicalizeHostname` as `-o` would (`Some(value)` asks for canonicalisation,
+    /// which [`Self::finish`] refuses).
+    pub fn set_canonicalize(&mut self, v: Option<String>) {
+        if self.canonicalize.is_none() {
+            self.canonicalize = Some(v);
+        }
+    }
+
+    /// Applies OpenSSH's built-in defaults and expansions (as `ssh` does after reading its
+    /// configuration) for `host_arg`.
+    pub fn finish(self, host_arg: &str, env: &LocalEnv) -> Result<Effective, InventoryError> {
+        let fail = |origin: &str, message: String, help: &str| InventoryError::Resolve {
+            host: host_arg.to_string(),
+            origin: origin.to_string(),
+            message,
+            help: help.to_string(),
+        };
+        if let Some(Some(v)) = &self.canonicalize {
+            return Err(fail(
+                v,
+                format!("CanonicalizeHostname {v} is not supported by sortie"),
+                "set CanonicalizeHostname no for the hosts sortie uses",
+            ));
+        }
+        let mut hostname = match &self.hostname {
+            Some(h) => expand_hostname(&h.value, host_arg)
+                .map_err(|m| fail(&h.origin, m, "HostName only knows %h and %%"))?,
+            None => host_arg.to_string(),
+        };
+        if !is_ip(&hostname) {
+            hostname = hostname.to_ascii_lowercase();
+        }
+        let user = self.user.clone().unwrap_or_else(|| env.user.clone());
+        let port = self.port.unwrap_or(22);
+        let short_local = env.hostname.split('.').next().unwrap_or("").to_string();
+        let alias = self
+            .host_key_alias
+            .clone()
+            .unwrap_or_else(|| host_arg.to_string());
+        let token = |c: char| -> Option<String> {
+            Some(match c {
+                'd' => env.home.to_string_lossy().into_owned(),
+                'u' => env.user.clone(),
+                'h' => hostname.clone(),
+                'r' => user.clone(),
+                'n' => host_arg.to_string(),
+                'p' => port.to_string(),
+                'l' => env.hostname.clone(),
+                'L' => short_local.clone(),
+                'i' => env.uid.to_string(),
+                'k' => alias.clone(),
+                _ => return None,
+            })
+        };
+        let expand_file = |raw: &str, origin: &str| -> Result<PathBuf, InventoryError> {
+            let t = expand_tilde(raw, env);
+            let p = percent_expand(&t.to_string_lossy(), &token).map_err(|m| {
+                fail(
+                    origin,
+                    m,
+                    "supported tokens are %d %u %h %r %n %p %l %L %i %k %%",
+                )
+            })?;
+            let p =
+                dollar_expand(&p).map_err(|m| fail(origin, m, "set the variable or remove it"))?;
+            Ok(PathBuf::from(p))
+        };
+        let mut identity_files = Vec::new();
+        if self.identity_files.is_empty() {
+            for f in DEFAULT_IDENTITY_FILES {
+                identity_files.push(expand_file(f, "built-in default")?);
+            }
+        } else {
+            for f in &self.identity_files {
+                if f.value.eq_ignore_ascii_case("none") {
+                    continue;
+                }
+                let p = expand_file(&f.value, &f.origin)?;
+                if !identity_files.contains(&p) {
+                    identity_files.push(p);
+                }
+            }
+        }
+        let user_known_hosts_files = match &self.user_known_hosts_files {
+            None => DEFAULT_USER_KNOWN_HOSTS
+                .iter()
+                .map(|f| expand_file(f, "built-in default"))
+                .collect::<Result<_, _>>()?,
+            Some(v) if v.value.len() == 1 && v.value[0].eq_ignore_ascii_case("none") => Vec::new(),
+            Some(v) => v
+                .value
+                .iter()
+                .map(|f| expand_file(f, &v.origin))
+                .collect::<Result<_, _>>()?,
+        };
+        let global_known_hosts_files = match &self.global_known_hosts_files {
+            None => DEFAULT_GLOBAL_KNOWN_HOSTS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+            Some(v) if v.len() == 1 && v[0].eq_ignore_ascii_case("none") => Vec::new(),
+            Some(v) => v.iter().map(PathBuf::from).collect(),
+        };
+        let proxy_command = self
+            .proxy_command
+            .clone()
+            .filter(|c| !c.eq_ignore_ascii_case("none"));
+        Ok(Effective {
+            hostname,
+            user: user.clone(),
+            port,
+            identity_files,
+            identities_only: self.identities_only.unwrap_or(false),
+            proxy_jump: self.proxy_jump.clone().unwrap_or_default(),
+            proxy_command,
+            user_known_hosts_files,
+            global_known_hosts_files,
+            strict_host_key_checking: self
+                .strict_host_key_checking
+                .unwrap_or(StrictHostKeyChecking::Ask),
+            connect_timeout: self.connect_timeout.map(Duration::from_secs),
+            server_alive_interval: self.server_alive_interval.map(Duration::from_secs),
+            server_alive_count_max: self.server_alive_count_max.unwrap_or(3),
+            host_key_alias: self.host_key_alias.clone(),
+            hash_known_hosts: self.hash_known_hosts.unwrap_or(false),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> LocalEnv {
+        LocalEnv {
+            user: "me".into(),
+            home: "/home/me".into(),
+            uid: 1000,
+            hostname: "box.example".into(),
+            cwd: "/".into(),
+            system_ssh_config: "/nonexistent/ssh_config".into(),
+        }
+    }
+
+    fn resolve(text: &str, host: &str) -> Result<Effective, InventoryError> {
+        let cfg = parse_str(text, Path::new("/cfg")).map_err(InventoryError::from)?;
+        let mut o = SshOptions::default();
+        cfg.apply(host, &mut o, &env())?;
+        o.finish(host, &env())
+    }
+
+    #[test]
+    fn glob_and_lists() {
+        assert!(glob_match(b"web01", b"web*"));
+        assert!(glob_match(b"web01", b"w?b0*1"));
+        assert!(!glob_match(b"web01", b"web"));
+        assert!(glob_match(b"", b"*"));
+        assert!(glob_match(b"abcabd", b"*abd"));
+        assert!(match_pattern_list("a.example", "*.example,!b.*", true));
+        assert!(!match_pattern_list("b.example", "*.example,!b.*", true));
+    }
+
+    #[test]
+    fn first_value_wins_and_identity_files_accumulate() {
+        let e = resolve(
+            "Host web*\n  User=alice\n  IdentityFile ~/k1\nHost *\n  User bob\n  IdentityFile \"/k 2\"\n  Port 2222\n",
+            "web1",
+        )
+        .unwrap();
+        assert_eq!(e.user, "alice");
+        assert_eq!(e.port, 2222);
+        assert_eq!(
+            e.identity_files,
+            [PathBuf::from("/home/me/k1"), PathBuf::from("/k 2")]
+        );
+    }
+
+    #[test]
+    fn tokens_in_identity_files_and_hostname() {
+        let e = resolve(
+            "Host Web1\n  HostName %h.EXAMPLE\n  IdentityFile %d/%u/%h/%r/%n/%p/%%\n",
+            "Web1",
+        )
+        .unwrap();
+        assert_eq!(e.hostname, "web1.example");
+        assert_eq!(
+            e.identity_files,
+            [PathBuf::from("/home/me/me/web1.example/me/Web1/22/%")]
+        );
+        let err = resolve("IdentityFile %C\n", "x").unwrap_err().to_string();
+        assert!(err.contains("%C") && err.contains("/cfg:1:1"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let e = parse_str("Host a\n  Port abc\n", Path::new("/cfg")).unwrap_err();
+        assert_eq!((e.line, e.column), (2, 8));
+        assert_eq!(e.to_string(), "/cfg:2:8: Bad port 'abc'");
+        let e = parse_str("User \"bob\n", Path::new("/cfg")).unwrap_err();
+        assert_eq!((e.line, e.column), (1, 6));
+        let e = parse_str("Port 22 23\n", Path::new("/cfg")).unwrap_err();
+        assert_eq!((e.line, e.column), (1, 9));
+        let e = parse_str("Port\n", Path::new("/cfg")).unwrap_err();
+        assert!(e.message.contains("no argument"));
+        let e = parse_str("Match foo bar\n", Path::new("/cfg")).unwrap_err();
+        assert!(e.message.contains("unsupported Match attribute"));
+        let e = parse_str("Match host\n", Path::new("/cfg")).unwrap_err();
+        assert!(e.message.contains("Missing Match criteria"));
+        let e = parse_str("Match all host x\n", Path::new("/cfg")).unwrap_err();
+        assert!(e.message.contains("cannot be combined"));
+        assert!(parse_str("Frobnicate yes\n", Path::new("/cfg")).is_ok());
+    }
+
+    #[test]
+    fn unsupported_match_is_refused_only_when_it_could_matter() {
+        let err = resolve("Match exec \"true\"\n  User x\n", "h").unwrap_err();
+        assert!(
+            err.to_string().contains("/cfg:1:7") && err.to_string().contains("exec"),
+            "{err}"
+        );
+        // host does not match, so exec cannot change the outcome.
+        let e = resolve("Match host other exec \"true\"\n  User x\n", "h").unwrap();
+        assert_eq!(e.user, "me");
+        let err = resolve("Match host other final\n  User x\n", "h").unwrap_err();
+        assert!(err.to_string().contains("final"));
+        let err = resolve("CanonicalizeHostname yes\n", "h").unwrap_err();
+        assert!(err.to_string().contains("CanonicalizeHostname"), "{err}");
+    }
+
+    #[test]
+    fn proxy_jump_forms() {
+        assert_eq!(parse_proxy_jump("none").unwrap(), []);
+        let hops = parse_proxy_jump("ssh://u@j1:99,u2@[::1]:22,j3").unwrap();
+        assert_eq!(hops.len(), 3);
+        assert_eq!(hops[0].to_string(), "u@j1:99");
+        assert_eq!(hops[1].host, "::1");
+        assert_eq!(hops[1].to_string(), "u2@[::1]:22");
+        assert!(parse_proxy_jump("a,,b").is_err());
+        assert!(parse_proxy_jump("a:0").is_err());
+    }
+
+    #[test]
+    fn time_values() {
+        assert_eq!(parse_time("90"), Some(90));
+        assert_eq!(parse_time("1m30s"), Some(90));
+        assert_eq!(parse_time("1h"), Some(3600));
+        assert_eq!(parse_time("x"), None);
+        assert_eq!(parse_time("m"), None);
+    }
+}
