@@ -11,6 +11,7 @@
 pub mod env;
 pub mod error;
 pub mod hostexpr;
+pub mod inventory;
 pub mod sshconfig;
 
 pub use env::LocalEnv;
