@@ -236,8 +236,9 @@ pub struct SshOptions {
     pub host_key_alias: Option<String>,
     /// `HashKnownHosts`.
     pub hash_known_hosts: Option<bool>,
-    /// `CanonicalizeHostname` when it asks for canonicalisation (refused by `finish`).
-    canonicalize: Option<Option<String>>,
+    /// `CanonicalizeHostname`: `Some(None)` = no; `Some(Some(what))` = canonicalisation was
+    /// asked for (`what` names the value and where), which [`SshOptions::finish`] refuses.
+    pub canonicalize: Option<Option<String>>,
 }
 
 /// The effective OpenSSH settings of one host, after defaults and expansions (what `ssh -G`
@@ -1252,14 +1253,6 @@ fn is_ip(s: &str) -> bool {
 }
 
 impl SshOptions {
-    /// Sets `CanonicalizeHostname` as `-o` would (`Some(value)` asks for canonicalisation,
-    /// which [`Self::finish`] refuses).
-    pub fn set_canonicalize(&mut self, v: Option<String>) {
-        if self.canonicalize.is_none() {
-            self.canonicalize = Some(v);
-        }
-    }
-
     /// Applies OpenSSH's built-in defaults and expansions (as `ssh` does after reading its
     /// configuration) for `host_arg`.
     pub fn finish(self, host_arg: &str, env: &LocalEnv) -> Result<Effective, InventoryError> {
