@@ -1,6 +1,6 @@
 //! sortie-plan: what to run, before anything runs.
 //!
-//! This crate owns the pure, synchronous parts of `sortie run`: reading job sources (CSV files,
+//! This crate owns the pure, synchronous parts of `sortie run` and `sortie launch`: reading job sources (CSV files,
 //! argument files, ranges, literal lists, standard input) into a cartesian product of jobs,
 //! parsing and validating command templates against the available columns, rendering them per
 //! job with shell quoting, and parsing duration/rate options. It performs no network I/O and
@@ -15,6 +15,7 @@
 //! | [`jobs`] | job sources, [`Columns`], the [`JobSet`] product |
 //! | [`template`] | placeholder grammar, validation, rendering, [`shell_quote`] |
 //! | [`units`] | `--timeout 1.5s`, `--rate 5/s` values |
+//! | [`launch`] | `sortie launch` plan files: validation, placement, start schedule, dry run |
 //!
 //! ```
 //! use sortie_plan::{Context, JobSet, JobSource, Template};
@@ -47,11 +48,15 @@
 
 pub mod csv;
 pub mod jobs;
+pub mod launch;
 mod position;
 pub mod template;
 pub mod units;
 
 pub use csv::{CsvError, CsvTable};
 pub use jobs::{Columns, Job, JobSet, JobSource, JobsError};
+pub use launch::{
+    load as load_plan, render_dry_run, HostResolution, Plan, PlanError, PlanSpec, ProcessSpec,
+};
 pub use template::{shell_quote, Context, Template, TemplateError};
 pub use units::{parse_duration, parse_rate, Rate, UnitError};

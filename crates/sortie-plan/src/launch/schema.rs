@@ -1,0 +1,134 @@
+//! The plan file as written: serde structures with spans, before any meaning is checked.
+//!
+//! Owns the TOML shape (field names, types, unknown-key refusal). Every value keeps its byte span
+//! so validation can point at it. Nothing here interprets values; see `validate`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Map of named tables; keys keep their span, file order is recovered by sorting on spans.
+pub(crate) type Named<T> = BTreeMap<Spanned<String>, Spanned<T>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPlan {
+    pub name: Option<Spanned<String>>,
+    pub inventory: Option<Spanned<String>>,
+    #[serde(default)]
+    pub defaults: Option<Spanned<RawConnection>>,
+    #[serde(default)]
+    pub groups: Named<RawGroup>,
+    #[serde(default)]
+    pub data: Named<RawData>,
+    pub roles: Spanned<Named<RawRole>>,
+    #[serde(default)]
+    pub run: Option<Spanned<RawRun>>,
+    #[serde(default)]
+    pub thresholds: Vec<Spanned<RawThreshold>>,
+    #[serde(default)]
+    pub upload: Vec<Spanned<RawTransfer>>,
+    #[serde(default)]
+    pub collect: Vec<Spanned<RawTransfer>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConnection {
+    pub user: Option<Spanned<String>>,
+    pub port: Option<Spanned<u16>>,
+    pub identity_file: Option<Spanned<String>>,
+    pub proxy_jump: Option<Spanned<String>>,
+    pub transport: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGroup {
+    pub hosts: Option<Spanned<String>>,
+    pub command: Option<Spanned<String>>,
+    pub user: Option<Spanned<String>>,
+    pub port: Option<Spanned<u16>>,
+    pub identity_file: Option<Spanned<String>>,
+    pub proxy_jump: Option<Spanned<String>>,
+    pub transport: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawData {
+    pub csv: Option<Spanned<String>>,
+    pub column: Option<Spanned<String>>,
+    pub values: Option<Vec<Spanned<String>>>,
+    pub columns: Option<Vec<Spanned<String>>>,
+    pub rows: Option<Vec<Spanned<Vec<Spanned<String>>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRole {
+    pub hosts: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    pub for_each: Option<Spanned<String>>,
+    pub count: Option<Spanned<u32>>,
+    pub key: Option<Spanned<String>>,
+    pub command: Spanned<String>,
+    #[serde(default)]
+    pub env: Named<String>,
+    #[serde(default)]
+    pub env_from_controller: Vec<Spanned<String>>,
+    pub workdir: Option<Spanned<String>>,
+    #[serde(default)]
+    pub fresh_dir: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub links: Vec<Spanned<String>>,
+    pub slots: Option<Spanned<u32>>,
+    pub rate: Option<Spanned<String>>,
+    pub min_spacing_per_key: Option<Spanned<String>>,
+    pub ready: Option<Spanned<String>>,
+    pub ready_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub fail: Vec<Spanned<String>>,
+    pub stop: Option<Spanned<Vec<Spanned<RawStop>>>>,
+    pub restart: Option<Spanned<String>>,
+    pub max_restarts: Option<Spanned<u32>>,
+    pub after: Option<Spanned<String>>,
+    pub after_mode: Option<Spanned<String>>,
+    #[serde(default)]
+    pub unique_key: Option<Spanned<bool>>,
+    pub max_per_key: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStop {
+    pub signal: Spanned<String>,
+    pub grace: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRun {
+    pub duration: Option<Spanned<String>>,
+    pub run_dir: Option<Spanned<String>>,
+    pub rate: Option<Spanned<String>>,
+    pub max_starting: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawThreshold {
+    pub metric: Spanned<String>,
+    pub role: Option<Spanned<String>>,
+    pub min: Option<Spanned<toml::Value>>,
+    pub max: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTransfer {
+    pub src: Spanned<String>,
+    pub dest: Spanned<String>,
+    pub role: Option<Spanned<String>>,
+}

@@ -1,0 +1,1308 @@
+//! From the raw TOML structures to a checked [`PlanSpec`].
+//!
+//! Owns every rule that can be checked without hosts: field values (durations, rates, signals,
+//! regexes, templates), references (data sets, groups, roles), the dependency graph, the data
+//! constraints (`unique_key`, `max_per_key`, same-key partners) and the process list of each
+//! role in start order. Placement on hosts is `place`'s job.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+use sortie_inventory::hostexpr::{self, HostSpec};
+use sortie_inventory::{InventoryError, Origin};
+use toml::Spanned;
+
+use super::error::{PlanError, Source};
+use super::model::*;
+use super::schema::*;
+use super::PlanSpec;
+use crate::csv::CsvTable;
+use crate::jobs::Columns;
+use crate::template::{Context, PlaceholderKind, Template, TemplateError};
+use crate::units::{parse_duration, parse_rate, Rate, UnitError};
+
+/// Placeholders a plan adds to the data columns in commands and env values.
+pub(crate) const PLAN_PLACEHOLDERS: [&str; 3] = ["instance", "key", "role"];
+
+/// Default readiness timeout.
+const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default stop sequence: TERM, 10 s, then KILL.
+const DEFAULT_STOP: StopStep = StopStep {
+    signal: Signal::Term,
+    grace: Duration::from_secs(10),
+};
+/// Default `max_restarts` with `restart = "on-failure"`.
+const DEFAULT_MAX_RESTARTS: u32 = 3;
+
+/// One process before placement.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    pub key: String,
+    pub instance: u32,
+    /// 0-based data row (0 without a data set).
+    pub row: usize,
+    pub values: Vec<String>,
+}
+
+/// What placement needs to know about a role besides [`Role`].
+#[derive(Debug, Clone)]
+pub(crate) struct RoleWork {
+    pub columns: Vec<String>,
+    pub command: Template,
+    pub env: Vec<(String, Template)>,
+    /// Processes in start order.
+    pub pending: Vec<Pending>,
+    /// Whether ids carry `#N` (some key has several processes).
+    pub numbered: bool,
+    pub hosts_span: Range<usize>,
+    pub slots_span: Option<Range<usize>>,
+    /// Group name when the role runs on a group.
+    pub group: Option<String>,
+}
+
+/// Context shared by the checks: the plan text and where relative paths start.
+pub(crate) struct Checker<'a> {
+    pub src: &'a Source,
+    pub base_dir: &'a Path,
+}
+
+impl Checker<'_> {
+    fn err(
+        &self,
+        code: &'static str,
+        span: Range<usize>,
+        message: impl Into<String>,
+        label: impl Into<String>,
+        help: impl Into<String>,
+    ) -> PlanError {
+        let help: String = help.into();
+        self.src.error(
+            code,
+            span,
+            message,
+            label,
+            (!help.is_empty()).then_some(help),
+        )
+    }
+
+    /// Byte range in the plan text of `inner` (a range in the string value `value` whose TOML
+    /// token sits at `token`). Falls back to the whole token when escapes make the mapping
+    /// uncertain.
+    fn inner_span(&self, token: &Range<usize>, value: &str, inner: &Range<usize>) -> Range<usize> {
+        let Some(raw) = self.src.text.get(token.clone()) else {
+            return token.clone();
+        };
+        let mut prefix = if raw.starts_with("'''") || raw.starts_with("\"\"\"") {
+            3
+        } else if raw.starts_with('\'') || raw.starts_with('"') {
+            1
+        } else {
+            0
+        };
+        if prefix == 3 {
+            if raw[3..].starts_with("\r\n") {
+                prefix += 2;
+            } else if raw[3..].starts_with('\n') {
+                prefix += 1;
+            }
+        }
+        match raw.get(prefix..prefix + value.len()) {
+            Some(s) if s == value && inner.end <= value.len() => {
+                token.start + prefix + inner.start
+                    ..token.start + prefix + inner.end.max(inner.start)
+            }
+            _ => token.clone(),
+        }
+    }
+
+    fn duration(&self, v: &Spanned<String>, what: &str) -> Result<Duration, PlanError> {
+        parse_duration(v.get_ref()).map_err(|e| self.unit_error(v, what, &e))
+    }
+
+    fn rate(&self, v: &Spanned<String>, what: &str) -> Result<Rate, PlanError> {
+        parse_rate(v.get_ref()).map_err(|e| self.unit_error(v, what, &e))
+    }
+
+    fn unit_error(&self, v: &Spanned<String>, what: &str, e: &UnitError) -> PlanError {
+        let span = self.inner_span(&v.span(), v.get_ref(), &e.span());
+        let help = if e.what() == "rate" {
+            "write a count per unit of time: 5/s, 100/m, 0.5/s or 30/h"
+        } else {
+            "write a number with a unit: 300ms, 1.5s, 2m or 1h (a bare number means seconds)"
+        };
+        self.err(
+            "sortie::plan::bad_value",
+            span,
+            format!(
+                "{what}: invalid {} {:?}: {}",
+                e.what(),
+                e.input(),
+                e.reason()
+            ),
+            e.reason().to_owned(),
+            help,
+        )
+    }
+
+    /// Compiles a regex, pointing into the pattern on a syntax error.
+    fn regex(&self, v: &Spanned<String>, what: &str) -> Result<Regex, PlanError> {
+        let pattern = v.get_ref();
+        if let Err(e) = regex_syntax::ast::parse::Parser::new().parse(pattern) {
+            let s = e.span();
+            let inner = s.start.offset..s.end.offset.max(s.start.offset + 1).min(pattern.len());
+            let span = self.inner_span(&v.span(), pattern, &inner);
+            return Err(self.err(
+                "sortie::plan::bad_regex",
+                span,
+                format!("{what}: invalid regular expression: {}", e.kind()),
+                e.kind().to_string(),
+                "write a Rust regex (https://docs.rs/regex); use a literal string '...' so backslashes stay as written",
+            ));
+        }
+        Regex::new(pattern).map_err(|e| {
+            self.err(
+                "sortie::plan::bad_regex",
+                v.span(),
+                format!("{what}: invalid regular expression: {e}"),
+                "this pattern",
+                "simplify the pattern",
+            )
+        })
+    }
+
+    /// Parses a template against `columns`, refusing `{}` and not appending anything.
+    fn template(
+        &self,
+        v: &Spanned<String>,
+        what: &str,
+        columns: &Columns,
+    ) -> Result<Template, PlanError> {
+        let map = |e: TemplateError| {
+            let span = self.inner_span(&v.span(), v.get_ref(), &e.span());
+            let help = e.help().map(|h| h.to_string()).unwrap_or_default();
+            self.err(
+                "sortie::plan::bad_template",
+                span,
+                format!("{what}: {}", e.kind()),
+                "here",
+                help,
+            )
+        };
+        let mut t = Template::parse_named(what, v.get_ref(), columns).map_err(map)?;
+        if t.appended_line() {
+            // A plan command without placeholders runs as written.
+            t = Template::parse_named(what, v.get_ref(), &Columns::none()).map_err(map)?;
+        }
+        if let Some(p) = t
+            .placeholders()
+            .find(|p| matches!(p.kind, PlaceholderKind::Line))
+        {
+            let span = self.inner_span(&v.span(), v.get_ref(), &p.span.clone().unwrap_or(0..0));
+            return Err(self.err(
+                "sortie::plan::bad_template",
+                span,
+                format!("{what}: {{}} (all values) is not available in plans"),
+                "here",
+                "name the columns, e.g. {channel}",
+            ));
+        }
+        Ok(t)
+    }
+}
+
+use miette::Diagnostic as _;
+
+/// A data set: a CSV file or inline values.
+enum DataSet {
+    Csv(CsvTable),
+    Inline {
+        columns: Vec<String>,
+        rows: Vec<Vec<Spanned<String>>>,
+    },
+}
+
+impl DataSet {
+    fn columns(&self) -> Vec<String> {
+        match self {
+            DataSet::Csv(t) => t.headers().to_vec(),
+            DataSet::Inline { columns, .. } => columns.clone(),
+        }
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        match self {
+            DataSet::Csv(t) => t.records().iter().map(|r| r.fields().to_vec()).collect(),
+            DataSet::Inline { rows, .. } => rows
+                .iter()
+                .map(|r| r.iter().map(|v| v.get_ref().clone()).collect())
+                .collect(),
+        }
+    }
+
+    fn cell_error(
+        &self,
+        ck: &Checker<'_>,
+        code: &'static str,
+        row: usize,
+        col: usize,
+        message: String,
+        help: &str,
+    ) -> PlanError {
+        match self {
+            DataSet::Csv(t) => PlanError::Csv(t.cell_error(row, col, message).with_help(help)),
+            DataSet::Inline { rows, .. } => {
+                let span = rows
+                    .get(row)
+                    .and_then(|r| r.get(col).or_else(|| r.first()))
+                    .map_or(0..0, |v| v.span());
+                ck.err(code, span, message, "here", help)
+            }
+        }
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Entries of a named map in file order.
+fn in_file_order<T>(map: Named<T>) -> Vec<(Spanned<String>, Spanned<T>)> {
+    let mut v: Vec<_> = map.into_iter().collect();
+    v.sort_by_key(|(k, _)| k.span().start);
+    v
+}
+
+/// Renders a template with every value unquoted (keys, env values, paths are not shell words).
+pub(crate) fn render_raw(t: &Template, values: &[String], ctx: &Context<'_>) -> String {
+    let text = t.text();
+    let mut out = String::new();
+    let mut pos = 0;
+    for p in t.placeholders() {
+        let Some(span) = &p.span else { continue };
+        out.push_str(&text[pos..span.start]);
+        match p.kind {
+            PlaceholderKind::Column(i) => out.push_str(values.get(i).map_or("", String::as_str)),
+            PlaceholderKind::Host => out.push_str(ctx.host),
+            PlaceholderKind::Slot => out.push_str(&ctx.slot.to_string()),
+            PlaceholderKind::Seq => out.push_str(&ctx.seq.to_string()),
+            PlaceholderKind::Line => out.push_str(&values.join(" ")),
+        }
+        pos = span.end;
+    }
+    out.push_str(&text[pos..]);
+    // `\{` escapes are for the shell; outside a shell the backslash would stay.
+    out
+}
+
+fn connection(
+    ck: &Checker<'_>,
+    user: &Option<Spanned<String>>,
+    port: &Option<Spanned<u16>>,
+    identity_file: &Option<Spanned<String>>,
+    proxy_jump: &Option<Spanned<String>>,
+    transport: &Option<Spanned<String>>,
+) -> Result<Connection, PlanError> {
+    let transport = match transport {
+        None => None,
+        Some(t) => Some(match t.get_ref().as_str() {
+            "ssh" => Transport::Ssh,
+            "local" => Transport::Local,
+            other => {
+                return Err(ck.err(
+                    "sortie::plan::bad_value",
+                    t.span(),
+                    format!("unknown transport {other:?}"),
+                    "unknown transport",
+                    "use \"ssh\" or \"local\"",
+                ))
+            }
+        }),
+    };
+    if let Some(pj) = proxy_jump {
+        if let Err(m) = sortie_inventory::sshconfig::parse_proxy_jump(pj.get_ref()) {
+            return Err(ck.err(
+                "sortie::plan::bad_value",
+                pj.span(),
+                format!("invalid proxy_jump: {m}"),
+                "here",
+                "write [user@]host[:port], several separated by commas",
+            ));
+        }
+    }
+    Ok(Connection {
+        user: user.as_ref().map(|u| u.get_ref().clone()),
+        port: port.as_ref().map(|p| *p.get_ref()),
+        identity_file: identity_file.as_ref().map(|u| u.get_ref().clone()),
+        proxy_jump: proxy_jump.as_ref().map(|u| u.get_ref().clone()),
+        transport,
+    })
+}
+
+fn expand_hosts(ck: &Checker<'_>, v: &Spanned<String>) -> Result<Vec<HostSpec>, PlanError> {
+    let hosts = hostexpr::expand(
+        v.get_ref(),
+        Origin::Other("host expression".into()),
+        ck.base_dir,
+    )
+    .map_err(|e| match e {
+        InventoryError::Parse(p) => {
+            let span = ck.inner_span(&v.span(), v.get_ref(), &p.span());
+            ck.err(
+                "sortie::plan::bad_hosts",
+                span,
+                format!("invalid host expression: {}", p.message),
+                "here",
+                p.help.clone().unwrap_or_default(),
+            )
+        }
+        other => ck.err(
+            "sortie::plan::bad_hosts",
+            v.span(),
+            other.to_string(),
+            "in this host expression",
+            other.help().map(|h| h.to_string()).unwrap_or_default(),
+        ),
+    })?;
+    if hosts.is_empty() {
+        return Err(ck.err(
+            "sortie::plan::bad_hosts",
+            v.span(),
+            "the host expression names no host",
+            "empty",
+            "write hosts such as \"web[01-04]\"",
+        ));
+    }
+    Ok(hosts)
+}
+
+fn load_data(
+    ck: &Checker<'_>,
+    name: &Spanned<String>,
+    d: Spanned<RawData>,
+) -> Result<DataSet, PlanError> {
+    let span = name.span();
+    let d = d.into_inner();
+    let set = match (d.csv, d.values, d.rows) {
+        (Some(path), None, None) => {
+            if let Some(c) = d.column.as_ref().or(d.columns.as_ref().and_then(|c| c.first())) {
+                return Err(ck.err(
+                    "sortie::plan::bad_data",
+                    c.span(),
+                    "a CSV data set takes its column names from its header",
+                    "not allowed with csv",
+                    "remove this key",
+                ));
+            }
+            let full = ck.base_dir.join(path.get_ref());
+            let bytes = std::fs::read(&full).map_err(|e| {
+                ck.err(
+                    "sortie::plan::io",
+                    path.span(),
+                    format!("cannot read data set {}: {e}", full.display()),
+                    "this file",
+                    "the path is relative to the plan file",
+                )
+            })?;
+            DataSet::Csv(crate::csv::parse_bytes(&full.display().to_string(), &bytes)?)
+        }
+        (None, Some(values), None) => {
+            let column = d.column.map_or_else(|| "value".to_owned(), |c| c.into_inner());
+            DataSet::Inline {
+                columns: vec![column],
+                rows: values.into_iter().map(|v| vec![v]).collect(),
+            }
+        }
+        (None, None, Some(rows)) => {
+            let Some(columns) = d.columns else {
+                return Err(ck.err(
+                    "sortie::plan::bad_data",
+                    span,
+                    format!("data set {:?} has rows but no columns", name.get_ref()),
+                    "here",
+                    "add columns = [\"channel\", \"sn\"]",
+                ));
+            };
+            let width = columns.len();
+            let mut out = Vec::new();
+            for row in rows {
+                if row.get_ref().len() != width {
+                    return Err(ck.err(
+                        "sortie::plan::bad_data",
+                        row.span(),
+                        format!(
+                            "this row has {} value(s) but there are {width} column(s)",
+                            row.get_ref().len()
+                        ),
+                        "here",
+                        "give one value per column",
+                    ));
+                }
+                out.push(row.into_inner());
+            }
+            DataSet::Inline {
+                columns: columns.into_iter().map(Spanned::into_inner).collect(),
+                rows: out,
+            }
+        }
+        _ => {
+            return Err(ck.err(
+                "sortie::plan::bad_data",
+                span,
+                format!(
+                    "data set {:?} needs exactly one of csv, values or rows",
+                    name.get_ref()
+                ),
+                "this data set",
+                "write csv = \"file.csv\", values = [\"a\", \"b\"] (with column = \"name\"), or columns + rows",
+            ))
+        }
+    };
+    for c in set.columns() {
+        if PLAN_PLACEHOLDERS.contains(&c.as_str()) {
+            return Err(ck.err(
+                "sortie::plan::bad_data",
+                span,
+                format!(
+                    "data set {:?} has a column named {c:?}, which plans reserve for {{{c}}}",
+                    name.get_ref()
+                ),
+                "this data set",
+                "rename the column",
+            ));
+        }
+    }
+    Ok(set)
+}
+
+/// Validates the raw plan into a [`PlanSpec`] (everything but placement).
+pub(crate) fn validate(
+    raw: RawPlan,
+    src: Source,
+    path: PathBuf,
+    base_dir: PathBuf,
+    digest: String,
+    overrides: Vec<String>,
+) -> Result<PlanSpec, PlanError> {
+    let ck = Checker {
+        src: &src,
+        base_dir: &base_dir,
+    };
+
+    // name
+    let name = match &raw.name {
+        Some(n) if !is_name(n.get_ref()) => {
+            return Err(ck.err(
+                "sortie::plan::bad_value",
+                n.span(),
+                format!("invalid plan name {:?}", n.get_ref()),
+                "here",
+                "use letters, digits, '-', '_' and '.'",
+            ))
+        }
+        Some(n) => n.get_ref().clone(),
+        None => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| is_name(s))
+            .unwrap_or_else(|| "plan".into()),
+    };
+
+    // connection defaults and groups
+    let defaults = match &raw.defaults {
+        Some(d) => {
+            let d = d.get_ref();
+            connection(
+                &ck,
+                &d.user,
+                &d.port,
+                &d.identity_file,
+                &d.proxy_jump,
+                &d.transport,
+            )?
+        }
+        None => Connection::default(),
+    };
+    let inventory = raw.inventory.as_ref().map(|i| base_dir.join(i.get_ref()));
+    let mut groups = Vec::new();
+    for (gname, g) in in_file_order(raw.groups) {
+        let gspan = gname.span();
+        let g = g.into_inner();
+        let conn = connection(
+            &ck,
+            &g.user,
+            &g.port,
+            &g.identity_file,
+            &g.proxy_jump,
+            &g.transport,
+        )?
+        .or(&defaults);
+        let source =
+            match (&g.hosts, &g.command) {
+                (Some(h), None) => GroupSource::Hosts(expand_hosts(&ck, h)?),
+                (None, Some(c)) if !c.get_ref().trim().is_empty() => {
+                    GroupSource::Command(c.get_ref().clone())
+                }
+                _ => return Err(ck.err(
+                    "sortie::plan::bad_group",
+                    gspan,
+                    format!(
+                        "group {:?} needs exactly one of hosts or command",
+                        gname.get_ref()
+                    ),
+                    "this group",
+                    "write hosts = \"web[01-04]\" or command = \"a command printing host names\"",
+                )),
+            };
+        groups.push(HostGroup {
+            name: gname.into_inner(),
+            source,
+            connection: conn,
+        });
+    }
+
+    // data sets
+    let mut data: HashMap<String, DataSet> = HashMap::new();
+    for (dname, d) in in_file_order(raw.data) {
+        let set = load_data(&ck, &dname, d)?;
+        data.insert(dname.into_inner(), set);
+    }
+
+    // roles: names and dependency graph first
+    let roles_span = raw.roles.span();
+    let raw_roles = in_file_order(raw.roles.into_inner());
+    if raw_roles.is_empty() {
+        return Err(ck.err(
+            "sortie::plan::no_roles",
+            roles_span,
+            "the plan defines no role",
+            "here",
+            "add a [roles.NAME] table with a command",
+        ));
+    }
+    let names: Vec<String> = raw_roles.iter().map(|(k, _)| k.get_ref().clone()).collect();
+    for (k, _) in &raw_roles {
+        if !is_name(k.get_ref()) {
+            return Err(ck.err(
+                "sortie::plan::bad_value",
+                k.span(),
+                format!("invalid role name {:?}", k.get_ref()),
+                "here",
+                "use letters, digits, '-', '_' and '.'",
+            ));
+        }
+    }
+    let index: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let mut parent: Vec<Option<usize>> = vec![None; raw_roles.len()];
+    for (i, (_, r)) in raw_roles.iter().enumerate() {
+        if let Some(a) = &r.get_ref().after {
+            match index.get(a.get_ref().as_str()) {
+                Some(&j) => parent[i] = Some(j),
+                None => {
+                    return Err(ck.err(
+                        "sortie::plan::unknown_role",
+                        a.span(),
+                        format!("unknown role {:?} in after", a.get_ref()),
+                        "no such role",
+                        format!("roles of this plan: {}", names.join(", ")),
+                    ))
+                }
+            }
+        }
+    }
+    for start in 0..raw_roles.len() {
+        let mut path = vec![start];
+        let mut cur = start;
+        while let Some(p) = parent[cur] {
+            if p == start {
+                let mut cycle: Vec<&str> = path.iter().map(|&i| names[i].as_str()).collect();
+                cycle.push(&names[start]);
+                let after = raw_roles[start]
+                    .1
+                    .get_ref()
+                    .after
+                    .as_ref()
+                    .map_or(0..0, |a| a.span());
+                return Err(ck.err(
+                    "sortie::plan::dependency_cycle",
+                    after,
+                    format!("dependency cycle: {}", cycle.join(" -> ")),
+                    "closes the cycle",
+                    "remove one of the `after` settings",
+                ));
+            }
+            if path.contains(&p) {
+                break; // a cycle not through `start`; reported from its own members
+            }
+            path.push(p);
+            cur = p;
+        }
+    }
+    // dependency order: each role after its parent, otherwise file order
+    let mut order = Vec::new();
+    let mut placed = vec![false; raw_roles.len()];
+    while order.len() < raw_roles.len() {
+        for i in 0..raw_roles.len() {
+            if !placed[i] && parent[i].is_none_or(|p| placed[p]) {
+                placed[i] = true;
+                order.push(i);
+                break;
+            }
+        }
+    }
+
+    let mut raw_slots: Vec<Option<(Spanned<String>, Spanned<RawRole>)>> =
+        raw_roles.into_iter().map(Some).collect();
+    let mut roles: Vec<Role> = Vec::new();
+    let mut work: Vec<RoleWork> = Vec::new();
+    let group_names: HashSet<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+    let mut inventory_groups: Vec<String> = Vec::new();
+    for i in order {
+        let (rname, r) = raw_slots[i].take().expect("each role is taken once");
+        let rspan = rname.span();
+        let rname = rname.into_inner();
+        let r = r.into_inner();
+
+        // hosts
+        let (hosts, hosts_span, group) = match (&r.hosts, &r.group) {
+            (Some(h), None) => (RoleHosts::Inline(expand_hosts(&ck, h)?), h.span(), None),
+            (None, Some(g)) => {
+                if !group_names.contains(g.get_ref().as_str()) {
+                    if inventory.is_none() {
+                        return Err(ck.err(
+                            "sortie::plan::unknown_group",
+                            g.span(),
+                            format!("unknown group {:?}", g.get_ref()),
+                            "no such group",
+                            "define it under [groups], or refer to an inventory file with inventory = \"sortie.toml\"",
+                        ));
+                    }
+                    if !inventory_groups.contains(g.get_ref()) {
+                        inventory_groups.push(g.get_ref().clone());
+                    }
+                }
+                (
+                    RoleHosts::Group(g.get_ref().clone()),
+                    g.span(),
+                    Some(g.get_ref().clone()),
+                )
+            }
+            _ => {
+                return Err(ck.err(
+                    "sortie::plan::bad_role",
+                    rspan,
+                    format!("role {rname:?} needs exactly one of hosts or group"),
+                    "this role",
+                    "write hosts = \"10.0.1.[10-13]\" or group = \"masters\"",
+                ))
+            }
+        };
+
+        // data
+        let set = match &r.for_each {
+            None => None,
+            Some(f) => match data.get(f.get_ref()) {
+                Some(s) => Some(s),
+                None => {
+                    let mut known: Vec<&String> = data.keys().collect();
+                    known.sort();
+                    return Err(ck.err(
+                        "sortie::plan::unknown_data",
+                        f.span(),
+                        format!("unknown data set {:?}", f.get_ref()),
+                        "no such data set",
+                        if known.is_empty() {
+                            "define it under [data.NAME]".to_owned()
+                        } else {
+                            format!(
+                                "data sets of this plan: {}",
+                                known
+                                    .iter()
+                                    .map(|s| s.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        },
+                    ));
+                }
+            },
+        };
+        let data_columns = set.map(DataSet::columns).unwrap_or_default();
+        let rows = set.map_or_else(|| vec![Vec::new()], DataSet::rows);
+        let key_columns = Columns::new(data_columns.iter().cloned().map(Some).collect())
+            .expect("CSV headers and inline columns are unique");
+        let mut all = data_columns.clone();
+        all.extend(PLAN_PLACEHOLDERS.iter().map(|s| (*s).to_owned()));
+        let columns = Columns::new(all.iter().cloned().map(Some).collect())
+            .expect("reserved names were refused above");
+
+        let what = |field: &str| format!("role {rname:?} {field}");
+        let command = ck.template(&r.command, &what("command"), &columns)?;
+        let key_text = match &r.key {
+            Some(k) => k.get_ref().clone(),
+            None => match data_columns.first() {
+                Some(c) => format!("{{{c}}}"),
+                None => rname.clone(),
+            },
+        };
+        let key_tpl = match &r.key {
+            Some(k) => ck.template(k, &what("key"), &key_columns)?,
+            None => Template::parse_named("key", &key_text, &key_columns)
+                .expect("the default key names an existing column"),
+        };
+        let key_col = key_tpl
+            .placeholders()
+            .find_map(|p| match p.kind {
+                PlaceholderKind::Column(c) => Some(c),
+                _ => None,
+            })
+            .unwrap_or(0);
+
+        let mut env = Vec::new();
+        let mut env_names: HashSet<String> = HashSet::new();
+        for (k, v) in in_file_order(r.env) {
+            if !is_env_name(k.get_ref()) {
+                return Err(ck.err(
+                    "sortie::plan::bad_env",
+                    k.span(),
+                    format!("invalid environment variable name {:?}", k.get_ref()),
+                    "here",
+                    "use letters, digits and '_', not starting with a digit",
+                ));
+            }
+            let t = ck.template(&v, &what(&format!("env {}", k.get_ref())), &columns)?;
+            env_names.insert(k.get_ref().clone());
+            env.push((k.into_inner(), t));
+        }
+        let mut from_controller = Vec::new();
+        for v in &r.env_from_controller {
+            if !is_env_name(v.get_ref()) || !env_names.insert(v.get_ref().clone()) {
+                return Err(ck.err(
+                    "sortie::plan::bad_env",
+                    v.span(),
+                    format!("invalid or repeated environment variable {:?}", v.get_ref()),
+                    "here",
+                    "name each variable once, in env or in env_from_controller",
+                ));
+            }
+            from_controller.push(v.get_ref().clone());
+        }
+
+        // working directory
+        let fresh_dir = r.fresh_dir.as_ref().is_some_and(|f| *f.get_ref());
+        if fresh_dir && r.workdir.is_none() {
+            return Err(ck.err(
+                "sortie::plan::bad_role",
+                r.fresh_dir.as_ref().map_or(rspan.clone(), |f| f.span()),
+                "fresh_dir needs a workdir (fresh directories are made under it)",
+                "here",
+                "add workdir = \"/path/on/the/host\"",
+            ));
+        }
+        for l in &r.links {
+            let bad = l.get_ref().is_empty()
+                || l.get_ref().starts_with('/')
+                || l.get_ref().split('/').any(|p| p == "..");
+            if !fresh_dir || bad {
+                return Err(ck.err(
+                    "sortie::plan::bad_role",
+                    l.span(),
+                    if bad {
+                        format!(
+                            "link {:?} must be a relative path inside workdir",
+                            l.get_ref()
+                        )
+                    } else {
+                        "links need fresh_dir = true".to_owned()
+                    },
+                    "here",
+                    "links name files of workdir to symlink into each fresh directory",
+                ));
+            }
+        }
+
+        let slots = match &r.slots {
+            Some(s) if *s.get_ref() == 0 => {
+                return Err(ck.err(
+                    "sortie::plan::bad_value",
+                    s.span(),
+                    "slots must be at least 1",
+                    "here",
+                    "remove slots for no limit",
+                ))
+            }
+            s => s.as_ref().map(|s| *s.get_ref()),
+        };
+        let rate = r
+            .rate
+            .as_ref()
+            .map(|v| ck.rate(v, &what("rate")))
+            .transpose()?;
+        let spacing = r
+            .min_spacing_per_key
+            .as_ref()
+            .map(|v| ck.duration(v, &what("min_spacing_per_key")))
+            .transpose()?;
+        let ready = r
+            .ready
+            .as_ref()
+            .map(|v| ck.regex(v, &what("ready")))
+            .transpose()?;
+        let ready_timeout = r
+            .ready_timeout
+            .as_ref()
+            .map(|v| ck.duration(v, &what("ready_timeout")))
+            .transpose()?
+            .unwrap_or(DEFAULT_READY_TIMEOUT);
+        let fail = r
+            .fail
+            .iter()
+            .map(|v| ck.regex(v, &what("fail")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let stop = match &r.stop {
+            None => vec![DEFAULT_STOP],
+            Some(steps) => {
+                let mut out = Vec::new();
+                for s in steps.get_ref() {
+                    let s = s.get_ref();
+                    let signal = Signal::parse(s.signal.get_ref()).ok_or_else(|| {
+                        ck.err(
+                            "sortie::plan::bad_signal",
+                            s.signal.span(),
+                            format!("unknown signal {:?}", s.signal.get_ref()),
+                            "unknown signal",
+                            "use INT, TERM, HUP, QUIT, USR1, USR2 or KILL",
+                        )
+                    })?;
+                    let grace = s
+                        .grace
+                        .as_ref()
+                        .map(|g| ck.duration(g, &what("stop grace")))
+                        .transpose()?
+                        .unwrap_or(DEFAULT_STOP.grace);
+                    out.push(StopStep { signal, grace });
+                }
+                out
+            }
+        };
+        let restart = match r.restart.as_ref().map(|s| s.get_ref().as_str()) {
+            None | Some("never") => {
+                if let Some(m) = &r.max_restarts {
+                    return Err(ck.err(
+                        "sortie::plan::bad_role",
+                        m.span(),
+                        "max_restarts needs restart = \"on-failure\"",
+                        "here",
+                        "add restart = \"on-failure\" or remove max_restarts",
+                    ));
+                }
+                RestartPolicy::Never
+            }
+            Some("on-failure") => RestartPolicy::OnFailure {
+                max_restarts: r
+                    .max_restarts
+                    .as_ref()
+                    .map_or(DEFAULT_MAX_RESTARTS, |m| *m.get_ref()),
+            },
+            Some(other) => {
+                return Err(ck.err(
+                    "sortie::plan::bad_value",
+                    r.restart.as_ref().map_or(0..0, |s| s.span()),
+                    format!("unknown restart policy {other:?}"),
+                    "here",
+                    "use \"never\" or \"on-failure\"",
+                ))
+            }
+        };
+        let after = match (&r.after, &r.after_mode) {
+            (None, Some(m)) => {
+                return Err(ck.err(
+                    "sortie::plan::bad_role",
+                    m.span(),
+                    "after_mode needs after",
+                    "here",
+                    "add after = \"ROLE\"",
+                ))
+            }
+            (None, None) => None,
+            (Some(a), mode) => Some(Dependency {
+                role: a.get_ref().clone(),
+                mode: match mode.as_ref().map(|m| m.get_ref().as_str()) {
+                    None | Some("role-ready") => DependencyMode::RoleReady,
+                    Some("same-key") => DependencyMode::SameKey,
+                    Some(other) => {
+                        return Err(ck.err(
+                            "sortie::plan::bad_value",
+                            mode.as_ref().map_or(0..0, |m| m.span()),
+                            format!("unknown after_mode {other:?}"),
+                            "here",
+                            "use \"same-key\" or \"role-ready\"",
+                        ))
+                    }
+                },
+            }),
+        };
+
+        // processes and constraints
+        let count = r.count.as_ref().map_or(1, |c| *c.get_ref());
+        let count_span = r.count.as_ref().map(|c| c.span());
+        if count == 0 {
+            return Err(ck.err(
+                "sortie::plan::bad_value",
+                count_span.clone().unwrap_or(rspan.clone()),
+                "count must be at least 1",
+                "here",
+                "remove the role to run none",
+            ));
+        }
+        let unique_key = r.unique_key.as_ref().is_some_and(|u| *u.get_ref());
+        let max_per_key = r.max_per_key.as_ref().map(|m| *m.get_ref());
+        let limit = if unique_key { Some(1) } else { max_per_key };
+        if let Some(limit) = limit {
+            if count > limit {
+                return Err(ck.err(
+                    "sortie::plan::constraint",
+                    count_span.clone().unwrap_or(rspan.clone()),
+                    format!(
+                        "count = {count} processes per row, but {} allows {limit} per key",
+                        if unique_key {
+                            "unique_key"
+                        } else {
+                            "max_per_key"
+                        }
+                    ),
+                    "too many per key",
+                    "lower count or raise max_per_key",
+                ));
+            }
+        }
+        let mut per_key: HashMap<String, u32> = HashMap::new();
+        let mut pending = Vec::new();
+        let ctx = Context {
+            host: "",
+            slot: 0,
+            seq: 0,
+        };
+        for (row, values) in rows.iter().enumerate() {
+            let key = render_raw(&key_tpl, values, &ctx);
+            if key.is_empty() {
+                let set = set.expect("an empty key needs data values");
+                return Err(set.cell_error(
+                    &ck,
+                    "sortie::plan::empty_key",
+                    row,
+                    key_col,
+                    format!("role {rname:?}: the key of this row is empty"),
+                    "give every row a key value",
+                ));
+            }
+            for _ in 0..count {
+                let n = per_key.entry(key.clone()).or_insert(0);
+                *n += 1;
+                if let Some(limit) = limit.filter(|l| *n > *l) {
+                    let set = set.expect("a repeated key with count <= limit needs data rows");
+                    let message = if unique_key {
+                        format!("role {rname:?} has unique_key = true, but key {key:?} appears again in this row")
+                    } else {
+                        format!("role {rname:?} allows {limit} process(es) per key (max_per_key), but this row makes {} for key {key:?}", *n)
+                    };
+                    return Err(set.cell_error(
+                        &ck,
+                        "sortie::plan::constraint",
+                        row,
+                        key_col,
+                        message,
+                        "remove the duplicate row or relax the constraint",
+                    ));
+                }
+                pending.push(Pending {
+                    key: key.clone(),
+                    instance: *n,
+                    row,
+                    values: values.clone(),
+                });
+            }
+        }
+        // Start order: first instance of every key, then the second ... (spreads same-key starts)
+        pending.sort_by_key(|p| p.instance);
+        let numbered = per_key.values().any(|&n| n > 1);
+
+        // same-key partners must exist
+        if let Some(dep) = &after {
+            if dep.mode == DependencyMode::SameKey {
+                let j = roles
+                    .iter()
+                    .position(|x| x.name == dep.role)
+                    .expect("dependencies come first in dependency order");
+                let keys: HashSet<&str> = work[j].pending.iter().map(|p| p.key.as_str()).collect();
+                if let Some(p) = pending.iter().find(|p| !keys.contains(p.key.as_str())) {
+                    let message = format!(
+                        "role {rname:?} runs after {:?} by same key, but {:?} has no process with key {:?}",
+                        dep.role, dep.role, p.key
+                    );
+                    let help =
+                        "add the key to the other role's data, or use after_mode = \"role-ready\"";
+                    return Err(match set {
+                        Some(set) => set.cell_error(
+                            &ck,
+                            "sortie::plan::missing_partner",
+                            p.row,
+                            key_col,
+                            message,
+                            help,
+                        ),
+                        None => ck.err(
+                            "sortie::plan::missing_partner",
+                            r.after.as_ref().map_or(rspan.clone(), |a| a.span()),
+                            message,
+                            "here",
+                            help,
+                        ),
+                    });
+                }
+            }
+        }
+
+        roles.push(Role {
+            name: rname.clone(),
+            hosts,
+            for_each: r.for_each.as_ref().map(|f| f.get_ref().clone()),
+            count,
+            key: key_text,
+            command: r.command.get_ref().clone(),
+            env: env
+                .iter()
+                .map(|(k, t)| (k.clone(), t.text().to_owned()))
+                .collect(),
+            env_from_controller: from_controller,
+            workdir: r.workdir.as_ref().map(|w| w.get_ref().clone()),
+            fresh_dir,
+            links: r.links.iter().map(|l| l.get_ref().clone()).collect(),
+            slots,
+            rate,
+            min_spacing_per_key: spacing,
+            ready,
+            ready_timeout,
+            fail,
+            stop,
+            restart,
+            after,
+            unique_key,
+            max_per_key,
+        });
+        work.push(RoleWork {
+            columns: data_columns,
+            command,
+            env,
+            pending,
+            numbered,
+            hosts_span,
+            slots_span: r.slots.as_ref().map(|s| s.span()),
+            group,
+        });
+    }
+
+    // run settings
+    let run = raw.run.map(Spanned::into_inner).unwrap_or_default();
+    let run = RunSettings {
+        duration: run
+            .duration
+            .as_ref()
+            .map(|d| ck.duration(d, "run duration"))
+            .transpose()?,
+        run_dir: run.run_dir.as_ref().map_or_else(
+            || "runs/{name}-{timestamp}".to_owned(),
+            |d| d.get_ref().clone(),
+        ),
+        rate: run
+            .rate
+            .as_ref()
+            .map(|d| ck.rate(d, "run rate"))
+            .transpose()?,
+        max_starting: run.max_starting.as_ref().map(|m| *m.get_ref()),
+    };
+
+    let role_ref = |r: &Option<Spanned<String>>| -> Result<Option<String>, PlanError> {
+        match r {
+            None => Ok(None),
+            Some(r) if index.contains_key(r.get_ref().as_str()) => Ok(Some(r.get_ref().clone())),
+            Some(r) => Err(ck.err(
+                "sortie::plan::unknown_role",
+                r.span(),
+                format!("unknown role {:?}", r.get_ref()),
+                "no such role",
+                format!("roles of this plan: {}", names.join(", ")),
+            )),
+        }
+    };
+    let mut thresholds = Vec::new();
+    for t in &raw.thresholds {
+        let t = t.get_ref();
+        thresholds.push(threshold(&ck, t, role_ref(&t.role)?)?);
+    }
+    let transfers = |list: &[Spanned<RawTransfer>]| -> Result<Vec<Transfer>, PlanError> {
+        list.iter()
+            .map(|t| {
+                let t = t.get_ref();
+                for v in [&t.src, &t.dest] {
+                    if v.get_ref().trim().is_empty() {
+                        return Err(ck.err(
+                            "sortie::plan::bad_value",
+                            v.span(),
+                            "empty path",
+                            "here",
+                            "give a path",
+                        ));
+                    }
+                }
+                Ok(Transfer {
+                    src: t.src.get_ref().clone(),
+                    dest: t.dest.get_ref().clone(),
+                    role: role_ref(&t.role)?,
+                })
+            })
+            .collect()
+    };
+    let uploads = transfers(&raw.upload)?;
+    let collects = transfers(&raw.collect)?;
+
+    for g in inventory_groups {
+        groups.push(HostGroup {
+            name: g,
+            source: GroupSource::Inventory(inventory.clone().expect("checked above")),
+            connection: defaults.clone(),
+        });
+    }
+
+    Ok(PlanSpec {
+        name,
+        digest,
+        path,
+        base_dir,
+        overrides,
+        defaults,
+        inventory,
+        groups,
+        roles,
+        run,
+        thresholds,
+        uploads,
+        collects,
+        work,
+        source: Arc::new(src),
+    })
+}
+
+fn threshold(
+    ck: &Checker<'_>,
+    t: &RawThreshold,
+    role: Option<String>,
+) -> Result<Threshold, PlanError> {
+    let m = t.metric.get_ref().as_str();
+    let metric = match m {
+        "ready_ratio" => Metric::ReadyRatio,
+        "failed" => Metric::Failed,
+        "restarts" => Metric::Restarts,
+        "max_time_to_ready" => Metric::TimeToReady { percentile: 100 },
+        _ => match m
+            .strip_prefix('p')
+            .and_then(|r| r.strip_suffix("_time_to_ready"))
+            .and_then(|p| p.parse::<u8>().ok())
+            .filter(|p| (1..=99).contains(p))
+        {
+            Some(percentile) => Metric::TimeToReady { percentile },
+            None => {
+                return Err(ck.err(
+                    "sortie::plan::bad_threshold",
+                    t.metric.span(),
+                    format!("unknown metric {m:?}"),
+                    "unknown metric",
+                    "use ready_ratio, p50_time_to_ready (any percentile 1-99), max_time_to_ready, failed or restarts",
+                ))
+            }
+        },
+    };
+    let mut bounds = Vec::new();
+    for (v, is_min) in [(&t.min, true), (&t.max, false)] {
+        let Some(v) = v else { continue };
+        let bad = |expect: &str| {
+            ck.err(
+                "sortie::plan::bad_threshold",
+                v.span(),
+                format!("{metric} needs {expect}"),
+                "here",
+                "",
+            )
+        };
+        let x = match (metric, v.get_ref()) {
+            (Metric::ReadyRatio, toml::Value::Float(f)) if (0.0..=1.0).contains(f) => *f,
+            (Metric::ReadyRatio, toml::Value::Integer(i)) if (0..=1).contains(i) => *i as f64,
+            (Metric::ReadyRatio, _) => return Err(bad("a number from 0 to 1, such as 0.99")),
+            (Metric::TimeToReady { .. }, toml::Value::String(s)) => {
+                let s = Spanned::new(v.span(), s.clone());
+                ck.duration(&s, &format!("threshold {metric}"))?
+                    .as_secs_f64()
+            }
+            (Metric::TimeToReady { .. }, _) => return Err(bad("a duration, such as \"15s\"")),
+            (_, toml::Value::Integer(i)) if *i >= 0 => *i as f64,
+            _ => return Err(bad("a whole number, such as 0")),
+        };
+        bounds.push(if is_min { Bound::Min(x) } else { Bound::Max(x) });
+    }
+    if bounds.is_empty() {
+        return Err(ck.err(
+            "sortie::plan::bad_threshold",
+            t.metric.span(),
+            format!("threshold {metric} has neither min nor max"),
+            "here",
+            "add min = ... or max = ...",
+        ));
+    }
+    Ok(Threshold {
+        metric,
+        role,
+        bounds,
+    })
+}
+
+/// Controller variables in the plan that `lookup` does not find, with the place they are
+/// named, as an error.
+pub(crate) fn missing_controller_env(
+    spec: &PlanSpec,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), PlanError> {
+    for role in &spec.roles {
+        for name in &role.env_from_controller {
+            if lookup(name).is_none() {
+                let text = &spec.source.text;
+                let needle = format!("\"{name}\"");
+                let span = text
+                    .find(&needle)
+                    .map_or(0..0, |s| s + 1..s + 1 + name.len());
+                return Err(spec.source.error(
+                    "sortie::plan::missing_env",
+                    span,
+                    format!("role {:?} copies {name} from sortie's environment, but it is not set", role.name),
+                    "not set",
+                    Some(format!("export {name} before running sortie, or remove it from env_from_controller")),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

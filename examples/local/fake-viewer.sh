@@ -1,0 +1,16 @@
+#!/bin/sh
+# Stand-in for kvsWebrtcClientViewer: prints its lines, becomes ready after 0.2-1.5 s, runs until
+# SIGINT (clean stop, exit 0) and writes the first signal it got to ./signal.txt.
+# A channel whose name ends in 7 fails: error line, exit 1.
+channel=${1:?usage: fake-viewer.sh CHANNEL}
+trap 'echo INT >> signal.txt; echo "Cleaning up...."; echo "Cleanup done"; exit 0' INT
+trap 'echo TERM >> signal.txt; exit 143' TERM
+echo "[KVS Viewer] Using trickleICE by default"
+delay=$(awk -v seed=$$ 'BEGIN { srand(seed); printf "%.3f", 0.2 + rand() * 1.3 }')
+sleep "$delay" & wait $!
+case $channel in
+  *7) echo "[KVS Viewer] Signaling client generated an error 0x5d000003"; exit 1 ;;
+esac
+echo "[KVS Viewer] Signaling client connection established"
+echo "[KVS Viewer] New connection state 3"
+while :; do sleep 1 & wait $!; done
