@@ -117,6 +117,10 @@ impl PlanSpec {
                 if spec.port.is_some() {
                     c.port = spec.port;
                 }
+                if spec.host == "local" {
+                    // As in the inventory: the host named `local` is always this machine.
+                    c.transport = Some(Transport::Local);
+                }
                 hosts.push(PlanHost {
                     label,
                     spec,

@@ -43,10 +43,41 @@ pub(crate) struct RawConnection {
     pub transport: Option<Spanned<String>>,
 }
 
+/// `hosts = "a,b"` or `hosts = ["a", "b[1-3]"]` (as in the inventory file). Elements of the
+/// string form carry an empty span; use the span of the enclosing `Spanned<HostList>`.
+#[derive(Debug)]
+pub(crate) struct HostList(pub Vec<Spanned<String>>);
+
+impl<'de> Deserialize<'de> for HostList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = HostList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a host expression or a list of them")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<HostList, E> {
+                Ok(HostList(vec![Spanned::new(0..0, v.to_owned())]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<HostList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = a.next_element::<Spanned<String>>()? {
+                    out.push(v);
+                }
+                Ok(HostList(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawGroup {
-    pub hosts: Option<Spanned<String>>,
+    pub hosts: Option<Spanned<HostList>>,
     pub command: Option<Spanned<String>>,
     pub user: Option<Spanned<String>>,
     pub port: Option<Spanned<u16>>,
@@ -68,7 +99,7 @@ pub(crate) struct RawData {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRole {
-    pub hosts: Option<Spanned<String>>,
+    pub hosts: Option<Spanned<HostList>>,
     pub group: Option<Spanned<String>>,
     pub for_each: Option<Spanned<String>>,
     pub count: Option<Spanned<u32>>,

@@ -350,8 +350,30 @@ fn connection(
     })
 }
 
-fn expand_hosts(ck: &Checker<'_>, v: &Spanned<String>) -> Result<Vec<HostSpec>, PlanError> {
-    let hosts = hostexpr::expand(
+fn expand_hosts(ck: &Checker<'_>, list: &Spanned<HostList>) -> Result<Vec<HostSpec>, PlanError> {
+    let mut hosts = Vec::new();
+    for item in &list.get_ref().0 {
+        let item = if item.span().is_empty() {
+            Spanned::new(list.span(), item.get_ref().clone())
+        } else {
+            item.clone()
+        };
+        hosts.extend(expand_one(ck, &item)?);
+    }
+    if hosts.is_empty() {
+        return Err(ck.err(
+            "sortie::plan::bad_hosts",
+            list.span(),
+            "the host expression names no host",
+            "empty",
+            "write hosts such as \"web[01-04]\"",
+        ));
+    }
+    Ok(hosts)
+}
+
+fn expand_one(ck: &Checker<'_>, v: &Spanned<String>) -> Result<Vec<HostSpec>, PlanError> {
+    hostexpr::expand(
         v.get_ref(),
         Origin::Other("host expression".into()),
         ck.base_dir,
@@ -374,17 +396,7 @@ fn expand_hosts(ck: &Checker<'_>, v: &Spanned<String>) -> Result<Vec<HostSpec>, 
             "in this host expression",
             other.help().map(|h| h.to_string()).unwrap_or_default(),
         ),
-    })?;
-    if hosts.is_empty() {
-        return Err(ck.err(
-            "sortie::plan::bad_hosts",
-            v.span(),
-            "the host expression names no host",
-            "empty",
-            "write hosts such as \"web[01-04]\"",
-        ));
-    }
-    Ok(hosts)
+    })
 }
 
 fn load_data(
