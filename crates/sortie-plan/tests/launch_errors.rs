@@ -345,6 +345,11 @@ fn override_errors_name_the_option() {
     assert_eq!(err.code(), "sortie::plan::bad_override");
     assert!(err.to_string().contains("no table roles.viewr"), "{err}");
 
+    // Placement errors in overridden values name the option too.
+    let err = load_with(BASE, CSV, &["roles.viewer.slots=1"]).unwrap_err();
+    assert_eq!(err.code(), "sortie::plan::not_enough_slots");
+    assert_eq!((err.file().as_str(), err.column()), ("--set roles.viewer.slots=1", 20), "{err}");
+
     let err = load_with(BASE, CSV, &["run.duration"]).unwrap_err();
     assert!(err.to_string().contains("expected KEY=VALUE"), "{err}");
 }

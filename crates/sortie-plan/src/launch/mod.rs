@@ -93,6 +93,7 @@ pub struct PlanSpec {
     pub collects: Vec<Transfer>,
     work: Vec<validate::RoleWork>,
     source: Arc<Source>,
+    landed: Vec<overrides::Landed>,
 }
 
 impl PlanSpec {
@@ -241,5 +242,7 @@ fn load_inner(
         .and_then(|raw| {
             validate::validate(raw, src.clone(), path, base_dir, digest, overrides.to_vec())
         });
-    result.map_err(|e| overrides::attribute(e, &landed))
+    let mut spec = result.map_err(|e| overrides::attribute(e, &landed))?;
+    spec.landed = landed;
+    Ok(spec)
 }

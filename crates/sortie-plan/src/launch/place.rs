@@ -67,6 +67,11 @@ impl PlanSpec {
     /// processes of the same key, then the fewest processes of its role, ties broken
     /// round-robin; a host never gets more than `slots` processes of a role.
     pub fn place(&self, resolved: &HostResolution) -> Result<Plan, PlanError> {
+        self.place_inner(resolved)
+            .map_err(|e| super::overrides::attribute(e, &self.landed))
+    }
+
+    fn place_inner(&self, resolved: &HostResolution) -> Result<Plan, PlanError> {
         let src = &*self.source;
         let mut all_hosts: Vec<PlanHost> = Vec::new();
         let mut processes: Vec<ProcessSpec> = Vec::new();

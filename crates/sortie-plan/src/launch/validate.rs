@@ -1217,6 +1217,7 @@ pub(crate) fn validate(
         collects,
         work,
         source: Arc::new(src),
+        landed: Vec::new(),
     })
 }
 
