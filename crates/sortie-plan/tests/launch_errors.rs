@@ -348,7 +348,11 @@ fn override_errors_name_the_option() {
     // Placement errors in overridden values name the option too.
     let err = load_with(BASE, CSV, &["roles.viewer.slots=1"]).unwrap_err();
     assert_eq!(err.code(), "sortie::plan::not_enough_slots");
-    assert_eq!((err.file().as_str(), err.column()), ("--set roles.viewer.slots=1", 20), "{err}");
+    assert_eq!(
+        (err.file().as_str(), err.column()),
+        ("--set roles.viewer.slots=1", 20),
+        "{err}"
+    );
 
     let err = load_with(BASE, CSV, &["run.duration"]).unwrap_err();
     assert!(err.to_string().contains("expected KEY=VALUE"), "{err}");
@@ -435,4 +439,30 @@ fn controller_env_check_names_the_variable() {
         "not set",
     );
     assert!(spec.check_controller_env(&|_| Some("x".into())).is_ok());
+}
+
+#[test]
+fn all_values_placeholder_and_ambiguous_data_sets_are_refused() {
+    let text = edit("./viewer {channel} {instance}", "./viewer {}");
+    let err = load_with(&text, CSV, &[]).unwrap_err();
+    assert_at(
+        &err,
+        "sortie::plan::bad_template",
+        "plan.toml",
+        pos(&text, "{}", 0),
+        "not available in plans",
+    );
+
+    let text = edit(
+        "csv = \"channels.csv\"",
+        "csv = \"channels.csv\"\nvalues = [\"a\"]",
+    );
+    let err = load_with(&text, CSV, &[]).unwrap_err();
+    assert_at(
+        &err,
+        "sortie::plan::bad_data",
+        "plan.toml",
+        pos(&text, "channels]", 0),
+        "exactly one of csv, values or rows",
+    );
 }
