@@ -1,0 +1,344 @@
+//! Connections to one host, shared by the jobs that run there.
+//!
+//! Jobs run as channels multiplexed over SSH connections. A server limits channels per
+//! connection (OpenSSH `MaxSessions`, 10 by default), so a host may need several connections:
+//! when a server refuses a channel the pool marks that connection full (keeping one channel
+//! spare for the stop script that ends a job) and the job takes another connection, opened on
+//! demand under the run's `fanout` bound. The pool knows nothing about scheduling; the
+//! executor in [`super`] decides which job runs where.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use sortie_events::Event;
+use tokio::sync::{mpsc, Mutex, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::Msg;
+use crate::transport::{
+    ByteStream, Command, ConnectError, Connection, Process, SpawnError, StopSequence, Target,
+    Transport,
+};
+
+struct Slot {
+    conn: Arc<dyn Connection>,
+    /// Jobs holding this connection (spawning or running).
+    active: usize,
+    /// Channels of ours known open (spawned and not yet finished).
+    open: usize,
+    /// Most channels seen open at once.
+    peak: usize,
+    /// The server refused a channel here: its capacity is `peak`.
+    full: bool,
+}
+
+impl Slot {
+    fn has_room(&self) -> bool {
+        !self.conn.is_closed() && (!self.full || self.active < self.peak.saturating_sub(1).max(1))
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    slots: Vec<Slot>,
+    /// The host is lost or the run ended: no connection is handed out or kept.
+    closed: bool,
+}
+
+/// A connection lent to one job.
+pub(crate) struct Lease {
+    pub idx: usize,
+    pub conn: Arc<dyn Connection>,
+}
+
+/// Why no connection could be lent.
+pub(crate) enum AcquireError {
+    /// The host is lost.
+    Closed,
+    /// The run is stopping.
+    Cancelled,
+    /// Opening another connection failed (its `HostFailed` was sent).
+    Connect,
+}
+
+/// The connections to one host.
+pub(crate) struct HostPool {
+    pub index: usize,
+    pub target: Target,
+    inner: Mutex<Inner>,
+}
+
+impl HostPool {
+    pub(crate) fn new(index: usize, target: Target) -> Self {
+        HostPool {
+            index,
+            target,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// Adds an established connection (closed at once if the pool is closed).
+    pub(crate) async fn add(&self, conn: Arc<dyn Connection>) {
+        let mut inner = self.inner.lock().await;
+        if inner.closed {
+            drop(inner);
+            conn.close().await;
+            return;
+        }
+        inner.slots.push(Slot {
+            conn,
+            active: 0,
+            open: 0,
+            peak: 0,
+            full: false,
+        });
+    }
+
+    /// Lends a connection with room for one more channel, opening one when none has room.
+    /// Holding the lock while connecting means one host opens one extra connection at a time.
+    pub(crate) async fn acquire(
+        &self,
+        transport: &dyn Transport,
+        fanout: &Semaphore,
+        tx: &mpsc::Sender<Msg>,
+        cancel: &CancellationToken,
+    ) -> Result<Lease, AcquireError> {
+        let mut inner = self.inner.lock().await;
+        if inner.closed {
+            return Err(AcquireError::Closed);
+        }
+        if let Some((idx, s)) = inner.slots.iter_mut().enumerate().find(|(_, s)| s.has_room()) {
+            s.active += 1;
+            return Ok(Lease {
+                idx,
+                conn: s.conn.clone(),
+            });
+        }
+        let _permit = tokio::select! {
+            p = fanout.acquire() => p.map_err(|_| AcquireError::Cancelled)?,
+            _ = cancel.cancelled() => return Err(AcquireError::Cancelled),
+        };
+        let host = self.target.label.clone();
+        let _ = tx
+            .send(Msg::Event(Event::HostConnecting { host: host.clone() }))
+            .await;
+        let started = Instant::now();
+        let result = tokio::select! {
+            r = transport.connect(&self.target) => r,
+            _ = cancel.cancelled() => Err(ConnectError {
+                failure: sortie_events::ConnectFailure::Unreachable,
+                message: "the run stopped while connecting".into(),
+            }),
+        };
+        match result {
+            Ok(conn) => {
+                let _ = tx
+                    .send(Msg::Event(Event::HostConnected {
+                        host,
+                        elapsed: started.elapsed(),
+                    }))
+                    .await;
+                inner.slots.push(Slot {
+                    conn: conn.clone(),
+                    active: 1,
+                    open: 0,
+                    peak: 0,
+                    full: false,
+                });
+                Ok(Lease {
+                    idx: inner.slots.len() - 1,
+                    conn,
+                })
+            }
+            Err(e) => {
+                let _ = tx
+                    .send(Msg::Event(Event::HostFailed {
+                        host,
+                        failure: e.failure,
+                        message: e.message,
+                    }))
+                    .await;
+                if cancel.is_cancelled() {
+                    Err(AcquireError::Cancelled)
+                } else {
+                    Err(AcquireError::Connect)
+                }
+            }
+        }
+    }
+
+    /// A job's channel opened on connection `idx`.
+    pub(crate) async fn spawned(&self, idx: usize) {
+        let mut inner = self.inner.lock().await;
+        if let Some(s) = inner.slots.get_mut(idx) {
+            s.open += 1;
+            s.peak = s.peak.max(s.open);
+        }
+    }
+
+    /// The job gives its connection back.
+    pub(crate) async fn release(&self, lease: &Lease, spawned: bool) {
+        let mut inner = self.inner.lock().await;
+        if let Some(s) = inner.slots.get_mut(lease.idx) {
+            s.active = s.active.saturating_sub(1);
+            if spawned {
+                s.open = s.open.saturating_sub(1);
+            }
+        }
+    }
+
+    /// The server refused a channel on connection `idx`; returns how many of our channels
+    /// were open there (0: the server refuses every channel).
+    pub(crate) async fn refused(&self, idx: usize) -> usize {
+        let mut inner = self.inner.lock().await;
+        match inner.slots.get_mut(idx) {
+            Some(s) => {
+                s.full = true;
+                s.peak = s.peak.max(s.open);
+                s.open
+            }
+            None => 0,
+        }
+    }
+
+    /// Every live connection (to stop a process from any of them).
+    pub(crate) async fn connections(&self) -> Vec<Arc<dyn Connection>> {
+        let inner = self.inner.lock().await;
+        inner
+            .slots
+            .iter()
+            .filter(|s| !s.conn.is_closed())
+            .map(|s| s.conn.clone())
+            .collect()
+    }
+
+    /// Closes the pool: lends nothing more and closes every connection.
+    pub(crate) async fn close(&self) {
+        let conns: Vec<_> = {
+            let mut inner = self.inner.lock().await;
+            inner.closed = true;
+            inner.slots.drain(..).map(|s| s.conn).collect()
+        };
+        for c in conns {
+            c.close().await;
+        }
+    }
+}
+
+/// How long a stop keeps looking for a channel before giving up (the channel's own watchdog
+/// still ends the process when its channel closes).
+const STOP_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The connection a job sees: the pooled connection, plus what the scheduler must learn from
+/// it (was a channel refused, did the command start), and a stop that still works when the
+/// job's own connection has no channel left.
+pub(crate) struct JobConn {
+    inner: Arc<dyn Connection>,
+    pool: Arc<HostPool>,
+    transport: Arc<dyn Transport>,
+    idx: usize,
+    pub refused: AtomicBool,
+    pub spawned: AtomicBool,
+}
+
+impl JobConn {
+    pub(crate) fn new(
+        lease: &Lease,
+        pool: Arc<HostPool>,
+        transport: Arc<dyn Transport>,
+    ) -> Self {
+        JobConn {
+            inner: lease.conn.clone(),
+            pool,
+            transport,
+            idx: lease.idx,
+            refused: AtomicBool::new(false),
+            spawned: AtomicBool::new(false),
+        }
+    }
+}
+
+#[async_trait]
+impl Connection for JobConn {
+    async fn spawn(&self, command: &Command) -> Result<Process, SpawnError> {
+        match self.inner.spawn(command).await {
+            Ok(p) => {
+                self.spawned.store(true, Ordering::Release);
+                self.pool.spawned(self.idx).await;
+                Ok(p)
+            }
+            Err(SpawnError::ChannelRefused(m)) => {
+                self.refused.store(true, Ordering::Release);
+                Err(SpawnError::ChannelRefused(m))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stops the group through the job's connection; when that one has no channel left, through
+    /// another connection to the same host, else through a connection opened for the purpose.
+    async fn stop(&self, pgid: u32, sequence: &StopSequence) -> Result<(), SpawnError> {
+        let deadline = Instant::now() + STOP_PATIENCE;
+        let mut own: Option<Arc<dyn Connection>> = None;
+        let result = loop {
+            match self.inner.stop(pgid, sequence).await {
+                Err(SpawnError::ChannelRefused(_)) => {}
+                other => break other,
+            }
+            let mut done = None;
+            for c in self.pool.connections().await {
+                match c.stop(pgid, sequence).await {
+                    Err(SpawnError::ChannelRefused(_)) | Err(SpawnError::Lost(_)) => {}
+                    other => {
+                        done = Some(other);
+                        break;
+                    }
+                }
+            }
+            if let Some(r) = done {
+                break r;
+            }
+            if own.is_none() {
+                own = self.transport.connect(&self.pool.target).await.ok();
+            }
+            if let Some(c) = &own {
+                match c.stop(pgid, sequence).await {
+                    Err(SpawnError::ChannelRefused(_)) => {}
+                    other => break other,
+                }
+            }
+            if Instant::now() >= deadline {
+                break Err(SpawnError::ChannelRefused(
+                    "no channel to stop the process".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        if let Some(c) = own {
+            c.close().await;
+        }
+        result
+    }
+
+    async fn signal(&self, pgid: u32, signal: &str) -> Result<(), SpawnError> {
+        self.inner.signal(pgid, signal).await
+    }
+
+    async fn subsystem(&self, name: &str) -> Result<ByteStream, SpawnError> {
+        self.inner.subsystem(name).await
+    }
+
+    async fn exec_stream(&self, command: &str) -> Result<ByteStream, SpawnError> {
+        self.inner.exec_stream(command).await
+    }
+
+    fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    async fn close(&self) {
+        // The pool owns the connection; a job never closes it.
+    }
+}

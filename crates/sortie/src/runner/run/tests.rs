@@ -1,0 +1,1 @@
+//! Executor tests with an in-memory transport under paused time.
