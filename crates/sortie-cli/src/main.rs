@@ -1,1 +1,57 @@
-fn main() {}
+//! The `sortie` command: parses arguments, wires reporters to the library's event stream and
+//! maps outcomes to exit codes. Everything else lives in the library crates.
+
+mod args;
+mod exec_cmd;
+mod exit;
+mod hosts_cmd;
+mod select;
+
+use clap::Parser;
+use exit::ExitCode;
+
+fn main() {
+    let cli = args::Cli::parse();
+    init_tracing(cli.verbose);
+    if let Err(e) = sortie::limits::raise_nofile() {
+        tracing::warn!("cannot raise the open-file limit: {e}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = runtime.block_on(dispatch(cli));
+    // Do not wait for lingering connection tasks: the run has ended.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    std::process::exit(code as i32);
+}
+
+async fn dispatch(cli: args::Cli) -> ExitCode {
+    let result = match cli.command {
+        args::Command::Exec(a) => exec_cmd::run(a).await,
+        args::Command::Hosts(a) => hosts_cmd::run(a).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::Usage
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,russh=warn",
+        2 => "debug,russh=info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SORTIE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

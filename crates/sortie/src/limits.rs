@@ -19,5 +19,5 @@ pub fn raise_nofile() -> std::io::Result<u64> {
             }
         }
     }
-    Ok(lim.rlim_cur as u64)
+    Ok(lim.rlim_cur)
 }

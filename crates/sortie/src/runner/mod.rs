@@ -6,8 +6,8 @@
 //! terminals or files: reporters consume the stream.
 
 pub mod exec;
-pub mod run;
 mod lines;
+pub mod run;
 
 pub use exec::{exec, ExecOptions};
 pub use lines::LineSplitter;
@@ -73,21 +73,17 @@ impl Coordinator {
     pub(crate) async fn forward(&mut self, ev: Event) {
         let before = self.counts;
         match &ev {
-            Event::HostConnecting { host } => {
-                if self.connecting.insert(host.clone()) {
-                    self.counts.connecting += 1;
-                }
+            Event::HostConnecting { host } if self.connecting.insert(host.clone()) => {
+                self.counts.connecting += 1;
             }
-            Event::HostConnected { host, .. } | Event::HostFailed { host, .. } => {
-                if self.connecting.remove(host) {
-                    self.counts.connecting -= 1;
-                }
+            Event::HostConnected { host, .. } | Event::HostFailed { host, .. }
+                if self.connecting.remove(host) =>
+            {
+                self.counts.connecting -= 1;
             }
-            Event::JobStarted { job, .. } => {
-                if self.running.insert(*job) {
-                    self.counts.pending = self.counts.pending.saturating_sub(1);
-                    self.counts.running += 1;
-                }
+            Event::JobStarted { job, .. } if self.running.insert(*job) => {
+                self.counts.pending = self.counts.pending.saturating_sub(1);
+                self.counts.running += 1;
             }
             Event::JobFinished { job, outcome, .. } => {
                 if self.running.remove(job) {

@@ -1,0 +1,141 @@
+//! Command-line arguments (clap).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Start work on a fleet of Linux hosts over SSH, concurrently.
+#[derive(Parser, Debug)]
+#[command(name = "sortie", version, about, propagate_version = true)]
+pub struct Cli {
+    /// More diagnostics on stderr (-v, -vv, -vvv). SORTIE_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run one command on every selected host.
+    Exec(ExecArgs),
+    /// List the selected hosts, or print one host's effective settings (--resolved).
+    Hosts(HostsArgs),
+}
+
+/// Host key policy on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum HostKeyChecking {
+    /// Refuse unknown and changed host keys (default).
+    Yes,
+    /// Record unknown hosts' keys, refuse changed ones.
+    AcceptNew,
+    /// Accept any host key (insecure).
+    No,
+}
+
+/// Which hosts, and how to reach them. Shared by every subcommand.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Selection {
+    /// Hosts: comma-separated `[user@]host[:port]`, ranges `web[01-20]`, `^FILE` (repeatable).
+    #[arg(short = 'H', long = "hosts", value_name = "HOSTS")]
+    pub hosts: Vec<String>,
+    /// Hosts to leave out, same syntax as -H (repeatable).
+    #[arg(short = 'x', long = "exclude", value_name = "HOSTS")]
+    pub exclude: Vec<String>,
+    /// Inventory group(s) to select (repeatable, or comma-separated).
+    #[arg(
+        short = 'g',
+        long = "hostgroup",
+        value_name = "GROUP",
+        value_delimiter = ','
+    )]
+    pub groups: Vec<String>,
+    /// Inventory file [default: sortie.toml when it exists].
+    #[arg(short = 'i', long = "inventory", value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// ssh_config file instead of ~/.ssh/config and /etc/ssh/ssh_config.
+    #[arg(short = 'F', value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// Remote user for every host.
+    #[arg(short = 'l', long = "user", value_name = "USER")]
+    pub user: Option<String>,
+    /// Port for every host.
+    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Identity file (repeatable); tried before those of the configuration.
+    #[arg(long = "identity", value_name = "FILE")]
+    pub identity: Vec<PathBuf>,
+    /// known_hosts file(s) to use instead of the configured ones (repeatable).
+    #[arg(long = "known-hosts", value_name = "FILE")]
+    pub known_hosts: Vec<PathBuf>,
+    /// Host key policy [default: yes, or StrictHostKeyChecking from ssh_config].
+    #[arg(long = "host-key-checking", value_enum, value_name = "POLICY")]
+    pub host_key_checking: Option<HostKeyChecking>,
+    /// Connect timeout covering TCP, banner, key exchange and auth [default: 10s].
+    #[arg(long = "connect-timeout", value_name = "DURATION", value_parser = parse_duration)]
+    pub connect_timeout: Option<std::time::Duration>,
+}
+
+/// `sortie exec`.
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Hosts in flight at once.
+    #[arg(short = 'f', long = "fanout", default_value_t = 64, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub fanout: u32,
+    /// Time limit per command (e.g. 30s, 5m); then the remote process group is ended.
+    #[arg(short = 't', long = "timeout", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Grace between TERM and KILL when a command is ended.
+    #[arg(long = "kill-grace", value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    pub kill_grace: std::time::Duration,
+    /// Buffer per host and print identical outputs once under a folded host range.
+    #[arg(long = "group", conflicts_with_all = ["out_dir", "json"])]
+    pub group: bool,
+    /// Write DIR/<host>.out and DIR/<host>.err instead of printing output.
+    #[arg(long = "out-dir", value_name = "DIR", conflicts_with = "json")]
+    pub out_dir: Option<PathBuf>,
+    /// One JSON object per event on stdout (JSON Lines; see docs/json-events.md).
+    #[arg(long = "json")]
+    pub json: bool,
+    /// Environment variable for the command, K=V (repeatable; values never logged).
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// The command, after `--`.
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `sortie hosts`.
+#[derive(Args, Debug)]
+pub struct HostsArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Print the effective connection settings of HOST as `key value` lines, like `ssh -G`.
+    #[arg(long = "resolved", value_name = "HOST")]
+    pub resolved: Option<String>,
+}
+
+/// Parses a duration option (`300ms`, `1.5s`, `2m`, `1h`, bare seconds).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    sortie_plan::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Parses `K=V` (K a shell variable name).
+pub fn parse_env(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected K=V, got `{s}`"))?;
+    let valid = !k.is_empty()
+        && k.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!("`{k}` is not a valid variable name"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}

@@ -1,0 +1,32 @@
+//! `sortie hosts`: list the selection, or print one host's effective settings like `ssh -G`.
+
+use sortie_inventory::{HostSpec, Resolver};
+
+use crate::args::HostsArgs;
+use crate::exit::ExitCode;
+use crate::select;
+
+pub async fn run(args: HostsArgs) -> miette::Result<ExitCode> {
+    let req = select::request(&args.selection);
+    let resolver = Resolver::new(&req).map_err(miette::Report::new)?;
+    if let Some(host) = &args.resolved {
+        let spec = sortie_inventory::hostexpr::expand(
+            host,
+            sortie_inventory::Origin::Option("--resolved".into()),
+            std::path::Path::new("."),
+        )
+        .map_err(miette::Report::new)?
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| HostSpec::new(host.clone()));
+        let cfg = resolver
+            .resolve(&spec, &args.selection.groups)
+            .map_err(miette::Report::new)?;
+        print!("{}", cfg.ssh_g_lines());
+        return Ok(ExitCode::Ok);
+    }
+    for h in resolver.select(&req).map_err(miette::Report::new)? {
+        println!("{}", h.name);
+    }
+    Ok(ExitCode::Ok)
+}

@@ -1,0 +1,382 @@
+//! The `sortie` binary against real OpenSSH sshd fixtures on loopback: what a user sees
+//! (output, summary, exit code) and what is left on the hosts.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sortie_testkit::{Agent, KeyKind, Sshd};
+
+fn sortie() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sortie"));
+    c.env_remove("SSH_AUTH_SOCK").env("NO_COLOR", "1");
+    c
+}
+
+/// Records a skipped test visibly (scripts/test.sh prints $SORTIE_SKIP_LOG at the end).
+fn skip(test: &str, reason: &str) {
+    let line = format!("SKIP {test}: {reason}");
+    eprintln!("{line}");
+    if let Some(path) = std::env::var_os("SORTIE_SKIP_LOG") {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+fn sshd(test: &str) -> Option<Sshd> {
+    if sortie_testkit::require_sshd().is_none() {
+        skip(
+            test,
+            "OpenSSH sshd is not installed (scripts/test.sh installs it as root)",
+        );
+        return None;
+    }
+    Some(Sshd::builder().start().expect("fixture sshd starts"))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn run(cmd: &mut Command) -> (Output, String, String) {
+    let out = cmd.output().expect("sortie runs");
+    let (o, e) = (text(&out.stdout), text(&out.stderr));
+    (out, o, e)
+}
+
+#[test]
+fn two_hundred_hosts_with_unreachable_and_refused_keys() {
+    let Some(sshd) = sshd("two_hundred_hosts_with_unreachable_and_refused_keys") else {
+        return;
+    };
+    let hosts = sortie_testkit::hosts(200);
+    // Hosts 199 and 200 are not in known_hosts: their keys are refused.
+    let known: Vec<&str> = hosts[..198].iter().map(String::as_str).collect();
+    let cfg = sshd.ssh_config_for(&known).unwrap();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let list = format!("{},127.0.0.1:{closed}", hosts.join(","));
+    let (out, stdout, stderr) = run(sortie().args(["exec", "-F"]).arg(&cfg).args([
+        "-H",
+        &list,
+        "--connect-timeout",
+        "5s",
+        "--",
+        "echo ok from $(echo $SSH_CONNECTION | cut -d\" \" -f3)",
+    ]));
+    for h in &hosts[..198] {
+        let width = hosts
+            .iter()
+            .map(|h| h.len())
+            .max()
+            .unwrap()
+            .max(format!("127.0.0.1:{closed}").len());
+        assert!(
+            stdout.contains(&format!("{h:<width$} | ok from {h}\n")),
+            "missing output of {h}\n{stdout}"
+        );
+    }
+    assert_eq!(stdout.lines().count(), 198, "{stdout}");
+    assert!(
+        stderr.contains("ok: 127.0.0.[1-198]"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("host key refused"), "{stderr}");
+    assert!(stderr.contains("unreachable"), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{closed}")), "{stderr}");
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+}
+
+#[test]
+fn encrypted_key_prompts_once_for_many_hosts() {
+    let Some(sshd) = sshd("encrypted_key_prompts_once_for_many_hosts") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (key, pass) = sshd.encrypted_key();
+    let counter = dir.path().join("asked");
+    let askpass = dir.path().join("askpass.sh");
+    std::fs::write(
+        &askpass,
+        format!(
+            "#!/bin/sh\necho x >> {}\necho '{pass}'\n",
+            counter.display()
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&askpass).unwrap().permissions(),
+        0o755,
+    );
+    Command::new("chmod")
+        .arg("755")
+        .arg(&askpass)
+        .status()
+        .unwrap();
+    let hosts = sortie_testkit::hosts(8);
+    let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let kh = sshd.known_hosts_for(&refs).unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &sshd,
+        &kh,
+        &[
+            &format!("IdentityFile {}", key.display()),
+            "IdentitiesOnly yes",
+        ],
+    );
+    let (out, stdout, stderr) = run(sortie()
+        .env("SSH_ASKPASS", &askpass)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .args(["exec", "-F"])
+        .arg(&cfg)
+        .args(["-H", &hosts.join(","), "--", "echo in"]));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout.matches("| in").count(), 8);
+    assert_eq!(
+        std::fs::read_to_string(&counter).unwrap().lines().count(),
+        1,
+        "asked once per key, not per host"
+    );
+    assert!(
+        !stderr.contains(pass) && !stdout.contains(pass),
+        "passphrase never printed"
+    );
+}
+
+#[test]
+fn agent_keys_authenticate_without_key_files() {
+    let Some(sshd) = sshd("agent_keys_authenticate_without_key_files") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::with_keys(&[&sshd.client_key(KeyKind::Ecdsa)]).unwrap();
+    let hosts = sortie_testkit::hosts(6);
+    let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let kh = sshd.known_hosts_for(&refs).unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &sshd,
+        &kh,
+        &[&format!(
+            "IdentityFile {}",
+            dir.path().join("none").display()
+        )],
+    );
+    let (out, stdout, stderr) = run(sortie()
+        .env("SSH_AUTH_SOCK", agent.sock())
+        .args(["exec", "-F"])
+        .arg(&cfg)
+        .args(["-H", &hosts.join(","), "--", "echo agent"]));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout.matches("| agent").count(), 6);
+    // Without the agent, the same selection fails authentication, per host, with the reason.
+    let (out, _, stderr) = run(sortie()
+        .args(["exec", "-F"])
+        .arg(&cfg)
+        .args(["-H", &hosts[0], "--", "true"]));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr.contains("auth failed"), "{stderr}");
+}
+
+#[test]
+fn proxyjump_targets_share_one_jump_connection() {
+    let Some(target) = sshd("proxyjump_targets_share_one_jump_connection") else {
+        return;
+    };
+    let jump = Sshd::builder().start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = sortie_testkit::hosts(5);
+    let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let kh_target = target.known_hosts_for(&refs).unwrap();
+    let kh_jump = jump.known_hosts_for(&["127.0.0.1"]).unwrap();
+    let cfg = dir.path().join("config");
+    std::fs::write(&cfg, format!(
+        "Host jump\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  UserKnownHostsFile {}\n\n\
+         Host 127.*\n  ProxyJump jump\n  Port {}\n  User {}\n  IdentityFile {}\n  UserKnownHostsFile {}\n",
+        jump.port(), jump.user(), jump.client_key(KeyKind::Ed25519).display(), kh_jump.display(),
+        target.port(), target.user(), target.client_key(KeyKind::Ed25519).display(), kh_target.display())).unwrap();
+    let (out, stdout, stderr) = run(sortie().args(["exec", "-F"]).arg(&cfg).args([
+        "-H",
+        &hosts.join(","),
+        "--",
+        "echo via $(echo $SSH_CONNECTION | cut -d' ' -f1)",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{}", jump.log());
+    assert_eq!(stdout.matches("| via 127.0.0.1").count(), 5, "{stdout}");
+    let accepted = jump.log().matches("Accepted publickey").count();
+    assert_eq!(
+        accepted,
+        1,
+        "one authenticated jump connection for 5 targets\n{}",
+        jump.log()
+    );
+}
+
+#[test]
+fn bad_input_is_refused_before_any_host_is_contacted() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    std::fs::write(&cfg, "Host *\n  Port notaport\n").unwrap();
+    let (out, _, stderr) = run(sortie().args(["exec", "-F"]).arg(&cfg).args([
+        "-H",
+        &format!("127.0.0.1:{port}"),
+        "--",
+        "true",
+    ]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:2:", cfg.display())),
+        "names file:line: {stderr}"
+    );
+    let inv = dir.path().join("inv.toml");
+    std::fs::write(
+        &inv,
+        "[groups.web]\nhosts = [\"127.0.0.1:{port}\"]\nusr = \"x\"\n"
+            .replace("{port}", &port.to_string()),
+    )
+    .unwrap();
+    let (out, _, stderr) = run(sortie()
+        .args(["exec", "-i"])
+        .arg(&inv)
+        .args(["-g", "web", "--", "true"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("inv.toml:3:"), "{stderr}");
+    for bad in [
+        vec!["-H", "web[3-1]"],
+        vec!["-H", "[::1"],
+        vec!["--timeout", "soon", "-H", "x"],
+        vec!["-f", "0", "-H", "x"],
+    ] {
+        let (out, _, stderr) = run(sortie().arg("exec").args(&bad).args(["--", "true"]));
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+    }
+    assert!(listener.accept().is_err(), "no connection was made");
+}
+
+#[test]
+fn output_modes_group_outdir_json() {
+    let Some(sshd) = sshd("output_modes_group_outdir_json") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = sortie_testkit::hosts(4);
+    let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let cfg = sshd.ssh_config_for(&refs).unwrap();
+    let cmd =
+        "case $SSH_CONNECTION in *127.0.0.4\\ *) echo different;; *) echo same;; esac; echo e >&2";
+    let (out, stdout, _) = run(sortie().args(["exec", "--group", "-F"]).arg(&cfg).args([
+        "-H",
+        &hosts.join(","),
+        "--",
+        cmd,
+    ]));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("127.0.0.[1-3]\n"), "{stdout}");
+    assert_eq!(stdout.matches("same").count(), 1, "{stdout}");
+    let od = dir.path().join("out");
+    let (out, stdout, _) = run(sortie()
+        .args(["exec", "--out-dir"])
+        .arg(&od)
+        .arg("-F")
+        .arg(&cfg)
+        .args(["-H", &hosts.join(","), "--", cmd]));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.is_empty());
+    assert_eq!(
+        std::fs::read_to_string(od.join("127.0.0.4.out")).unwrap(),
+        "different\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(od.join("127.0.0.2.err")).unwrap(),
+        "e\n"
+    );
+    let (out, stdout, _) = run(sortie().args(["exec", "--json", "-F"]).arg(&cfg).args([
+        "-H",
+        &hosts.join(","),
+        "--",
+        cmd,
+    ]));
+    assert_eq!(out.status.code(), Some(0));
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["event"] == "job_finished" && e["outcome"]["kind"] == "ok")
+            .count(),
+        4
+    );
+    assert_eq!(events.last().unwrap()["event"], "run_finished");
+}
+
+#[test]
+fn ctrl_c_ends_remote_processes_and_exits_130() {
+    let Some(sshd) = sshd("ctrl_c_ends_remote_processes_and_exits_130") else {
+        return;
+    };
+    let hosts = sortie_testkit::hosts(3);
+    let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let cfg = sshd.ssh_config_for(&refs).unwrap();
+    let marker = format!("ctrlc-marker-{}", std::process::id());
+    let child = sortie()
+        .args(["exec", "-F"])
+        .arg(&cfg)
+        .args([
+            "-H",
+            &hosts.join(","),
+            "--",
+            &format!("echo started; sleep 1000; echo {marker}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the commands run on the hosts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sortie_testkit::remote_processes("sleep 1000").len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe { libc_kill(child.id() as i32, 2) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let left = sortie_testkit::wait_for_no_remote_processes(&marker, Duration::from_secs(5));
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(text(&out.stderr).contains("interrupted"));
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+fn write_config(dir: &Path, sshd: &Sshd, kh: &Path, extra: &[&str]) -> PathBuf {
+    let path = dir.join("ssh_config");
+    let mut s = String::from("Host 127.*\n");
+    for l in extra {
+        s.push_str(&format!("  {l}\n"));
+    }
+    s.push_str(&format!(
+        "  User {}\n  Port {}\n  UserKnownHostsFile {}\n",
+        sshd.user(),
+        sshd.port(),
+        kh.display()
+    ));
+    std::fs::write(&path, s).unwrap();
+    path
+}
