@@ -340,11 +340,7 @@ pub(crate) enum Msg {
     /// The host's first connection failed (its `HostFailed` was sent).
     ConnectFailed { host: usize },
     /// The attempt never started; queue the job again.
-    Requeue {
-        seq: u64,
-        host: usize,
-        why: Requeue,
-    },
+    Requeue { seq: u64, host: usize, why: Requeue },
     /// The attempt ended.
     Done {
         seq: u64,
@@ -775,9 +771,13 @@ impl Executor {
                 }
                 if let Some(files) = self.results.get_mut(job) {
                     let f = &mut files[usize::from(*stream == Stream::Stderr)];
-                    let r = f
-                        .write_all(line)
-                        .and_then(|_| if *partial { Ok(()) } else { f.write_all(b"\n") });
+                    let r = f.write_all(line).and_then(|_| {
+                        if *partial {
+                            Ok(())
+                        } else {
+                            f.write_all(b"\n")
+                        }
+                    });
                     if let Err(e) = r {
                         tracing::warn!("results for job {job}: {e}");
                     }

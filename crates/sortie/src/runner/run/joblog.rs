@@ -17,7 +17,8 @@ use sortie_events::Outcome;
 use super::{JoblogError, Resume, RunError};
 
 /// The header line (without newline).
-pub const HEADER: &str = "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand";
+pub const HEADER: &str =
+    "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand";
 
 /// One finished job, as a joblog row.
 #[derive(Clone, Debug, PartialEq)]
@@ -249,7 +250,11 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<HashMap<u64, bool>, RunEr
         let num = |k: usize, what: &str| -> Result<i64, RunError> {
             let (col, f) = fields[k];
             f.trim().parse::<i64>().map_err(|_| {
-                bad(col, f.len(), format!("{what} must be an integer, found {f:?}"))
+                bad(
+                    col,
+                    f.len(),
+                    format!("{what} must be an integer, found {f:?}"),
+                )
             })
         };
         let seq = num(0, "Seq")?;
@@ -323,7 +328,9 @@ mod tests {
             "jobs.log:2:17: Exitval must be an integer, found \"oops\""
         );
         let err = parse(Path::new("jobs.log"), "1\t2\n").unwrap_err();
-        assert!(err.to_string().starts_with("jobs.log:1:1: expected at least 8"));
+        assert!(err
+            .to_string()
+            .starts_with("jobs.log:1:1: expected at least 8"));
     }
 
     #[test]

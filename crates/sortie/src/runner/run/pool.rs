@@ -109,7 +109,12 @@ impl HostPool {
         if inner.closed {
             return Err(AcquireError::Closed);
         }
-        if let Some((idx, s)) = inner.slots.iter_mut().enumerate().find(|(_, s)| s.has_room()) {
+        if let Some((idx, s)) = inner
+            .slots
+            .iter_mut()
+            .enumerate()
+            .find(|(_, s)| s.has_room())
+        {
             s.active += 1;
             return Ok(Lease {
                 idx,
@@ -244,11 +249,7 @@ pub(crate) struct JobConn {
 }
 
 impl JobConn {
-    pub(crate) fn new(
-        lease: &Lease,
-        pool: Arc<HostPool>,
-        transport: Arc<dyn Transport>,
-    ) -> Self {
+    pub(crate) fn new(lease: &Lease, pool: Arc<HostPool>, transport: Arc<dyn Transport>) -> Self {
         JobConn {
             inner: lease.conn.clone(),
             pool,

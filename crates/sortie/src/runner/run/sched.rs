@@ -271,7 +271,11 @@ impl Scheduler {
             };
             return Decision::Abandon { seq };
         }
-        if self.cfg.jobs.is_some_and(|j| self.running.len() >= j.max(1)) {
+        if self
+            .cfg
+            .jobs
+            .is_some_and(|j| self.running.len() >= j.max(1))
+        {
             return Decision::Wait;
         }
         if let Some(t) = self.not_before {
@@ -466,9 +470,16 @@ mod tests {
         s.host_up(1);
         let c = start(s.next(t));
         assert_eq!(c.host, 1);
-        assert_eq!(s.finished(a.seq, AttemptResult::Ok), Verdict::Final { halt: None });
+        assert_eq!(
+            s.finished(a.seq, AttemptResult::Ok),
+            Verdict::Final { halt: None }
+        );
         let d = start(s.next(t));
-        assert_eq!((d.host, d.slot), (0, 1), "least loaded host, lowest free slot");
+        assert_eq!(
+            (d.host, d.slot),
+            (0, 1),
+            "least loaded host, lowest free slot"
+        );
     }
 
     #[test]
