@@ -122,6 +122,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fixtures_can_be_shared_across_threads() {
+        // Tokio tests hold fixtures across awaits and in Arcs.
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Sshd>();
+        send_sync::<Agent>();
+        send_sync::<Keys>();
+    }
+
+    #[test]
     fn hosts_are_distinct_and_skip_network_and_broadcast_octets() {
         let h = hosts(1000);
         assert_eq!(h.len(), 1000);

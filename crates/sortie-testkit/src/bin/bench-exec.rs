@@ -140,7 +140,12 @@ fn real_main(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                             "true".into(),
                         ],
                     }),
-                    Err(reason) => notes.push(format!("sortie: not available ({reason})")),
+                    Err(reason) => {
+                        let note = format!("sortie: not available ({reason})");
+                        if !notes.contains(&note) {
+                            notes.push(note);
+                        }
+                    }
                 },
                 "ssh" => contenders.push(Contender {
                     name: format!("ssh (xargs -P {fanout})"),
