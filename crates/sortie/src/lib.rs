@@ -10,6 +10,7 @@
 
 pub mod limits;
 pub mod runner;
+pub mod transfer;
 pub mod transport;
 
 pub use sortie_events::{self as events, Bucket, ConnectFailure, Counts, Event, Outcome, Stream};
