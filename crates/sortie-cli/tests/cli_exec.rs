@@ -1,7 +1,6 @@
 //! The `sortie` binary against real OpenSSH sshd fixtures on loopback: what a user sees
 //! (output, summary, exit code) and what is left on the hosts.
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -15,19 +14,8 @@ fn sortie() -> Command {
     c
 }
 
-/// Records a skipped test visibly (scripts/test.sh prints $SORTIE_SKIP_LOG at the end).
 fn skip(test: &str, reason: &str) {
-    let line = format!("SKIP {test}: {reason}");
-    eprintln!("{line}");
-    if let Some(path) = std::env::var_os("SORTIE_SKIP_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = writeln!(f, "{line}");
-        }
-    }
+    sortie_testkit::skip(test, reason);
 }
 
 fn sshd(test: &str) -> Option<Sshd> {
@@ -87,10 +75,7 @@ fn two_hundred_hosts_with_unreachable_and_refused_keys() {
         );
     }
     assert_eq!(stdout.lines().count(), 198, "{stdout}");
-    assert!(
-        stderr.contains("ok: 127.0.0.[1-198]"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("ok: 127.0.0.[1-198]"), "{stderr}");
     assert!(stderr.contains("host key refused"), "{stderr}");
     assert!(stderr.contains("unreachable"), "{stderr}");
     assert!(stderr.contains(&format!("127.0.0.1:{closed}")), "{stderr}");

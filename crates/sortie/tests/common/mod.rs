@@ -43,19 +43,7 @@ pub fn target(sshd: &Sshd, host: &str, known_hosts: PathBuf) -> Target {
     }
 }
 
-/// Records a skipped test visibly: printed, and appended to `$SORTIE_SKIP_LOG` (which
-/// scripts/test.sh prints at the end, since libtest captures a passing test's output).
+/// Records a skipped test visibly (see `sortie_testkit::skip`).
 pub fn skip(test: &str, reason: &str) {
-    let line = format!("SKIP {test}: {reason}");
-    eprintln!("{line}");
-    if let Some(path) = std::env::var_os("SORTIE_SKIP_LOG") {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = writeln!(f, "{line}");
-        }
-    }
+    sortie_testkit::skip(test, reason);
 }
