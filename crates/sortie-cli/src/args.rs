@@ -21,6 +21,10 @@ pub enum Command {
     Exec(ExecArgs),
     /// List the selected hosts, or print one host's effective settings (--resolved).
     Hosts(HostsArgs),
+    /// Copy local files and directories to every selected host.
+    Put(PutArgs),
+    /// Copy files from every selected host into LOCAL_DIR/<host>/.
+    Get(GetArgs),
 }
 
 /// Host key policy on the command line.
@@ -117,6 +121,72 @@ pub struct HostsArgs {
     /// Print the effective connection settings of HOST as `key value` lines, like `ssh -G`.
     #[arg(long = "resolved", value_name = "HOST")]
     pub resolved: Option<String>,
+}
+
+/// How files travel, on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq, Default)]
+pub enum TransferMethod {
+    /// SFTP when the server offers it, else commands over an exec channel.
+    #[default]
+    Auto,
+    /// SFTP only.
+    Sftp,
+    /// Commands over an exec channel (`cat`, `stat`, `mv`) only.
+    Exec,
+}
+
+/// `sortie put`.
+#[derive(Args, Debug)]
+pub struct PutArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Copy directories recursively.
+    #[arg(short = 'r', long = "recursive")]
+    pub recursive: bool,
+    /// Skip files whose SHA-256 (computed on the host) matches, instead of size and mtime.
+    #[arg(long = "checksum")]
+    pub checksum: bool,
+    /// Check each written file's SHA-256 on the host before it replaces the real name.
+    #[arg(long = "verify")]
+    pub verify: bool,
+    /// Transfer method.
+    #[arg(long = "method", value_enum, default_value_t = TransferMethod::Auto)]
+    pub method: TransferMethod,
+    /// Hosts in flight at once.
+    #[arg(short = 'f', long = "fanout", default_value_t = 64, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub fanout: u32,
+    /// One JSON object per event on stdout (JSON Lines).
+    #[arg(long = "json")]
+    pub json: bool,
+    /// LOCAL... REMOTE: local files (directories with -r), then the remote file or directory;
+    /// REMOTE may use {host} and {tag:NAME}.
+    #[arg(required = true, num_args = 2.., value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+/// `sortie get`.
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Copy directories recursively.
+    #[arg(short = 'r', long = "recursive")]
+    pub recursive: bool,
+    /// Transfer method.
+    #[arg(long = "method", value_enum, default_value_t = TransferMethod::Auto)]
+    pub method: TransferMethod,
+    /// Hosts in flight at once.
+    #[arg(short = 'f', long = "fanout", default_value_t = 64, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub fanout: u32,
+    /// One JSON object per event on stdout (JSON Lines).
+    #[arg(long = "json")]
+    pub json: bool,
+    /// REMOTE... LOCAL_DIR: remote paths or globs ({host}, {tag:NAME} allowed), then the local
+    /// directory that receives one subdirectory per host.
+    #[arg(required = true, num_args = 2.., value_name = "PATH")]
+    pub paths: Vec<String>,
 }
 
 /// Parses a duration option (`300ms`, `1.5s`, `2m`, `1h`, bare seconds).

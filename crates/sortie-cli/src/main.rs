@@ -6,6 +6,7 @@ mod exec_cmd;
 mod exit;
 mod hosts_cmd;
 mod select;
+mod transfer_cmd;
 
 use clap::Parser;
 use exit::ExitCode;
@@ -30,6 +31,8 @@ async fn dispatch(cli: args::Cli) -> ExitCode {
     let result = match cli.command {
         args::Command::Exec(a) => exec_cmd::run(a).await,
         args::Command::Hosts(a) => hosts_cmd::run(a).await,
+        args::Command::Put(a) => transfer_cmd::put(a).await,
+        args::Command::Get(a) => transfer_cmd::get(a).await,
     };
     match result {
         Ok(code) => code,
