@@ -115,9 +115,7 @@ async fn host_task(
     tx: &mpsc::Sender<Event>,
 ) {
     let host = target.label.clone();
-    let _ = tx
-        .send(Event::HostConnecting { host: host.clone() })
-        .await;
+    let _ = tx.send(Event::HostConnecting { host: host.clone() }).await;
     let started = Instant::now();
     let conn = tokio::select! {
         c = transport.connect(target) => c,

@@ -12,8 +12,8 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use super::{
-    signal_name, ByteStream, Command, ConnectError, Connection, Exit, Process, ProcessEvent, SpawnError,
-    StopSequence, Target, Transport,
+    signal_name, ByteStream, Command, ConnectError, Connection, Exit, Process, ProcessEvent,
+    SpawnError, StopSequence, Target, Transport,
 };
 
 /// Output chunk size read from a local pipe.

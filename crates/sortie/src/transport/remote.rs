@@ -101,7 +101,15 @@ mod tests {
 
     #[test]
     fn quote_round_trips_through_sh() {
-        for s in ["plain", "", "a b", "it's", "$HOME `x` \\ \"q\"", "new\nline", "ünï"] {
+        for s in [
+            "plain",
+            "",
+            "a b",
+            "it's",
+            "$HOME `x` \\ \"q\"",
+            "new\nline",
+            "ünï",
+        ] {
             let out = std::process::Command::new("/bin/sh")
                 .arg("-c")
                 .arg(format!("printf %s {}", quote(s)))
@@ -126,7 +134,12 @@ mod tests {
         let cmd = Command {
             command: "echo \"$GREETING from $(pwd)\"; exit 3".into(),
             env: vec![("GREETING".into(), "it's me".into())],
-            cwd: Some(std::env::temp_dir().join("sortie-wrapper-test").display().to_string()),
+            cwd: Some(
+                std::env::temp_dir()
+                    .join("sortie-wrapper-test")
+                    .display()
+                    .to_string(),
+            ),
         };
         let out = std::process::Command::new("/bin/sh")
             .arg("-c")

@@ -67,8 +67,8 @@ pub fn default_prompt(path: &Path) -> Option<String> {
     let prompt = format!("Enter passphrase for key '{}': ", path.display());
     let askpass = std::env::var_os("SSH_ASKPASS").filter(|s| !s.is_empty());
     let require = std::env::var("SSH_ASKPASS_REQUIRE").unwrap_or_default();
-    let use_askpass = askpass.is_some()
-        && (require == "force" || std::fs::File::open("/dev/tty").is_err());
+    let use_askpass =
+        askpass.is_some() && (require == "force" || std::fs::File::open("/dev/tty").is_err());
     if use_askpass {
         let out = std::process::Command::new(askpass?)
             .arg(&prompt)
@@ -249,10 +249,7 @@ impl SshTransport {
             port: target.port,
             policy: target.host_key_checking,
             known,
-            recorder: target
-                .known_hosts_files
-                .first()
-                .map(|f| self.recorder(f)),
+            recorder: target.known_hosts_files.first().map(|f| self.recorder(f)),
             refusal: verdict.clone(),
         };
         let host_key_error = |e: russh::Error| -> ConnectError {
@@ -329,9 +326,9 @@ impl SshTransport {
             Ok(ids) => {
                 for key in ids {
                     if target.identities_only
-                        && !file_keys
-                            .iter()
-                            .any(|(_, p)| p.as_ref().is_some_and(|p| p.key_data() == key.key_data()))
+                        && !file_keys.iter().any(|(_, p)| {
+                            p.as_ref().is_some_and(|p| p.key_data() == key.key_data())
+                        })
                     {
                         continue;
                     }
