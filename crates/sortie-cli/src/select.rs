@@ -5,11 +5,9 @@ use std::sync::Arc;
 
 use sortie::transport::{
     ssh::{SshOptions, SshTransport},
-    HostKeyChecking, Target, Transport, TransportKind, Transports,
+    Target, Transport, Transports,
 };
-use sortie_inventory::{
-    HostConfig, HostSpec, Overrides, Resolver, SelectRequest, StrictHostKeyChecking,
-};
+use sortie_inventory::{HostConfig, Overrides, Resolver, SelectRequest, StrictHostKeyChecking};
 
 use crate::args::{self, Selection};
 
@@ -41,77 +39,13 @@ pub fn request(sel: &Selection) -> SelectRequest {
 /// Resolves the selection into targets, jump hosts included. Every input error surfaces here,
 /// before any host is contacted.
 pub fn targets(sel: &Selection) -> miette::Result<Vec<Target>> {
-    let req = request(sel);
-    let resolver = Resolver::new(&req).map_err(miette::Report::new)?;
-    let hosts = resolver.select(&req).map_err(miette::Report::new)?;
-    if hosts.is_empty() {
-        return Err(miette::miette!(
-            help = "check -H/-g/-x and the inventory",
-            "no host selected"
-        ));
-    }
-    hosts
-        .iter()
-        .map(|h| target(&resolver, h))
-        .collect::<miette::Result<Vec<_>>>()
+    sortie::hosts::select_targets(&request(sel)).map_err(miette::Report::new)
 }
 
-/// One target from its effective settings; jump hops are resolved like any host.
+/// One target from its effective settings (see [`sortie::hosts::target`]).
+#[allow(dead_code)]
 pub fn target(resolver: &Resolver, cfg: &HostConfig) -> miette::Result<Target> {
-    if let Some(pc) = &cfg.proxy_command {
-        return Err(miette::miette!(
-            help = "use ProxyJump instead, or `ProxyCommand none` for this host",
-            "{}: ProxyCommand `{pc}` is not supported by sortie",
-            cfg.name
-        ));
-    }
-    let mut jumps = Vec::new();
-    for hop in &cfg.proxy_jump {
-        let spec = HostSpec {
-            user: hop.user.clone(),
-            host: hop.host.clone(),
-            port: hop.port,
-        };
-        let hop_cfg = resolver.resolve(&spec, &[]).map_err(miette::Report::new)?;
-        let mut t = target_only(&hop_cfg);
-        t.label = hop.to_string();
-        jumps.push(t);
-    }
-    let mut t = target_only(cfg);
-    t.jumps = jumps;
-    Ok(t)
-}
-
-fn target_only(cfg: &HostConfig) -> Target {
-    let mut known_hosts_files = cfg.user_known_hosts_files.clone();
-    known_hosts_files.extend(cfg.global_known_hosts_files.iter().cloned());
-    Target {
-        label: cfg.name.clone(),
-        hostname: cfg
-            .host_key_alias
-            .clone()
-            .filter(|_| false)
-            .unwrap_or_else(|| cfg.hostname.clone()),
-        port: cfg.port,
-        user: cfg.user.clone(),
-        identity_files: cfg.identity_files.clone(),
-        identities_only: cfg.identities_only,
-        jumps: vec![],
-        known_hosts_files,
-        host_key_checking: match cfg.strict_host_key_checking {
-            StrictHostKeyChecking::No => HostKeyChecking::No,
-            StrictHostKeyChecking::AcceptNew => HostKeyChecking::AcceptNew,
-            // OpenSSH's `ask` cannot ask here: sortie refuses, as `yes` does.
-            _ => HostKeyChecking::Yes,
-        },
-        connect_timeout: cfg.connect_timeout,
-        keepalive_interval: cfg.server_alive_interval,
-        keepalive_max: cfg.server_alive_count_max,
-        kind: match cfg.transport {
-            sortie_inventory::TransportKind::Local => TransportKind::Local,
-            _ => TransportKind::Ssh,
-        },
-    }
+    sortie::hosts::target(resolver, cfg).map_err(miette::Report::new)
 }
 
 /// The transports of a run.

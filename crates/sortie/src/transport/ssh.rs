@@ -186,19 +186,17 @@ impl SshTransport {
         // that a recorded key is actually compared instead of negotiating another type.
         let recorded = known.algorithms_for(&target.hostname, target.port);
         if !recorded.is_empty() {
-            let mut preferred: Vec<keys::Algorithm> = Vec::new();
-            for name in &recorded {
-                for alg in expand_algorithm(name) {
-                    if config.preferred.key.contains(&alg) && !preferred.contains(&alg) {
-                        preferred.push(alg);
-                    }
-                }
-            }
-            for alg in config.preferred.key.iter() {
-                if !preferred.contains(alg) {
-                    preferred.push(alg.clone());
-                }
-            }
+            // Recorded types first, in the default order (ed25519 before ECDSA before RSA),
+            // then the others, as OpenSSH orders HostKeyAlgorithms for a known host.
+            let wanted: Vec<keys::Algorithm> =
+                recorded.iter().flat_map(|n| expand_algorithm(n)).collect();
+            let (mut preferred, rest): (Vec<_>, Vec<_>) = config
+                .preferred
+                .key
+                .iter()
+                .cloned()
+                .partition(|alg| wanted.contains(alg));
+            preferred.extend(rest);
             config.preferred.key = preferred.into();
         }
         Arc::new(config)
