@@ -8,6 +8,7 @@
 //!   [`Event`]s;
 //! - reporters, inventory and plans live in their own crates, re-exported here.
 
+pub mod hosts;
 pub mod limits;
 pub mod runner;
 pub mod transfer;
