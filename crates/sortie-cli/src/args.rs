@@ -21,6 +21,8 @@ pub enum Command {
     Exec(ExecArgs),
     /// List the selected hosts, or print one host's effective settings (--resolved).
     Hosts(HostsArgs),
+    /// Run a plan's fleet of long-lived processes: ramp-up, readiness, hold, clean stop, report.
+    Launch(LaunchArgs),
     /// Copy local files and directories to every selected host.
     Put(PutArgs),
     /// Copy files from every selected host into LOCAL_DIR/<host>/.
@@ -187,6 +189,56 @@ pub struct GetArgs {
     /// directory that receives one subdirectory per host.
     #[arg(required = true, num_args = 2.., value_name = "PATH")]
     pub paths: Vec<String>,
+}
+
+/// `sortie launch`.
+#[derive(Args, Debug)]
+pub struct LaunchArgs {
+    /// The plan file (see docs/plan.md).
+    #[arg(value_name = "PLAN.toml")]
+    pub plan: PathBuf,
+    /// Print the placement and start schedule; contact no host.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Hold time once every process is ready (overrides run.duration).
+    #[arg(long = "duration", value_name = "DURATION", value_parser = parse_duration_text)]
+    pub duration: Option<String>,
+    /// Override a plan value, KEY=VALUE (repeatable), e.g. --set roles.viewer.count=2.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Run directory for logs and report.json [default: the plan's run.run_dir].
+    #[arg(long = "run-dir", value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// One JSON object per event on stdout (JSON Lines).
+    #[arg(long = "json")]
+    pub json: bool,
+    /// Connections being opened at once.
+    #[arg(short = 'f', long = "fanout", default_value_t = 64, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub fanout: u32,
+    /// ssh_config file instead of ~/.ssh/config and /etc/ssh/ssh_config.
+    #[arg(short = 'F', value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// Remote user for every SSH host (beats the plan).
+    #[arg(short = 'l', long = "user", value_name = "USER")]
+    pub user: Option<String>,
+    /// Identity file (repeatable); tried before those of the plan and configuration.
+    #[arg(long = "identity", value_name = "FILE")]
+    pub identity: Vec<PathBuf>,
+    /// known_hosts file(s) to use instead of the configured ones (repeatable).
+    #[arg(long = "known-hosts", value_name = "FILE")]
+    pub known_hosts: Vec<PathBuf>,
+    /// Host key policy [default: yes, or StrictHostKeyChecking from ssh_config].
+    #[arg(long = "host-key-checking", value_enum, value_name = "POLICY")]
+    pub host_key_checking: Option<HostKeyChecking>,
+    /// Connect timeout covering TCP, banner, key exchange and auth [default: 10s].
+    #[arg(long = "connect-timeout", value_name = "DURATION", value_parser = parse_duration)]
+    pub connect_timeout: Option<std::time::Duration>,
+}
+
+/// Checks a duration option and keeps its text (for `--set run.duration=...`).
+pub fn parse_duration_text(s: &str) -> Result<String, String> {
+    parse_duration(s).map(|_| s.trim().to_string())
 }
 
 /// Parses a duration option (`300ms`, `1.5s`, `2m`, `1h`, bare seconds).

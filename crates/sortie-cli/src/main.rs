@@ -5,6 +5,7 @@ mod args;
 mod exec_cmd;
 mod exit;
 mod hosts_cmd;
+mod launch_cmd;
 mod select;
 mod transfer_cmd;
 
@@ -31,6 +32,7 @@ async fn dispatch(cli: args::Cli) -> ExitCode {
     let result = match cli.command {
         args::Command::Exec(a) => exec_cmd::run(a).await,
         args::Command::Hosts(a) => hosts_cmd::run(a).await,
+        args::Command::Launch(a) => launch_cmd::run(a).await,
         args::Command::Put(a) => transfer_cmd::put(a).await,
         args::Command::Get(a) => transfer_cmd::get(a).await,
     };

@@ -1,0 +1,350 @@
+//! `sortie launch PLAN.toml`: load and place the plan, resolve its hosts into targets, run the
+//! library's launch, and show it: a live table on a terminal, a status line every few seconds
+//! otherwise, JSON Lines with `--json`; then the summary and the exit code (thresholds decide).
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sortie::launch::{
+    launch, render_notable, render_status, render_summary, LaunchEvent, LaunchOptions,
+};
+use sortie::transport::{HostKeyChecking, Target, TransportKind};
+use sortie_inventory::{HostSpec, Overrides, Resolver, SelectRequest, StrictHostKeyChecking};
+use sortie_plan::launch::{GroupSource, HostResolution, Plan, PlanSpec, Transport};
+
+use crate::args::{self, LaunchArgs};
+use crate::exit::ExitCode;
+use crate::select;
+
+/// Runs `sortie launch`.
+pub async fn run(a: LaunchArgs) -> miette::Result<ExitCode> {
+    let mut overrides = a.set.clone();
+    if let Some(d) = &a.duration {
+        overrides.push(format!("run.duration=\"{d}\""));
+    }
+    let spec = sortie_plan::launch::load(&a.plan, &overrides).map_err(miette::Report::new)?;
+    let resolved = resolve_groups(&spec)?;
+    let plan = spec.place(&resolved).map_err(miette::Report::new)?;
+    if a.dry_run {
+        print!("{}", sortie_plan::launch::render_dry_run(&plan));
+        return Ok(ExitCode::Ok);
+    }
+    spec.check_controller_env(&|k| std::env::var(k).ok())
+        .map_err(miette::Report::new)?;
+    let targets = targets(&plan, &a)?;
+    let run_dir = a
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| plan.run_dir(&sortie::launch::run_timestamp()));
+
+    let cancel = sortie::CancellationToken::new();
+    let options = LaunchOptions {
+        run_dir: Some(run_dir.clone()),
+        fanout: a.fanout as usize,
+        progress_interval: Duration::from_millis(250),
+        ..LaunchOptions::default()
+    };
+    let mut handle = launch(select::transports(), plan, targets, options, cancel.clone())
+        .map_err(miette::Report::new)?;
+    on_interrupt(cancel, handle.escalate.clone());
+
+    let mut view = View::new(a.json);
+    while let Some(ev) = handle.events.recv().await {
+        view.event(&ev);
+    }
+    view.clear();
+    let result = handle
+        .result
+        .await
+        .map_err(|e| miette::miette!("the launch task failed: {e}"))?;
+    let summary = render_summary(&result.report);
+    let report_line = match &result.report_path {
+        Some(p) => format!(
+            "report: {}\nlogs:   {}\n",
+            p.display(),
+            run_dir.join("logs").display()
+        ),
+        None => String::new(),
+    };
+    if a.json {
+        eprint!("{summary}{report_line}");
+    } else {
+        print!("{summary}{report_line}");
+    }
+    Ok(exit_code(&result))
+}
+
+/// Interrupted beats a failed threshold; without thresholds, any failed process fails the run.
+fn exit_code(result: &sortie::launch::LaunchResult) -> ExitCode {
+    if result.interrupted {
+        ExitCode::Interrupted
+    } else if !result.report.thresholds.is_empty() {
+        if result.thresholds_passed {
+            ExitCode::Ok
+        } else {
+            ExitCode::ThresholdFailed
+        }
+    } else if result.report.failed() > 0
+        || result
+            .report
+            .processes
+            .iter()
+            .any(|p| matches!(p.ending, sortie::launch::Ending::NeverStarted { .. }))
+    {
+        ExitCode::CommandFailed
+    } else {
+        ExitCode::Ok
+    }
+}
+
+/// First Ctrl-C: stop (stop sequences, dependents first). Second: KILL everything at once.
+/// Third: exit.
+fn on_interrupt(cancel: sortie::CancellationToken, escalate: sortie::CancellationToken) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        eprintln!("sortie: interrupted; stopping every process (Ctrl-C again to kill at once)");
+        cancel.cancel();
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        eprintln!("sortie: killing every process now (Ctrl-C again to exit at once)");
+        escalate.cancel();
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("sortie: exiting at once; processes may be left on hosts");
+            std::process::exit(130);
+        }
+    });
+}
+
+/// Runs the commands of command-defined groups and reads inventory groups, as the inventory
+/// layer does for its own groups.
+fn resolve_groups(spec: &PlanSpec) -> miette::Result<HostResolution> {
+    let mut out = HostResolution::new();
+    for need in spec.host_needs() {
+        let hosts = match &need.source {
+            GroupSource::Command(cmd) => {
+                // A one-group inventory: sortie-inventory runs the command (sh -c, in the
+                // plan's directory) and expands its output, errors included.
+                let text = format!(
+                    "[groups.{}]\ncommand = {}\n",
+                    toml_key(&need.group),
+                    toml_string(cmd)
+                );
+                let path = spec
+                    .base_dir
+                    .join(spec.path.file_name().unwrap_or_default());
+                let inv = sortie_inventory::inventory::parse_str(&text, &path)
+                    .map_err(|e| miette::miette!("group {}: {e}", need.group))?;
+                inv.group_members(&need.group)
+                    .map_err(miette::Report::new)?
+            }
+            GroupSource::Inventory(path) => {
+                let inv = sortie_inventory::inventory::load(path).map_err(miette::Report::new)?;
+                inv.group_members(&need.group)
+                    .map_err(miette::Report::new)?
+            }
+            GroupSource::Hosts(h) => h.clone(),
+        };
+        out.insert(need.group.clone(), hosts);
+    }
+    Ok(out)
+}
+
+fn toml_string(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\t' => o.push_str("\\t"),
+            '\r' => o.push_str("\\r"),
+            c if c.is_control() => o.push_str(&format!("\\u{:04X}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn toml_key(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        s.to_string()
+    } else {
+        toml_string(s)
+    }
+}
+
+fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
+/// One target per plan host: local hosts run here; SSH hosts are resolved with ssh_config and
+/// the inventory like `sortie exec` hosts, the plan's connection settings (user, port,
+/// identity file, ProxyJump) between the command line and ssh_config.
+fn targets(plan: &Plan, a: &LaunchArgs) -> miette::Result<Vec<Target>> {
+    let mut resolvers: HashMap<(Option<String>, Option<String>), Resolver> = HashMap::new();
+    let mut out = Vec::with_capacity(plan.hosts.len());
+    for h in &plan.hosts {
+        let c = &h.connection;
+        if c.transport == Some(Transport::Local) || h.spec.host == "local" {
+            out.push(local_target(&h.label));
+            continue;
+        }
+        let key = (c.identity_file.clone(), c.proxy_jump.clone());
+        if !resolvers.contains_key(&key) {
+            let mut identity_files = a.identity.clone();
+            if let Some(f) = &c.identity_file {
+                identity_files.push(expand_home(f));
+            }
+            let req = SelectRequest {
+                inventory: None,
+                overrides: Overrides {
+                    user: a.user.clone(),
+                    identity_files,
+                    ssh_config: a.ssh_config.clone(),
+                    connect_timeout: a.connect_timeout,
+                    strict_host_key_checking: a.host_key_checking.map(|h| match h {
+                        args::HostKeyChecking::Yes => StrictHostKeyChecking::Yes,
+                        args::HostKeyChecking::AcceptNew => StrictHostKeyChecking::AcceptNew,
+                        args::HostKeyChecking::No => StrictHostKeyChecking::No,
+                    }),
+                    known_hosts_files: (!a.known_hosts.is_empty()).then(|| a.known_hosts.clone()),
+                    proxy_jump: c.proxy_jump.clone(),
+                    ..Overrides::default()
+                },
+                ..SelectRequest::default()
+            };
+            let r = Resolver::new(&req).map_err(miette::Report::new)?;
+            resolvers.insert(key.clone(), r);
+        }
+        let resolver = &resolvers[&key];
+        let spec = HostSpec {
+            user: c.user.clone(),
+            host: h.spec.host.clone(),
+            port: c.port,
+        };
+        let cfg = resolver.resolve(&spec, &[]).map_err(miette::Report::new)?;
+        let mut t = select::target(resolver, &cfg)?;
+        t.label = h.label.clone();
+        out.push(t);
+    }
+    Ok(out)
+}
+
+fn local_target(label: &str) -> Target {
+    Target {
+        label: label.to_string(),
+        hostname: label.to_string(),
+        port: 0,
+        user: String::new(),
+        identity_files: vec![],
+        identities_only: false,
+        jumps: vec![],
+        known_hosts_files: vec![],
+        host_key_checking: HostKeyChecking::Yes,
+        connect_timeout: Duration::from_secs(10),
+        keepalive_interval: Duration::ZERO,
+        keepalive_max: 0,
+        kind: TransportKind::Local,
+    }
+}
+
+/// The live view: a redrawn block on a terminal, status lines otherwise, or JSON Lines.
+struct View {
+    json: bool,
+    tty: bool,
+    drawn: usize,
+    feed: Vec<String>,
+    last_status: Option<Instant>,
+    last: Option<LaunchEvent>,
+}
+
+const FEED: usize = 6;
+
+impl View {
+    fn new(json: bool) -> Self {
+        View {
+            json,
+            tty: !json
+                && std::io::stderr().is_terminal()
+                && std::env::var_os("TERM").is_some_and(|t| t != "dumb"),
+            drawn: 0,
+            feed: Vec::new(),
+            last_status: None,
+            last: None,
+        }
+    }
+
+    fn event(&mut self, ev: &LaunchEvent) {
+        if self.json {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", ev.to_json());
+            let _ = out.flush();
+            return;
+        }
+        if let Some(line) = render_notable(ev) {
+            if self.tty {
+                self.feed.push(line);
+                if self.feed.len() > FEED {
+                    self.feed.remove(0);
+                }
+            } else {
+                eprintln!("sortie: {line}");
+            }
+        }
+        match ev {
+            LaunchEvent::Progress { .. } => {
+                self.last = Some(ev.clone());
+                if self.tty {
+                    self.draw();
+                } else if self
+                    .last_status
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+                {
+                    self.last_status = Some(Instant::now());
+                    let lines = render_status(ev);
+                    eprintln!("sortie: {}", lines.join(" |").replace("  ", " "));
+                }
+            }
+            LaunchEvent::PhaseChanged { phase, .. } if !self.tty => {
+                eprintln!("sortie: {}", format!("{phase:?}").to_lowercase());
+            }
+            _ => {}
+        }
+    }
+
+    fn draw(&mut self) {
+        let Some(ev) = &self.last else { return };
+        let mut lines = render_status(ev);
+        for f in &self.feed {
+            lines.push(format!("  ! {f}"));
+        }
+        let mut err = std::io::stderr().lock();
+        if self.drawn > 0 {
+            let _ = write!(err, "\x1b[{}F\x1b[J", self.drawn);
+        }
+        for l in &lines {
+            let _ = writeln!(err, "{l}");
+        }
+        let _ = err.flush();
+        self.drawn = lines.len();
+    }
+
+    /// Leaves the last table and the feed on screen, then a blank line.
+    fn clear(&mut self) {
+        if self.tty && self.drawn > 0 {
+            eprintln!();
+        }
+    }
+}

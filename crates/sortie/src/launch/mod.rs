@@ -1,0 +1,226 @@
+//! `launch`: runs a placed plan's fleet of long-lived processes through its whole lifecycle.
+//!
+//! Connect (one connection per host, more only when a server refuses channels; bounded by a
+//! fan-out), start processes at the plan's rates with dependencies honoured (a viewer of
+//! channel X only after master X printed its ready line), watch ready and fail patterns line by
+//! line and unexpected exits, hold for the plan's duration once every process settled (or until
+//! interrupted), stop dependents before what they depend on with each role's stop sequence,
+//! then check that no process group is left on any host. A lost connection marks its processes
+//! lost and, when the role's restart policy allows, places them on another host of the role.
+//!
+//! The plan comes validated and placed from [`sortie_plan::launch`]; hosts come as transport
+//! [`Target`]s (the CLI resolves them with `sortie-inventory`). The launch emits an ordered
+//! stream of [`LaunchEvent`]s, writes each process's output to
+//! `<run-dir>/logs/<role>/<key>@<host>.log` and, at the end, `<run-dir>/report.json`. It knows
+//! nothing about terminals: [`render_status`] and [`render_summary`] return text.
+//!
+//! Cancellation: cancelling the `cancel` token (first Ctrl-C) goes straight to the stop phase;
+//! cancelling [`LaunchHandle::escalate`] (second Ctrl-C) sends KILL to every process at once.
+//!
+//! Secrets: values of `env_from_controller` variables travel only inside the command sent to
+//! the host; no event, log line or report holds them (log lines that echo one are redacted).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use sortie::launch::{launch, LaunchOptions};
+//! use sortie::transport::{local::LocalTransport, Target};
+//!
+//! let spec = sortie_plan::launch::load("plan.toml".as_ref(), &[])?;
+//! let plan = spec.place(&Default::default())?;
+//! let targets: Vec<Target> = Vec::new(); // one per plan host, from the inventory layer
+//! let cancel = sortie::CancellationToken::new();
+//! let mut handle = launch(Arc::new(LocalTransport), plan, targets, LaunchOptions::default(), cancel)?;
+//! while let Some(ev) = handle.events.recv().await {
+//!     println!("{}", serde_json::to_string(&ev)?);
+//! }
+//! let result = handle.result.await?;
+//! assert!(result.thresholds_passed);
+//! # Ok(()) }
+//! ```
+
+mod engine;
+pub mod event;
+mod gate;
+mod hosts;
+mod process;
+pub mod report;
+mod shell;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sortie_plan::launch::Plan;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::transport::{Target, Transport};
+
+pub use event::{Ending, ExitInfo, LaunchEvent, Phase, ProcessRef, RoleCounts};
+pub use report::{
+    render_notable, render_status, render_summary, short_duration, HostReport, LaunchReport,
+    Percentiles, ProcessReport, RoleSummary, StopCheck, ThresholdResult,
+};
+
+/// Capacity of the event and message queues.
+pub(crate) const QUEUE: usize = 4096;
+
+/// Reads a variable of the controller's environment (for `env_from_controller`).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Options of a launch that are not in the plan.
+#[derive(Clone)]
+pub struct LaunchOptions {
+    /// Where logs and `report.json` go; `None` writes no file.
+    pub run_dir: Option<PathBuf>,
+    /// Connections being opened at once, over all hosts.
+    pub fanout: usize,
+    /// Interval of [`LaunchEvent::Progress`].
+    pub progress_interval: Duration,
+    /// Pause before a failed process is started again.
+    pub restart_delay: Duration,
+    /// How long, beyond a role's stop graces, to wait for exits before giving up on them; also
+    /// bounds the leftover-process check.
+    pub stop_patience: Duration,
+    /// The controller's environment, for `env_from_controller` (default: the process's own).
+    pub controller_env: EnvLookup,
+}
+
+impl Default for LaunchOptions {
+    fn default() -> Self {
+        LaunchOptions {
+            run_dir: None,
+            fanout: 64,
+            progress_interval: Duration::from_millis(500),
+            restart_delay: Duration::from_secs(1),
+            stop_patience: Duration::from_secs(15),
+            controller_env: Arc::new(|k| std::env::var(k).ok()),
+        }
+    }
+}
+
+impl std::fmt::Debug for LaunchOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaunchOptions")
+            .field("run_dir", &self.run_dir)
+            .field("fanout", &self.fanout)
+            .field("progress_interval", &self.progress_interval)
+            .field("restart_delay", &self.restart_delay)
+            .field("stop_patience", &self.stop_patience)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A launch in progress.
+pub struct LaunchHandle {
+    /// Events in order; ends after [`LaunchEvent::LaunchFinished`].
+    pub events: mpsc::Receiver<LaunchEvent>,
+    /// Resolves once the launch ended.
+    pub result: JoinHandle<LaunchResult>,
+    /// Cancel it to KILL every process at once (the second Ctrl-C); implies `cancel`.
+    pub escalate: CancellationToken,
+}
+
+/// The end of a launch.
+#[derive(Clone, Debug)]
+pub struct LaunchResult {
+    /// Whether it was interrupted.
+    pub interrupted: bool,
+    /// Whether every threshold held (true without thresholds).
+    pub thresholds_passed: bool,
+    /// The report.
+    pub report: LaunchReport,
+    /// Where `report.json` was written.
+    pub report_path: Option<PathBuf>,
+}
+
+/// Why a launch could not begin.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum LaunchError {
+    /// A host of the plan has no target.
+    #[error("host {host} of the plan has no connection target")]
+    #[diagnostic(
+        code(sortie::launch::no_target),
+        help("pass one Target per plan host (Plan::hosts), labelled like the host")
+    )]
+    MissingTarget {
+        /// The host label.
+        host: String,
+    },
+    /// The run directory cannot be created.
+    #[error("cannot create the run directory {}: {source}", path.display())]
+    #[diagnostic(
+        code(sortie::launch::run_dir),
+        help("choose another directory with --run-dir, or fix its permissions")
+    )]
+    RunDir {
+        /// The directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Starts the launch of `plan` on `targets` (one per [`Plan::hosts`] entry, matched by label).
+/// Must be called within a Tokio runtime.
+pub fn launch(
+    transport: Arc<dyn Transport>,
+    plan: Plan,
+    targets: Vec<Target>,
+    options: LaunchOptions,
+    cancel: CancellationToken,
+) -> Result<LaunchHandle, LaunchError> {
+    let mut by_label: HashMap<String, Target> =
+        targets.into_iter().map(|t| (t.label.clone(), t)).collect();
+    let fanout = Arc::new(Semaphore::new(options.fanout.max(1)));
+    let mut pools = Vec::with_capacity(plan.hosts.len());
+    for h in &plan.hosts {
+        let target = by_label
+            .remove(&h.label)
+            .ok_or_else(|| LaunchError::MissingTarget {
+                host: h.label.clone(),
+            })?;
+        pools.push(Arc::new(hosts::HostPool::new(
+            target,
+            transport.clone(),
+            fanout.clone(),
+        )));
+    }
+    if let Some(dir) = &options.run_dir {
+        std::fs::create_dir_all(dir.join("logs")).map_err(|source| LaunchError::RunDir {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let (out, events) = mpsc::channel(QUEUE);
+    let escalate = CancellationToken::new();
+    let engine = engine::Engine::new(plan, pools, options, cancel, escalate.clone(), out);
+    let result = tokio::spawn(engine.run());
+    Ok(LaunchHandle {
+        events,
+        result,
+        escalate,
+    })
+}
+
+/// A run-directory timestamp for now, in local time: `20260501-120000`.
+pub fn run_timestamp() -> String {
+    chrono::Local::now().format("%Y%m%d-%H%M%S").to_string()
+}
+
+impl LaunchEvent {
+    /// The event as one line of JSON (no trailing newline), as `--json` prints it.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+impl LaunchReport {
+    /// The report as pretty JSON (what `report.json` holds).
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
