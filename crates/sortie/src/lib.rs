@@ -35,3 +35,13 @@
 //! assert_eq!(result.counts.done, 1);
 //! # });
 //! ```
+
+pub mod hosts;
+pub mod launch;
+pub mod limits;
+pub mod runner;
+pub mod transfer;
+pub mod transport;
+
+pub use sortie_events::{self as events, Bucket, ConnectFailure, Counts, Event, Outcome, Stream};
+pub use tokio_util::sync::CancellationToken;
