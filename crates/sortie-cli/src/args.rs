@@ -21,6 +21,8 @@ pub enum Command {
     Exec(ExecArgs),
     /// List the selected hosts, or print one host's effective settings (--resolved).
     Hosts(HostsArgs),
+    /// Spread a list of jobs over hosts, N slots per host (like GNU parallel -S).
+    Run(RunArgs),
     /// Run a plan's fleet of long-lived processes: ramp-up, readiness, hold, clean stop, report.
     Launch(LaunchArgs),
     /// Copy local files and directories to every selected host.
@@ -113,6 +115,92 @@ pub struct ExecArgs {
     /// The command, after `--`.
     #[arg(required = true, last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// How jobs are spread over hosts.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Spread {
+    /// The host with the smallest share of its slots in use.
+    LeastLoaded,
+    /// The next host in turn.
+    RoundRobin,
+}
+
+/// `sortie run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+    /// One job per line of FILE (`-` = stdin). Sources combine as a cartesian product, in
+    /// the order given.
+    #[arg(long = "args", value_name = "FILE")]
+    pub args: Vec<PathBuf>,
+    /// One job per row of a CSV file (first line is the header: columns as {name}).
+    #[arg(long = "csv", value_name = "FILE")]
+    pub csv: Vec<PathBuf>,
+    /// One job per integer of A..B (inclusive; zero padding kept).
+    #[arg(long = "range", value_name = "A..B")]
+    pub range: Vec<String>,
+    /// Jobs at once per host.
+    #[arg(long = "slots", default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub slots: u32,
+    /// Jobs in flight at once overall.
+    #[arg(short = 'j', long = "jobs", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: Option<u64>,
+    /// Job starts per second/minute, globally (e.g. 5/s, 100/m).
+    #[arg(long = "rate", value_name = "R", value_parser = parse_rate)]
+    pub rate: Option<sortie_plan::Rate>,
+    /// Minimum time between two job starts, globally.
+    #[arg(long = "delay", value_name = "DURATION", value_parser = parse_duration)]
+    pub delay: Option<std::time::Duration>,
+    /// How hosts are chosen for the next job.
+    #[arg(long = "spread", value_enum, default_value = "least-loaded")]
+    pub spread: Spread,
+    /// Connection set-ups in flight at once.
+    #[arg(short = 'f', long = "fanout", default_value_t = 64, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub fanout: u32,
+    /// Reruns of a failed job, on another host when there is one.
+    #[arg(long = "retries", default_value_t = 0, value_name = "N")]
+    pub retries: u32,
+    /// Stop early: `now` or `soon`, with `,fail=N` or `,fail=N%` (like GNU parallel).
+    #[arg(long = "halt", value_name = "WHEN,fail=N")]
+    pub halt: Option<String>,
+    /// Time limit per job; then its remote process group is ended.
+    #[arg(short = 't', long = "timeout", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Grace between TERM and KILL when a job is ended.
+    #[arg(long = "kill-grace", value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    pub kill_grace: std::time::Duration,
+    /// Environment variable for every job, K=V (repeatable; values never logged).
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// Environment variables from a file of K=V lines (`#` comments; values never logged).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Job log: one TSV row per finished job, like GNU parallel's --joblog.
+    #[arg(long = "joblog", value_name = "FILE")]
+    pub joblog: Option<PathBuf>,
+    /// Skip the jobs already in the job log.
+    #[arg(long = "resume", conflicts_with = "resume_failed", requires = "joblog")]
+    pub resume: bool,
+    /// Skip the jobs that succeeded in the job log; rerun failed and missing ones.
+    #[arg(long = "resume-failed", requires = "joblog")]
+    pub resume_failed: bool,
+    /// One directory per job with stdout, stderr and exit.
+    #[arg(long = "results", value_name = "DIR")]
+    pub results: Option<PathBuf>,
+    /// Live lines prefixed `host/seq | ` instead of each job's output printed whole.
+    #[arg(long = "line-buffer", conflicts_with = "json")]
+    pub line_buffer: bool,
+    /// One JSON object per event on stdout (JSON Lines).
+    #[arg(long = "json")]
+    pub json: bool,
+    /// The command template, after `--`; `::: a b c` adds a literal source.
+    #[arg(required = true, last = true, value_name = "TEMPLATE")]
+    pub template: Vec<String>,
 }
 
 /// `sortie hosts`.
@@ -244,6 +332,11 @@ pub fn parse_duration_text(s: &str) -> Result<String, String> {
 /// Parses a duration option (`300ms`, `1.5s`, `2m`, `1h`, bare seconds).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     sortie_plan::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Parses a rate option (`5/s`, `100/m`).
+pub fn parse_rate(s: &str) -> Result<sortie_plan::Rate, String> {
+    sortie_plan::parse_rate(s).map_err(|e| e.to_string())
 }
 
 /// Parses `K=V` (K a shell variable name).

@@ -6,14 +6,16 @@ mod exec_cmd;
 mod exit;
 mod hosts_cmd;
 mod launch_cmd;
+mod run_cmd;
 mod select;
 mod transfer_cmd;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use exit::ExitCode;
 
 fn main() {
-    let cli = args::Cli::parse();
+    let matches = args::Cli::command().get_matches();
+    let cli = args::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_tracing(cli.verbose);
     if let Err(e) = sortie::limits::raise_nofile() {
         tracing::warn!("cannot raise the open-file limit: {e}");
@@ -22,16 +24,17 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let code = runtime.block_on(dispatch(cli));
+    let code = runtime.block_on(dispatch(cli, &matches));
     // Do not wait for lingering connection tasks: the run has ended.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     std::process::exit(code as i32);
 }
 
-async fn dispatch(cli: args::Cli) -> ExitCode {
+async fn dispatch(cli: args::Cli, matches: &clap::ArgMatches) -> ExitCode {
     let result = match cli.command {
         args::Command::Exec(a) => exec_cmd::run(a).await,
         args::Command::Hosts(a) => hosts_cmd::run(a).await,
+        args::Command::Run(a) => run_cmd::run(a, matches.subcommand_matches("run")).await,
         args::Command::Launch(a) => launch_cmd::run(a).await,
         args::Command::Put(a) => transfer_cmd::put(a).await,
         args::Command::Get(a) => transfer_cmd::get(a).await,
@@ -49,8 +52,10 @@ fn init_tracing(verbose: u8) {
     let default = match verbose {
         0 => "warn",
         1 => "info,russh=warn",
-        2 => "debug,russh=info",
-        _ => "trace",
+        2 => "debug,russh=warn",
+        // russh stays at info: its debug output would show exec requests, which carry
+        // --env values.
+        _ => "trace,russh=info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SORTIE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
