@@ -39,6 +39,15 @@ pub fn request(sel: &Selection) -> SelectRequest {
 /// Resolves the selection into targets, jump hosts included. Every input error surfaces here,
 /// before any host is contacted.
 pub fn targets(sel: &Selection) -> miette::Result<Vec<Target>> {
+    for key in &sel.identity {
+        if let Err(e) = std::fs::File::open(key) {
+            return Err(miette::miette!(
+                help = "give the path of a readable private key file",
+                "--identity {}: {e}",
+                key.display()
+            ));
+        }
+    }
     sortie::hosts::select_targets(&request(sel)).map_err(miette::Report::new)
 }
 
