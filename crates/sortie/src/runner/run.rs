@@ -956,9 +956,9 @@ async fn attempt(sh: Arc<Shared>, pool: Arc<HostPool>, seq: u64, cmd: Command) {
         let ((outcome, elapsed), ()) = tokio::join!(job, forward);
         let spawned = adapter.spawned.load(Ordering::Acquire);
         if adapter.refused.load(Ordering::Acquire) {
-            let open = pool.refused(lease.idx).await;
+            let alone = pool.refused(lease.idx).await;
             pool.release(&lease, false).await;
-            if open == 0 {
+            if alone {
                 refused_everywhere += 1;
                 if refused_everywhere >= 3 {
                     let _ = sh

@@ -8,7 +8,7 @@
 //! executor in [`super`] decides which job runs where.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -28,15 +28,29 @@ struct Slot {
     active: usize,
     /// Channels of ours known open (spawned and not yet finished).
     open: usize,
-    /// Most channels seen open at once.
-    peak: usize,
-    /// The server refused a channel here: its capacity is `peak`.
-    full: bool,
+    /// Channels the server allows on this connection, once it refused one: the fewest other
+    /// jobs that held the connection when it refused. Jobs whose channel was accepted keep
+    /// holding it while the refused ones let go, so the last refusal of a burst sees exactly
+    /// the accepted ones; later refusals can only lower it.
+    cap: Option<usize>,
 }
 
 impl Slot {
+    /// Room for one more job, keeping one channel spare for the stop script that ends a job.
     fn has_room(&self) -> bool {
-        !self.conn.is_closed() && (!self.full || self.active < self.peak.saturating_sub(1).max(1))
+        !self.conn.is_closed()
+            && self
+                .cap
+                .is_none_or(|c| self.active < c.saturating_sub(1).max(1))
+    }
+
+    fn new(conn: Arc<dyn Connection>, active: usize) -> Self {
+        Slot {
+            conn,
+            active,
+            open: 0,
+            cap: None,
+        }
     }
 }
 
@@ -67,7 +81,11 @@ pub(crate) enum AcquireError {
 pub(crate) struct HostPool {
     pub index: usize,
     pub target: Target,
-    inner: Mutex<Inner>,
+    /// Short critical sections only (never held across an await).
+    inner: StdMutex<Inner>,
+    /// Held while opening another connection, so a host opens one at a time while jobs on its
+    /// existing connections carry on.
+    opening: Mutex<()>,
 }
 
 impl HostPool {
@@ -75,29 +93,46 @@ impl HostPool {
         HostPool {
             index,
             target,
-            inner: Mutex::new(Inner::default()),
+            inner: StdMutex::new(Inner::default()),
+            opening: Mutex::new(()),
         }
     }
 
     /// Adds an established connection (closed at once if the pool is closed).
     pub(crate) async fn add(&self, conn: Arc<dyn Connection>) {
-        let mut inner = self.inner.lock().await;
-        if inner.closed {
-            drop(inner);
+        let closed = {
+            let mut inner = self.inner.lock().unwrap();
+            if !inner.closed {
+                inner.slots.push(Slot::new(conn.clone(), 0));
+            }
+            inner.closed
+        };
+        if closed {
             conn.close().await;
-            return;
         }
-        inner.slots.push(Slot {
-            conn,
-            active: 0,
-            open: 0,
-            peak: 0,
-            full: false,
-        });
+    }
+
+    /// A lease on a connection with room, if any.
+    fn lend(&self) -> Result<Option<Lease>, AcquireError> {
+        let mut inner = self.inner.lock().unwrap();
+        if inner.closed {
+            return Err(AcquireError::Closed);
+        }
+        Ok(inner
+            .slots
+            .iter_mut()
+            .enumerate()
+            .find(|(_, s)| s.has_room())
+            .map(|(idx, s)| {
+                s.active += 1;
+                Lease {
+                    idx,
+                    conn: s.conn.clone(),
+                }
+            }))
     }
 
     /// Lends a connection with room for one more channel, opening one when none has room.
-    /// Holding the lock while connecting means one host opens one extra connection at a time.
     pub(crate) async fn acquire(
         &self,
         transport: &dyn Transport,
@@ -105,21 +140,16 @@ impl HostPool {
         tx: &mpsc::Sender<Msg>,
         cancel: &CancellationToken,
     ) -> Result<Lease, AcquireError> {
-        let mut inner = self.inner.lock().await;
-        if inner.closed {
-            return Err(AcquireError::Closed);
+        if let Some(l) = self.lend()? {
+            return Ok(l);
         }
-        if let Some((idx, s)) = inner
-            .slots
-            .iter_mut()
-            .enumerate()
-            .find(|(_, s)| s.has_room())
-        {
-            s.active += 1;
-            return Ok(Lease {
-                idx,
-                conn: s.conn.clone(),
-            });
+        let _opening = tokio::select! {
+            g = self.opening.lock() => g,
+            _ = cancel.cancelled() => return Err(AcquireError::Cancelled),
+        };
+        // Another job may have opened one (or jobs ended) while we waited.
+        if let Some(l) = self.lend()? {
+            return Ok(l);
         }
         let _permit = tokio::select! {
             p = fanout.acquire() => p.map_err(|_| AcquireError::Cancelled)?,
@@ -145,17 +175,22 @@ impl HostPool {
                         elapsed: started.elapsed(),
                     }))
                     .await;
-                inner.slots.push(Slot {
-                    conn: conn.clone(),
-                    active: 1,
-                    open: 0,
-                    peak: 0,
-                    full: false,
-                });
-                Ok(Lease {
-                    idx: inner.slots.len() - 1,
-                    conn,
-                })
+                let idx = {
+                    let mut inner = self.inner.lock().unwrap();
+                    if inner.closed {
+                        None
+                    } else {
+                        inner.slots.push(Slot::new(conn.clone(), 1));
+                        Some(inner.slots.len() - 1)
+                    }
+                };
+                match idx {
+                    Some(idx) => Ok(Lease { idx, conn }),
+                    None => {
+                        conn.close().await;
+                        Err(AcquireError::Closed)
+                    }
+                }
             }
             Err(e) => {
                 let _ = tx
@@ -176,16 +211,15 @@ impl HostPool {
 
     /// A job's channel opened on connection `idx`.
     pub(crate) async fn spawned(&self, idx: usize) {
-        let mut inner = self.inner.lock().await;
+        let mut inner = self.inner.lock().unwrap();
         if let Some(s) = inner.slots.get_mut(idx) {
             s.open += 1;
-            s.peak = s.peak.max(s.open);
         }
     }
 
     /// The job gives its connection back.
     pub(crate) async fn release(&self, lease: &Lease, spawned: bool) {
-        let mut inner = self.inner.lock().await;
+        let mut inner = self.inner.lock().unwrap();
         if let Some(s) = inner.slots.get_mut(lease.idx) {
             s.active = s.active.saturating_sub(1);
             if spawned {
@@ -194,23 +228,23 @@ impl HostPool {
         }
     }
 
-    /// The server refused a channel on connection `idx`; returns how many of our channels
-    /// were open there (0: the server refuses every channel).
-    pub(crate) async fn refused(&self, idx: usize) -> usize {
-        let mut inner = self.inner.lock().await;
+    /// The server refused a channel on connection `idx` (the caller still holds its lease);
+    /// returns true when the caller was alone on it: the server refuses even one channel.
+    pub(crate) async fn refused(&self, idx: usize) -> bool {
+        let mut inner = self.inner.lock().unwrap();
         match inner.slots.get_mut(idx) {
             Some(s) => {
-                s.full = true;
-                s.peak = s.peak.max(s.open);
-                s.open
+                let others = s.active.saturating_sub(1);
+                s.cap = Some(s.cap.map_or(others, |c| c.min(others)));
+                others == 0
             }
-            None => 0,
+            None => true,
         }
     }
 
     /// Every live connection (to stop a process from any of them).
     pub(crate) async fn connections(&self) -> Vec<Arc<dyn Connection>> {
-        let inner = self.inner.lock().await;
+        let inner = self.inner.lock().unwrap();
         inner
             .slots
             .iter()
@@ -222,7 +256,7 @@ impl HostPool {
     /// Closes the pool: lends nothing more and closes every connection.
     pub(crate) async fn close(&self) {
         let conns: Vec<_> = {
-            let mut inner = self.inner.lock().await;
+            let mut inner = self.inner.lock().unwrap();
             inner.closed = true;
             inner.slots.drain(..).map(|s| s.conn).collect()
         };
