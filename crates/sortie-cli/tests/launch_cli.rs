@@ -1,0 +1,509 @@
+//! `sortie launch` end to end with the stand-in KVS scripts of `examples/local`: on the local
+//! transport and over a fixture OpenSSH sshd. What a user checks: the exit code, the summary,
+//! `report.json`, the per-process logs, the signal each process got, the order of starts, and
+//! that no process is left behind after the duration, a failure, or Ctrl-C.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn sortie() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sortie"));
+    c.env_remove("SSH_AUTH_SOCK").env("NO_COLOR", "1");
+    c
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn skip(test: &str, reason: &str) {
+    let line = format!("SKIP {test}: {reason}");
+    eprintln!("{line}");
+    if let Some(path) = std::env::var_os("SORTIE_SKIP_LOG") {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+/// A copy of examples/local in a temp dir, with channel names made unique to this test (so
+/// processes can be found by name), run from the temp dir as the example is from the repo.
+struct Example {
+    dir: tempfile::TempDir,
+    tag: String,
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+impl Example {
+    fn new(edit: impl Fn(String) -> String) -> Example {
+        let dir = tempfile::tempdir().unwrap();
+        let tag = format!(
+            "lt{}x{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let ex = dir.path().join("examples/local");
+        std::fs::create_dir_all(&ex).unwrap();
+        for f in ["fake-master.sh", "fake-viewer.sh"] {
+            std::fs::copy(repo().join("examples/local").join(f), ex.join(f)).unwrap();
+        }
+        let plan = std::fs::read_to_string(repo().join("examples/local/plan.toml")).unwrap();
+        // Generous timeouts: tests share the machine with builds; speed is not what they check.
+        let plan = edit(plan.replace("\"demo-", &format!("\"{tag}-")))
+            .replace("ready_timeout = \"5s\"", "ready_timeout = \"60s\"")
+            .replace("max = \"3s\"", "max = \"60s\"");
+        std::fs::write(ex.join("plan.toml"), plan).unwrap();
+        Example { dir, tag }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.root().join("run")
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = sortie();
+        c.current_dir(self.root())
+            .args(["launch", "examples/local/plan.toml", "--run-dir"])
+            .arg(self.run_dir());
+        c
+    }
+
+    fn report(&self) -> Value {
+        let text = std::fs::read_to_string(self.run_dir().join("report.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn fresh(&self, role: &str, dir: &str) -> PathBuf {
+        self.root()
+            .join("examples/local/.sortie")
+            .join(role)
+            .join(dir)
+    }
+
+    /// Processes of this test still alive (on this machine, local or behind sshd).
+    fn left(&self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let v: Vec<String> = sortie_testkit::processes_matching(&self.tag)
+                .into_iter()
+                .map(|p| p.cmdline)
+                .collect();
+            if v.is_empty() || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn processes(report: &Value) -> Vec<Value> {
+    report["processes"].as_array().unwrap().clone()
+}
+
+fn find<'a>(ps: &'a [Value], id: &str) -> &'a Value {
+    ps.iter()
+        .find(|p| p["id"] == id)
+        .unwrap_or_else(|| panic!("{id} not in report"))
+}
+
+#[test]
+fn local_example_runs_end_to_end_with_int_first_logs_and_report() {
+    let ex = Example::new(|p| p);
+    let out = ex
+        .cmd()
+        .args(["--set", "run.duration=1s"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let t = &ex.tag;
+    // the summary names the failure with host, key and line, and the thresholds
+    assert!(stdout.contains(&format!("master/{t}-7 on local2: failed: [KVS Master] Signaling client generated an error 0x5d000003")), "{stdout}");
+    assert!(stdout.contains("PASS ready_ratio"), "{stdout}");
+    assert!(stdout.contains("ttr p50"), "{stdout}");
+
+    let report = ex.report();
+    assert_eq!(report["plan"], "local-demo");
+    assert_eq!(report["interrupted"], false);
+    let ps = processes(&report);
+    assert_eq!(ps.len(), 12);
+    let m7 = find(&ps, &format!("master/{t}-7"));
+    assert_eq!(m7["ending"]["kind"], "failed");
+    assert_eq!(m7["host"], "local2");
+    assert_eq!(
+        m7["first_failure_line"],
+        "[KVS Master] Signaling client generated an error 0x5d000003"
+    );
+    for n in 1..=2 {
+        let v = find(&ps, &format!("viewer/{t}-7#{n}"));
+        assert_eq!(v["ending"]["kind"], "never_started");
+    }
+    let stopped: Vec<&Value> = ps
+        .iter()
+        .filter(|p| p["ending"]["kind"] == "ready_then_stopped")
+        .collect();
+    assert_eq!(stopped.len(), 9);
+    for p in &stopped {
+        assert!(p["time_to_ready_ms"].as_u64().is_some());
+        assert_eq!(p["exit"]["code"], 0, "{p}");
+    }
+    // SIGINT reached every process first, in its own fresh directory
+    for ch in ["1", "2", "3"] {
+        let sig =
+            std::fs::read_to_string(ex.fresh("master", &format!("{t}-{ch}")).join("signal.txt"))
+                .unwrap();
+        assert_eq!(sig.lines().next(), Some("INT"));
+        for n in 1..=2 {
+            let sig = std::fs::read_to_string(
+                ex.fresh("viewer", &format!("{t}-{ch}-{n}"))
+                    .join("signal.txt"),
+            )
+            .unwrap();
+            assert_eq!(sig.lines().next(), Some("INT"));
+        }
+    }
+    // the log holds every line the process printed, time-stamped, in order
+    let log = std::fs::read_to_string(ex.run_dir().join(format!("logs/master/{t}-1@local1.log")))
+        .unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(" O ")).collect();
+    let said: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split_once(" O ").unwrap().1)
+        .collect();
+    assert_eq!(
+        said,
+        vec![
+            "[KVS Master] Using trickleICE by default".to_string(),
+            format!("[KVS Master] Created signaling channel {t}-1"),
+            format!("[KVS Master] Channel {t}-1 set up done"),
+            "Cleaning up....".to_string(),
+            "Cleanup done".to_string(),
+        ]
+    );
+    assert!(
+        lines[0].starts_with("20") && lines[0].as_bytes()[23] == b'Z',
+        "{}",
+        lines[0]
+    );
+    assert!(ex.left().is_empty(), "left: {:?}", ex.left());
+}
+
+#[test]
+fn json_events_show_no_viewer_starting_before_its_masters_ready_line() {
+    let ex = Example::new(|p| p);
+    let out = ex
+        .cmd()
+        .args(["--json", "--duration", "500ms"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(events[0]["event"], "launch_started");
+    assert_eq!(events.last().unwrap()["event"], "launch_finished");
+    let at = |kind: &str, id: &str| -> Option<u64> {
+        events
+            .iter()
+            .find(|e| e["event"] == kind && e["process"]["id"] == id)
+            .map(|e| e["at_ms"].as_u64().unwrap())
+    };
+    let mut checked = 0;
+    for ch in ["1", "2", "3"] {
+        let ready = at("process_ready", &format!("master/{}-{ch}", ex.tag)).unwrap();
+        for n in 1..=2 {
+            let start = at("process_starting", &format!("viewer/{}-{ch}#{n}", ex.tag)).unwrap();
+            assert!(
+                start >= ready,
+                "viewer {ch}#{n} started at {start}, master ready at {ready}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6);
+    // JSON lines say nothing about terminals: the summary went to stderr
+    assert!(stderr.contains("thresholds:"));
+    assert!(ex.left().is_empty());
+}
+
+#[test]
+fn readiness_timeout_is_reported_with_host_and_key_and_fails_the_threshold() {
+    // masters never print their ready line in time
+    let ex = Example::new(|p| {
+        p.replace("set up done'", "never printed'").replace(
+            "ready_timeout = \"5s\"\nfail",
+            "ready_timeout = \"1s\"\nfail",
+        )
+    });
+    let out = ex.cmd().output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{stdout}\n{stderr}");
+    let t = &ex.tag;
+    assert!(
+        stdout.contains(&format!(
+            "master/{t}-1 on local1: ready-timeout: no ready line within 1.00s"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("FAIL ready_ratio"), "{stdout}");
+    let ps = processes(&ex.report());
+    assert_eq!(
+        find(&ps, &format!("master/{t}-2"))["ending"],
+        serde_json::json!({"kind": "ready_timeout", "timeout_ms": 1000})
+    );
+    assert!(ex.left().is_empty());
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_writes_nothing() {
+    let ex = Example::new(|p| p);
+    let out = ex.cmd().arg("--dry-run").output().unwrap();
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("12 processes on 2 hosts"), "{stdout}");
+    assert!(!ex.run_dir().exists());
+    assert!(!ex.root().join("examples/local/.sortie").exists());
+}
+
+#[test]
+fn a_bad_override_is_refused_before_anything_runs() {
+    let ex = Example::new(|p| p);
+    let out = ex
+        .cmd()
+        .args(["--set", "run.duration=30x"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("run.duration=30x"), "{stderr}");
+    assert!(!ex.run_dir().exists());
+}
+
+/// Starts sortie with --json and reads events until `until` says so; then sends SIGINT.
+fn interrupt_when(
+    ex: &Example,
+    extra: &[&str],
+    until: impl Fn(&Value) -> bool,
+) -> (Child, Vec<Value>) {
+    let mut child = ex
+        .cmd()
+        .arg("--json")
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut events = Vec::new();
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            panic!("sortie ended before the interrupt point: {events:?}");
+        }
+        let ev: Value = serde_json::from_str(&line).unwrap();
+        let stop = until(&ev);
+        events.push(ev);
+        if stop {
+            break;
+        }
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    for l in reader.lines() {
+        events.push(serde_json::from_str(&l.unwrap()).unwrap());
+    }
+    (child, events)
+}
+
+#[test]
+fn ctrl_c_while_starting_stops_what_runs_and_leaves_nothing() {
+    // slow ramp: one start per second, so the interrupt lands while starting
+    let ex = Example::new(|p| p.replace("rate = \"10/s\"", "rate = \"1/s\""));
+    let (mut child, events) = interrupt_when(&ex, &[], |e| e["event"] == "process_started");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(events.iter().any(|e| e["event"] == "process_never_started"
+        && e["reason"].as_str().unwrap().contains("interrupted")));
+    let report = ex.report();
+    assert_eq!(report["interrupted"], true);
+    for p in processes(&report) {
+        let kind = p["ending"]["kind"].as_str().unwrap().to_string();
+        assert!(
+            [
+                "never_started",
+                "stopped_before_ready",
+                "ready_then_stopped"
+            ]
+            .contains(&kind.as_str()),
+            "{p}"
+        );
+    }
+    assert!(ex.left().is_empty(), "left: {:?}", ex.left());
+}
+
+#[test]
+fn ctrl_c_while_holding_stops_everything_with_int_and_leaves_nothing() {
+    let ex = Example::new(|p| p);
+    let (mut child, _) = interrupt_when(&ex, &["--duration", "10m"], |e| {
+        e["event"] == "phase_changed" && e["phase"] == "holding"
+    });
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let t = &ex.tag;
+    let sig =
+        std::fs::read_to_string(ex.fresh("master", &format!("{t}-1")).join("signal.txt")).unwrap();
+    assert_eq!(sig.lines().next(), Some("INT"));
+    let ps = processes(&ex.report());
+    assert_eq!(
+        ps.iter()
+            .filter(|p| p["ending"]["kind"] == "ready_then_stopped")
+            .count(),
+        9
+    );
+    assert!(ex.left().is_empty(), "left: {:?}", ex.left());
+}
+
+#[test]
+fn over_ssh_on_a_fixture_sshd_the_same_plan_runs_and_leaves_nothing() {
+    let test = "over_ssh_on_a_fixture_sshd_the_same_plan_runs_and_leaves_nothing";
+    if sortie_testkit::require_sshd().is_none() {
+        skip(
+            test,
+            "OpenSSH sshd is not installed (scripts/test.sh installs it as root)",
+        );
+        return;
+    }
+    let sshd = sortie_testkit::Sshd::builder()
+        .start()
+        .expect("fixture sshd");
+    let hosts = sortie_testkit::hosts(2);
+    let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let cfg = sshd.ssh_config_for(&refs).unwrap();
+    let ex = Example::new(|p| p);
+    // The same plan on two SSH "hosts"; the work directory is this copy (same machine).
+    let wd = ex.root().join("examples/local");
+    let plan = std::fs::read_to_string(wd.join("plan.toml")).unwrap();
+    let plan = plan
+        .replace(
+            "hosts = [\"local[1-2]\"]\ntransport = \"local\"",
+            &format!("hosts = [\"{}\", \"{}\"]", hosts[0], hosts[1]),
+        )
+        .replace(
+            "workdir = \"examples/local\"",
+            &format!("workdir = \"{}\"", wd.display()),
+        );
+    std::fs::write(wd.join("plan.toml"), plan).unwrap();
+    let out = ex
+        .cmd()
+        .arg("-F")
+        .arg(&cfg)
+        .args(["--duration", "1s"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    let t = &ex.tag;
+    let log = std::fs::read_to_string(
+        ex.run_dir()
+            .join(format!("logs/master/{t}-1@{}.log", hosts[0])),
+    )
+    .unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{stderr}\nmaster log:\n{log}\n{}",
+        sshd.log()
+    );
+    let ps = processes(&ex.report());
+    assert_eq!(
+        find(&ps, &format!("master/{t}-7"))["ending"]["kind"],
+        "failed"
+    );
+    assert_eq!(
+        ps.iter()
+            .filter(|p| p["ending"]["kind"] == "ready_then_stopped")
+            .count(),
+        9,
+        "{stdout}"
+    );
+    let sig = std::fs::read_to_string(ex.fresh("viewer", &format!("{t}-2-1")).join("signal.txt"))
+        .unwrap();
+    assert_eq!(sig.lines().next(), Some("INT"));
+    let left = sortie_testkit::wait_for_no_remote_processes(t, Duration::from_secs(5));
+    assert!(left.is_empty(), "left on the hosts: {left:?}");
+    assert_eq!(ex.report()["stop_check"]["hosts_checked"], 2);
+}
+
+#[test]
+fn over_ssh_ctrl_c_while_holding_leaves_nothing_on_the_hosts() {
+    let test = "over_ssh_ctrl_c_while_holding_leaves_nothing_on_the_hosts";
+    if sortie_testkit::require_sshd().is_none() {
+        skip(
+            test,
+            "OpenSSH sshd is not installed (scripts/test.sh installs it as root)",
+        );
+        return;
+    }
+    let sshd = sortie_testkit::Sshd::builder()
+        .start()
+        .expect("fixture sshd");
+    let hosts = sortie_testkit::hosts(3);
+    let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let cfg = sshd.ssh_config_for(&refs).unwrap();
+    let ex = Example::new(|p| p);
+    let wd = ex.root().join("examples/local");
+    let plan = std::fs::read_to_string(wd.join("plan.toml")).unwrap();
+    let plan = plan
+        .replace(
+            "hosts = [\"local[1-2]\"]\ntransport = \"local\"",
+            &format!(
+                "hosts = [\"{}\", \"{}\", \"{}\"]",
+                hosts[0], hosts[1], hosts[2]
+            ),
+        )
+        .replace(
+            "workdir = \"examples/local\"",
+            &format!("workdir = \"{}\"", wd.display()),
+        );
+    std::fs::write(wd.join("plan.toml"), plan).unwrap();
+    let cfg = cfg.display().to_string();
+    let (mut child, events) = interrupt_when(&ex, &["-F", &cfg, "--duration", "10m"], |e| {
+        e["event"] == "phase_changed" && e["phase"] == "holding"
+    });
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let t = &ex.tag;
+    assert!(events
+        .iter()
+        .any(|e| e["event"] == "stop_confirmed" && e["survivors"] == serde_json::json!([])));
+    let sig =
+        std::fs::read_to_string(ex.fresh("master", &format!("{t}-3")).join("signal.txt")).unwrap();
+    assert_eq!(sig.lines().next(), Some("INT"));
+    let left = sortie_testkit::wait_for_no_remote_processes(t, Duration::from_secs(5));
+    assert!(left.is_empty(), "left on the hosts: {left:?}");
+}
