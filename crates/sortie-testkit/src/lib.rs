@@ -8,11 +8,13 @@
 //!   port, reachable at every `127.x.y.z` address so that each address is a distinct "host";
 //! - [`Agent`]: a private `ssh-agent`;
 //! - [`hosts`]: distinct loopback addresses for a fleet;
-//! - [`remote_processes`]: which processes started through the fixture are still alive.
+//! - [`remote_processes`]: which processes started through the fixture are still alive;
+//! - [`NetnsFleet`]: hosts in network namespaces, for blackholes and network cuts;
+//! - [`Proxy`]: a slow or stalling TCP proxy in front of a fixture sshd.
 //!
 //! It never touches the system sshd, `/etc/ssh` or `~/.ssh`; the only shared path it may create
 //! is `/run/sshd` (the privilege-separation directory OpenSSH requires when run as root).
-//! All traffic is to loopback.
+//! All traffic is to loopback, or to the network namespaces a [`NetnsFleet`] created.
 //!
 //! ```no_run
 //! let Some(_) = sortie_testkit::require_sshd() else {
@@ -30,12 +32,16 @@
 mod agent;
 mod error;
 mod keys;
+pub mod netns;
 mod procs;
+pub mod proxy;
 mod sshd;
 
 pub use agent::Agent;
 pub use error::Error;
 pub use keys::{Fingerprint, KeyKind, Keys, PASSPHRASE};
+pub use netns::{netns_unavailable, NetHost, NetnsFleet};
+pub use proxy::{Behavior, Proxy, Slowness};
 pub use procs::{processes_matching, remote_processes, wait_for_no_remote_processes, Process};
 pub use sshd::{HostKeys, Sshd, SshdBuilder};
 
