@@ -1,0 +1,215 @@
+//! Ctrl-C (SIGINT to the sortie process) in every phase: while hosts are still connecting,
+//! while commands run (including commands that ignore SIGTERM), and during `sortie run` and
+//! `sortie launch`. Each time: exit code 130, "interrupted" in the summary, no process left on
+//! any host, and no hang.
+
+mod faults_support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use faults_support::{record, sortie, spawn, sshd_or_skip};
+use sortie_testkit::{Behavior, KeyKind, Proxy, Sshd};
+
+/// Upper bound for stopping remote processes after Ctrl-C: kill grace plus the stop command's
+/// trip through the remote login shell, which a ~/.bashrc waiting on a lock (pyenv rehash, up
+/// to 60 s when contended, as on the shared CI machine) can delay. Rules out a hang; typical
+/// values are in docs/reliability.md.
+const STOP_BOUND: Duration = Duration::from_secs(75);
+
+fn wait_remote(marker: &str, n: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    while sortie_testkit::remote_processes(marker).len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {:?} started",
+            sortie_testkit::remote_processes(marker)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// ssh_config: 127.0.0.x direct, and `mute1`, `mute2` behind proxies that never send a banner.
+fn config_with_mute(sshd: &Sshd, mutes: &[&Proxy], dir: &Path) -> PathBuf {
+    let mut cfg = String::new();
+    for (i, p) in mutes.iter().enumerate() {
+        cfg.push_str(&format!(
+            "Host mute{}\n    HostName 127.0.0.1\n    Port {}\n",
+            i + 1,
+            p.port()
+        ));
+    }
+    let kh = sshd
+        .known_hosts_for(&["127.0.0.1", "127.0.0.2", "127.0.0.3"])
+        .unwrap();
+    cfg.push_str(&format!(
+        "Host *\n    Port {}\n    User {}\n    IdentityFile {}\n    IdentitiesOnly yes\n    \
+         UserKnownHostsFile {}\n    StrictHostKeyChecking yes\n    BatchMode yes\n",
+        sshd.port(),
+        sshd.user(),
+        sshd.client_key(KeyKind::Ed25519).display(),
+        kh.display()
+    ));
+    let path = dir.join("ssh_config");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+#[test]
+fn ctrl_c_while_connecting_and_running_exec() {
+    let Some(sshd) = sshd_or_skip("ctrl_c_while_connecting_and_running_exec") else {
+        return;
+    };
+    let up = SocketAddr::from(([127, 0, 0, 1], sshd.port()));
+    let mute1 = Proxy::start("127.0.0.1:0".parse().unwrap(), up, Behavior::Silent).unwrap();
+    let mute2 = Proxy::start("127.0.0.1:0".parse().unwrap(), up, Behavior::Silent).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with_mute(&sshd, &[&mute1, &mute2], dir.path());
+
+    // Phase 1: every host is still connecting (no banner yet).
+    let running = spawn(sortie().args(["exec", "-F"]).arg(&cfg).args([
+        "-H",
+        "mute1,mute2",
+        "--connect-timeout",
+        "60s",
+        "--",
+        "true",
+    ]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mute1.accepted() + mute2.accepted() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    running.interrupt();
+    let sent = Instant::now();
+    let done = running.finish(Duration::from_secs(150));
+    let took = sent.elapsed();
+    assert_eq!(done.code(), Some(130), "{}", done.shown());
+    assert!(done.stderr.contains("interrupted"), "{}", done.shown());
+    record(
+        "Ctrl-C while connecting -> exit 130",
+        took,
+        Duration::from_secs(2),
+    );
+    assert!(took < Duration::from_secs(2), "{}", done.shown());
+
+    // Phase 2: some hosts connecting, others running commands that ignore SIGTERM.
+    let marker = format!("ctrlc-mixed-{}", std::process::id());
+    let running = spawn(sortie().args(["exec", "-F"]).arg(&cfg).args([
+        "-H",
+        "mute1,127.0.0.1,127.0.0.2,127.0.0.3",
+        "--connect-timeout",
+        "60s",
+        "--kill-grace",
+        "1s",
+        "--",
+        &format!("trap '' TERM HUP; echo up; sleep 1000 # {marker}"),
+    ]));
+    wait_remote(&marker, 3, Duration::from_secs(90));
+    running.interrupt();
+    let sent = Instant::now();
+    let done = running.finish(Duration::from_secs(150));
+    let took = sent.elapsed();
+    assert_eq!(done.code(), Some(130), "{}", done.shown());
+    let left = sortie_testkit::wait_for_no_remote_processes(&marker, Duration::from_secs(3));
+    assert!(left.is_empty(), "left behind: {left:?}\n{}", done.shown());
+    // TERM, then KILL after the 1 s grace: about 2 s. The stop itself is a command run
+    // through the remote login shell, so a slow shell start-up (a ~/.bashrc waiting on a lock)
+    // adds to it; the bound only rules out a hang.
+    record(
+        "Ctrl-C while running TERM-ignoring commands (--kill-grace 1s) -> exit 130",
+        took,
+        STOP_BOUND,
+    );
+    assert!(took < STOP_BOUND, "{}", done.shown());
+}
+
+#[test]
+fn ctrl_c_during_run_leaves_no_job_behind() {
+    let Some(sshd) = sshd_or_skip("ctrl_c_during_run_leaves_no_job_behind") else {
+        return;
+    };
+    let hosts = ["127.0.0.1", "127.0.0.2"];
+    let cfg = sshd.ssh_config_for(&hosts).unwrap();
+    let marker = format!("ctrlc-run-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let joblog = dir.path().join("joblog");
+    let running = spawn(
+        sortie()
+            .args(["run", "-F"])
+            .arg(&cfg)
+            .args([
+                "-H",
+                &hosts.join(","),
+                "--slots",
+                "2",
+                "--kill-grace",
+                "1s",
+                "--joblog",
+            ])
+            .arg(&joblog)
+            .args([
+                "--",
+                &format!("echo job {{}}; sleep 1000 # {marker}"),
+                ":::",
+                "a",
+                "b",
+                "c",
+                "d",
+                "e",
+                "f",
+            ]),
+    );
+    wait_remote(&marker, 4, Duration::from_secs(90));
+    running.interrupt();
+    let sent = Instant::now();
+    let done = running.finish(Duration::from_secs(150));
+    let took = sent.elapsed();
+    assert_eq!(done.code(), Some(130), "{}", done.shown());
+    let left = sortie_testkit::wait_for_no_remote_processes(&marker, Duration::from_secs(3));
+    assert!(left.is_empty(), "left behind: {left:?}\n{}", done.shown());
+    record("Ctrl-C during sortie run -> exit 130", took, STOP_BOUND);
+    assert!(took < STOP_BOUND, "{}", done.shown());
+}
+
+#[test]
+fn ctrl_c_during_launch_stops_every_process() {
+    let Some(sshd) = sshd_or_skip("ctrl_c_during_launch_stops_every_process") else {
+        return;
+    };
+    let hosts = ["127.0.0.1", "127.0.0.2"];
+    let cfg = sshd.ssh_config_for(&hosts).unwrap();
+    let marker = format!("ctrlc-launch-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "name = \"faults\"\n\n[groups.box]\nhosts = [\"127.0.0.[1-2]\"]\n\n\
+             [roles.worker]\ngroup = \"box\"\ncount = 4\nslots = 2\n\
+             command = \"echo ready; sleep 1000 # {marker}\"\nready = 'ready'\n\
+             stop = [{{ signal = \"TERM\", grace = \"1s\" }}]\n\n[run]\nduration = \"10m\"\n"
+        ),
+    )
+    .unwrap();
+    let running = spawn(
+        sortie()
+            .arg("launch")
+            .arg(&plan)
+            .arg("-F")
+            .arg(&cfg)
+            .arg("--run-dir")
+            .arg(dir.path().join("run")),
+    );
+    wait_remote(&marker, 4, Duration::from_secs(90));
+    running.interrupt();
+    let sent = Instant::now();
+    let done = running.finish(Duration::from_secs(150));
+    let took = sent.elapsed();
+    assert_eq!(done.code(), Some(130), "{}", done.shown());
+    let left = sortie_testkit::wait_for_no_remote_processes(&marker, Duration::from_secs(3));
+    assert!(left.is_empty(), "left behind: {left:?}\n{}", done.shown());
+    record("Ctrl-C during sortie launch -> exit 130", took, STOP_BOUND);
+    assert!(took < STOP_BOUND, "{}", done.shown());
+}
