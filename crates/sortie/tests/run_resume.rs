@@ -66,7 +66,15 @@ async fn resume_failed_reruns_exactly_the_failed_jobs() {
     )
     .await;
     let rerun: Vec<(u64, Outcome)> = finished(&events).into_iter().map(|f| (f.0, f.2)).collect();
-    assert_eq!(rerun, [(2, Outcome::Ok), (4, Outcome::Ok)]);
+    assert_eq!(
+        rerun,
+        [(2, Outcome::Ok), (4, Outcome::Ok)],
+        "{:?}",
+        events
+            .iter()
+            .filter(|e| matches!(e, sortie::Event::HostFailed { .. }))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(result.counts.done, 2);
     let mut remote: Vec<String> = std::fs::read_to_string(&ran)
         .unwrap()
