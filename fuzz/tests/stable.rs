@@ -24,7 +24,12 @@ fn root() -> PathBuf {
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -109,7 +114,10 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, pool: &[Vec<u8>], dict: &[Vec<u8>]
             }
             1 => {
                 let interesting = b"\0\n\r\t \"'#[]{}-,:=@^\\%*?!\xff\xc3";
-                input.insert(rng.below(len + 1), interesting[rng.below(interesting.len())]);
+                input.insert(
+                    rng.below(len + 1),
+                    interesting[rng.below(interesting.len())],
+                );
             }
             2 if !dict.is_empty() => {
                 let tok = &dict[rng.below(dict.len())];
