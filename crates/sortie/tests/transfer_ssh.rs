@@ -319,9 +319,15 @@ async fn fallback_without_sftp_puts_and_gets_trees() {
         ..PutOptions::default()
     };
     // A single directory to a missing path becomes that path (like cp -r).
-    let r = put_files(&conn, &[tree.clone()], copy.to_str().unwrap(), &opts, &ctx)
-        .await
-        .unwrap();
+    let r = put_files(
+        &conn,
+        std::slice::from_ref(&tree),
+        copy.to_str().unwrap(),
+        &opts,
+        &ctx,
+    )
+    .await
+    .unwrap();
     assert!(r.is_ok(), "{:?}", r.errors);
     assert_eq!(r.stats.method, Some(Method::Exec));
     assert_eq!(r.stats.files, 4);
@@ -330,11 +336,11 @@ async fn fallback_without_sftp_puts_and_gets_trees() {
     // With a trailing slash the destination is a directory: re-runs land in the same place
     // and find everything identical.
     let into = format!("{}/", remote_root.join("into").display());
-    let first = put_files(&conn, &[tree.clone()], &into, &opts, &ctx)
+    let first = put_files(&conn, std::slice::from_ref(&tree), &into, &opts, &ctx)
         .await
         .unwrap();
     assert_eq!(first.stats.files, 4);
-    let again = put_files(&conn, &[tree.clone()], &into, &opts, &ctx)
+    let again = put_files(&conn, std::slice::from_ref(&tree), &into, &opts, &ctx)
         .await
         .unwrap();
     assert!(again.is_ok(), "{:?}", again.errors);
@@ -392,7 +398,14 @@ async fn cancelled_put_leaves_no_partial_file_under_the_real_name() {
             ..PutOptions::default()
         };
         let dest = remote_dir.join("huge.bin");
-        let r = put_files(&conn, &[big.clone()], dest.to_str().unwrap(), &opts, &ctx).await;
+        let r = put_files(
+            &conn,
+            std::slice::from_ref(&big),
+            dest.to_str().unwrap(),
+            &opts,
+            &ctx,
+        )
+        .await;
         canceller.await.unwrap();
         assert!(
             matches!(r, Err(TransferError::Interrupted)),
@@ -449,7 +462,7 @@ async fn errors_name_the_file_and_the_other_files_still_arrive() {
         // A parent that is a file.
         let r = put_files(
             &conn,
-            &[a.clone()],
+            std::slice::from_ref(&a),
             &format!("{}/sub/x", file.display()),
             &opts,
             &ctx,
@@ -472,7 +485,7 @@ async fn errors_name_the_file_and_the_other_files_still_arrive() {
         };
         let r = put_files(
             &conn,
-            &[a.clone()],
+            std::slice::from_ref(&a),
             &format!("{}/", denied.display()),
             &opts,
             &ctx,
@@ -535,7 +548,7 @@ async fn tags_in_remote_paths_and_missing_tags_refused_before_connecting() {
     let a = tmp.path().join("a.txt");
     make_file(&a, 1234, 1, 0o644);
     let root = tmp.path().join("remote");
-    let tree = LocalTree::scan(&[a.clone()], false).unwrap();
+    let tree = LocalTree::scan(std::slice::from_ref(&a), false).unwrap();
     let remote = format!("{}/{{tag:role}}/{{host}}.txt", root.display());
     let r = finish(
         transfer::put(

@@ -568,15 +568,7 @@ impl Put<'_> {
         let result = async {
             let sent = self
                 .fs
-                .upload(
-                    &e.path,
-                    &tmp,
-                    e.size,
-                    e.mode,
-                    e.mtime,
-                    &self.ctx.progress,
-                    &self.ctx.cancel,
-                )
+                .upload(e, &tmp, &self.ctx.progress, &self.ctx.cancel)
                 .await
                 .map_err(|err| TransferError::remote(dest, err))?;
             if self.opts.verify {

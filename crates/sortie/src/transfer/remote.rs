@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use super::{Method, Progress};
+use super::{LocalEntry, Method, Progress};
 use crate::transport::{Command, Connection, Exit, ProcessEvent, SpawnError};
 
 /// What a remote path is.
@@ -51,15 +51,12 @@ pub(crate) trait RemoteFs: Send + Sync {
     async fn mkdir(&self, path: &str, mode: u32) -> RResult<()>;
     /// Sets permission bits.
     async fn chmod(&self, path: &str, mode: u32) -> RResult<()>;
-    /// Writes `local` to `remote` (a fresh temporary name), with `mode` and `mtime`; returns
-    /// the bytes sent.
+    /// Writes the local file `src` to `remote` (a fresh temporary name), with its mode and
+    /// mtime; returns the bytes sent.
     async fn upload(
         &self,
-        local: &Path,
+        src: &LocalEntry,
         remote: &str,
-        size: u64,
-        mode: u32,
-        mtime: u64,
         progress: &Progress,
         cancel: &CancellationToken,
     ) -> RResult<u64>;

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::remote::{spawn_error, RError, RKind, RResult, RStat, RemoteFs, SftpOpenError};
-use super::{Method, Progress};
+use super::{LocalEntry, Method, Progress};
 use crate::transport::{Connection, SpawnError};
 
 /// Bytes per read or write request.
@@ -163,14 +163,12 @@ impl RemoteFs for SftpFs {
 
     async fn upload(
         &self,
-        local: &Path,
+        src: &LocalEntry,
         remote: &str,
-        _size: u64,
-        mode: u32,
-        mtime: u64,
         progress: &Progress,
         cancel: &CancellationToken,
     ) -> RResult<u64> {
+        let (local, mode, mtime) = (src.path.as_path(), src.mode, src.mtime);
         let mut file = tokio::fs::File::open(local)
             .await
             .map_err(|e| local_err(local, e))?;

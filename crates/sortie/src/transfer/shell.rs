@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::remote::{capture, sh_quote, spawn_error, RError, RKind, RResult, RStat, RemoteFs};
-use super::{Method, Progress};
+use super::{LocalEntry, Method, Progress};
 use crate::transport::Connection;
 
 const OK: &str = "sortie-transfer-ok";
@@ -106,14 +106,12 @@ impl RemoteFs for ShellFs {
 
     async fn upload(
         &self,
-        local: &Path,
+        src: &LocalEntry,
         remote: &str,
-        size: u64,
-        mode: u32,
-        mtime: u64,
         progress: &Progress,
         cancel: &CancellationToken,
     ) -> RResult<u64> {
+        let (local, size, mode, mtime) = (src.path.as_path(), src.size, src.mode, src.mtime);
         let q = sh_quote(remote);
         // `set -C` refuses to write through an existing name (the temporary name is fresh).
         let script = format!(
