@@ -99,7 +99,7 @@ pub(crate) struct Engine {
     starts: VecDeque<Instant>,
     stopping_role: Option<usize>,
     stop_deadline: Option<Instant>,
-    confirm_pending: usize,
+    confirm_waiting: Vec<bool>,
     confirm_deadline: Option<Instant>,
     stop_check: StopCheck,
 }
@@ -217,7 +217,7 @@ impl Engine {
             starts: VecDeque::new(),
             stopping_role: None,
             stop_deadline: None,
-            confirm_pending: 0,
+            confirm_waiting: vec![false; n_hosts],
             confirm_deadline: None,
             stop_check: StopCheck::default(),
         }
@@ -332,8 +332,22 @@ impl Engine {
             .count()
     }
 
+    /// Per role: (some process not settled yet, some process ready), for role dependencies.
+    fn role_states(&self) -> Vec<(bool, bool)> {
+        let mut v = vec![(false, false); self.roles.len()];
+        for p in &self.procs {
+            match p.state {
+                St::Ready => v[p.role].1 = true,
+                St::Done => {}
+                _ => v[p.role].0 = true,
+            }
+        }
+        v
+    }
+
     /// Dependency state of process `i`: Ok(true) ready, Ok(false) wait, Err(reason) never.
-    fn deps(&self, i: usize) -> Result<bool, String> {
+    /// `roles` comes from [`Self::role_states`].
+    fn deps(&self, i: usize, roles: &[(bool, bool)]) -> Result<bool, String> {
         match &self.plan.processes[i].depends_on {
             DependsOn::Nothing => Ok(true),
             DependsOn::Processes(ids) => {
@@ -354,13 +368,12 @@ impl Engine {
                 Ok(true)
             }
             DependsOn::Role(r) => {
-                let mut any_ready = false;
-                for p in self.procs.iter().filter(|p| self.roles[p.role].name == *r) {
-                    match p.state {
-                        St::Ready => any_ready = true,
-                        St::Done => {}
-                        _ => return Ok(false),
-                    }
+                let Some(ri) = self.roles.iter().position(|x| x.name == *r) else {
+                    return Ok(true);
+                };
+                let (unsettled, any_ready) = roles[ri];
+                if unsettled {
+                    return Ok(false);
                 }
                 if any_ready {
                     Ok(true)
@@ -381,6 +394,7 @@ impl Engine {
         let now = Instant::now();
         let mut wake: Option<Instant> = None;
         let mut starting = self.starting_count();
+        let mut roles = self.role_states();
         for i in 0..self.procs.len() {
             if self.procs[i].state != St::Pending {
                 continue;
@@ -394,11 +408,12 @@ impl Engine {
                     continue;
                 }
             }
-            match self.deps(i) {
+            match self.deps(i, &roles) {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(reason) => {
                     self.never(i, reason).await;
+                    roles = self.role_states();
                     continue;
                 }
             }
@@ -670,8 +685,13 @@ impl Engine {
                 }
                 self.exited(idx, exit).await;
             }
+            Msg::StopFailed { host, message } => {
+                let label = self.plan.hosts[host].label.clone();
+                tracing::warn!("{label}: {message}");
+                self.stop_check.errors.push(format!("{label}: {message}"));
+            }
             Msg::Survivors { host, result } => {
-                self.confirm_pending = self.confirm_pending.saturating_sub(1);
+                self.confirm_waiting[host] = false;
                 let label = self.plan.hosts[host].label.clone();
                 match result {
                     Ok(list) if !list.is_empty() => {
@@ -829,9 +849,11 @@ impl Engine {
         };
         let pool = self.pools[self.procs[i].host].clone();
         let script = shell::stop_script(&[pgid], &self.stop_steps(self.procs[i].role));
+        let (tx, host) = (self.tx.clone(), self.procs[i].host);
         tokio::spawn(async move {
-            if let Err(e) = pool.script(script).await {
-                tracing::debug!("stop of group {pgid} failed: {e}");
+            if let Err(e) = run_stop(&pool, script).await {
+                let message = format!("stop of process group {pgid} failed: {e}");
+                let _ = tx.send(Msg::StopFailed { host, message }).await;
             }
         });
     }
@@ -886,9 +908,11 @@ impl Engine {
             for (h, pgids) in per_host {
                 let pool = self.pools[h].clone();
                 let script = shell::stop_script(&pgids, &steps);
+                let tx = self.tx.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = pool.script(script).await {
-                        tracing::debug!("stop on {} failed: {e}", pool.target.label);
+                    if let Err(e) = run_stop(&pool, script).await {
+                        let message = format!("stop script failed: {e}");
+                        let _ = tx.send(Msg::StopFailed { host: h, message }).await;
                     }
                 });
             }
@@ -940,7 +964,7 @@ impl Engine {
                 continue;
             }
             self.stop_check.hosts_checked += 1;
-            self.confirm_pending += 1;
+            self.confirm_waiting[h] = true;
             let pool = self.pools[h].clone();
             let tx = self.tx.clone();
             tokio::spawn(async move {
@@ -1009,7 +1033,7 @@ impl Engine {
             }
             Phase::Confirming => {
                 let late = self.confirm_deadline.is_some_and(|d| now >= d);
-                if self.confirm_pending == 0 || late {
+                if !self.confirm_waiting.iter().any(|w| *w) || late {
                     return true;
                 }
             }
@@ -1104,16 +1128,12 @@ impl Engine {
     async fn finish(mut self) -> LaunchResult {
         self.phase = Phase::Done;
         for h in 0..self.pools.len() {
-            if self.confirm_pending > 0 {
-                // A check that never answered.
-                if !self
-                    .stop_check
+            if self.confirm_waiting[h] {
+                // The check never answered: say so rather than report the host clean.
+                self.stop_check.hosts_checked -= 1;
+                self.stop_check
                     .unchecked
-                    .contains(&self.plan.hosts[h].label)
-                    && !self.host_pgids[h].is_empty()
-                {
-                    tracing::debug!("no survivor answer from {}", self.plan.hosts[h].label);
-                }
+                    .push(self.plan.hosts[h].label.clone());
             }
             self.pools[h].close().await;
         }
@@ -1146,6 +1166,7 @@ impl Engine {
                     }),
                     exit: p.exit.clone(),
                     first_failure_line: p.first_failure_line.clone(),
+                    pgid: p.pgid,
                     log: p
                         .log
                         .as_ref()
@@ -1224,4 +1245,25 @@ impl Engine {
             report_path,
         }
     }
+}
+
+/// Runs a stop script, trying again a few times when no channel could be had (a busy server
+/// may refuse new sessions or connections for a moment).
+async fn run_stop(pool: &HostPool, script: String) -> Result<(), SpawnError> {
+    let mut last = None;
+    for attempt in 0..5u32 {
+        match pool.script(script.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                tracing::debug!(
+                    "{}: stop attempt {} failed: {e}",
+                    pool.target.label,
+                    attempt + 1
+                );
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| SpawnError::Other("stop failed".into())))
 }

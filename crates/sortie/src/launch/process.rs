@@ -56,6 +56,8 @@ pub(crate) enum Msg {
         attempt: u32,
         exit: Exit,
     },
+    /// A stop script could not run on a host.
+    StopFailed { host: usize, message: String },
     /// A host's survivor check answered.
     Survivors {
         host: usize,

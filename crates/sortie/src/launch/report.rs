@@ -44,6 +44,8 @@ pub struct ProcessReport {
     pub exit: Option<ExitInfo>,
     /// The first line that marked it failed (fail pattern), over all attempts.
     pub first_failure_line: Option<String>,
+    /// Its process group on the host (last attempt).
+    pub pgid: Option<u32>,
     /// Its log file, when logs are written.
     pub log: Option<String>,
 }
@@ -119,6 +121,8 @@ pub struct StopCheck {
     pub unchecked: Vec<String>,
     /// `(host, pgid)` found alive after the stop (then killed).
     pub survivors: Vec<(String, u32)>,
+    /// Stop scripts that could not run (`host: reason`).
+    pub errors: Vec<String>,
 }
 
 /// The report of a launch (`report.json`). Holds no environment value.
@@ -446,6 +450,9 @@ pub fn render_summary(r: &LaunchReport) -> String {
             "warning: {} process group(s) were still alive after the stop and were killed",
             r.stop_check.survivors.len()
         );
+    }
+    for e in &r.stop_check.errors {
+        let _ = writeln!(o, "warning: {e}");
     }
     if !r.stop_check.unchecked.is_empty() {
         let _ = writeln!(
