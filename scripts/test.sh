@@ -5,7 +5,10 @@
 #    fixtures (own config, keys and loopback port). When it is missing and we are root on a
 #    Debian-like system, installs `openssh-server` through apt without starting the system
 #    service (a temporary policy-rc.d); the system sshd and /etc/ssh are otherwise untouched.
-# 2. cargo fmt --check, cargo clippy -D warnings, then every test of the workspace.
+# 2. cargo fmt --check, cargo clippy -D warnings, cargo-deny (licences, bans, sources; advisories
+#    when the RustSec database can be fetched), every test of the workspace, then the parsers'
+#    fuzz harness for a bounded time (SORTIE_FUZZ_SECS per parser, default 10; longer runs:
+#    scripts/fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,14 +39,32 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-echo "== cargo test"
 mkdir -p target
 export SORTIE_SKIP_LOG="$PWD/target/skipped.log"
 : > "$SORTIE_SKIP_LOG"
+
+echo "== cargo deny"
+if ! cargo deny --version >/dev/null 2>&1; then
+  echo "test.sh: installing cargo-deny (once)"
+  cargo install --locked --quiet cargo-deny
+fi
+cargo deny --log-level error check licenses bans sources
+if timeout 120 cargo deny --log-level error check advisories >target/advisories.log 2>&1; then
+  echo "advisories: ok"
+elif grep -qiE "failed to (fetch|clone|open)|network|resolve|could not|unable to" target/advisories.log; then
+  echo "SKIP cargo-deny advisories: the RustSec database (github.com) cannot be fetched from this machine" | tee -a "$SORTIE_SKIP_LOG"
+else
+  cat target/advisories.log; echo "test.sh: advisories check FAILED"; exit 1
+fi
+
+echo "== cargo test"
 cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.log | grep -E "^(test result|running|SKIP|.*FAILED|.*panicked|failures)" || true
 # Name every skipped test and its reason (tests record "SKIP <name>: <reason>" there).
 if [ -s "$SORTIE_SKIP_LOG" ]; then echo "== skipped tests"; cat "$SORTIE_SKIP_LOG"; else echo "== no test skipped"; fi
 if grep -qE "^test result: FAILED|error: test failed|error\[|could not compile" target/test-output.log; then
   echo "test.sh: FAILED"; exit 1
 fi
+
+echo "== fuzz harness (stable: corpus replay + ${SORTIE_FUZZ_SECS:=10} s of mutation per parser)"
+SORTIE_FUZZ_SECS="$SORTIE_FUZZ_SECS" cargo test --quiet --release --manifest-path fuzz/Cargo.toml
 echo "test.sh: all green"
