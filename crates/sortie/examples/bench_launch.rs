@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use sortie::launch::{launch, LaunchEvent, LaunchOptions, Phase};
 use sortie::transport::ssh::{SshOptions, SshTransport};
-use sortie::transport::{HostKeyChecking, Target, TransportKind};
+use sortie::transport::{HostKeyChecking, Target, TransportKind, Transports};
 use sortie::CancellationToken;
 use sortie_testkit::{hosts, KeyKind, Sshd};
 
@@ -37,6 +37,18 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Processes of the benchmark still alive: behind sshd, or (local transport) anywhere.
+fn leftovers(local: bool) -> Vec<(u32, String)> {
+    if local {
+        sortie_testkit::processes_matching("sleep 100000")
+            .into_iter()
+            .map(|p| (p.pid, p.cmdline))
+            .collect()
+    } else {
+        sortie_testkit::remote_processes("sleep 100000")
+    }
+}
+
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -52,7 +64,10 @@ fn main() {
     let hold = Duration::from_secs(arg("--hold", 10));
     let max_sessions = arg("--max-sessions", 0) as u32;
     let trace = std::env::args().any(|a| a == "--trace");
-    if sortie_testkit::require_sshd().is_none() {
+    // --local: the same fleet on the local transport (no sshd), to separate the controller's
+    // costs from the server's.
+    let local = std::env::args().any(|a| a == "--local");
+    if !local && sortie_testkit::require_sshd().is_none() {
         eprintln!("SKIP bench_launch: OpenSSH sshd is not installed");
         return;
     }
@@ -63,10 +78,21 @@ fn main() {
     if max_sessions > 0 {
         b = b.max_sessions(Some(max_sessions));
     }
-    let sshd = b.start().expect("fixture sshd");
-    let addrs = hosts(n_hosts);
+    let sshd = if local {
+        None
+    } else {
+        Some(b.start().expect("fixture sshd"))
+    };
+    let addrs: Vec<String> = if local {
+        (1..=n_hosts).map(|i| format!("local{i}")).collect()
+    } else {
+        hosts(n_hosts)
+    };
     let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
-    let known = sshd.known_hosts_for(&refs).expect("known_hosts");
+    let known = sshd
+        .as_ref()
+        .map(|s| s.known_hosts_for(&refs).expect("known_hosts"))
+        .unwrap_or_default();
     let total = n_hosts * per_host;
     let values: Vec<String> = (1..=total).map(|i| format!("\"p{i}\"")).collect();
     let plan_text = format!(
@@ -74,6 +100,7 @@ fn main() {
 name = "bench-launch"
 [groups.fleet]
 hosts = [{hosts}]
+transport = "{transport}"
 [data.procs]
 values = [{values}]
 column = "p"
@@ -83,7 +110,7 @@ for_each = "procs"
 slots = {per_host}
 command = "echo ready {{p}}; exec sleep 100000"
 ready = '^ready '
-ready_timeout = "120s"
+ready_timeout = "300s"
 stop = [{{ signal = "INT", grace = "10s" }}]
 "#,
         hosts = addrs
@@ -92,6 +119,7 @@ stop = [{{ signal = "INT", grace = "10s" }}]
             .collect::<Vec<_>>()
             .join(", "),
         values = values.join(", "),
+        transport = if local { "local" } else { "ssh" },
     );
     let plan = sortie_plan::launch::load_str("bench.toml", &plan_text, ".".as_ref(), &[])
         .expect("plan")
@@ -103,9 +131,12 @@ stop = [{{ signal = "INT", grace = "10s" }}]
         .map(|h| Target {
             label: h.label.clone(),
             hostname: h.label.clone(),
-            port: sshd.port(),
-            user: sshd.user(),
-            identity_files: vec![sshd.client_key(KeyKind::Ed25519)],
+            port: sshd.as_ref().map_or(22, |s| s.port()),
+            user: sshd.as_ref().map_or_else(String::new, |s| s.user()),
+            identity_files: sshd
+                .as_ref()
+                .map(|s| vec![s.client_key(KeyKind::Ed25519)])
+                .unwrap_or_default(),
             identities_only: true,
             jumps: vec![],
             known_hosts_files: vec![known.clone()],
@@ -113,7 +144,11 @@ stop = [{{ signal = "INT", grace = "10s" }}]
             connect_timeout: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(15),
             keepalive_max: 3,
-            kind: TransportKind::Ssh,
+            kind: if local {
+                TransportKind::Local
+            } else {
+                TransportKind::Ssh
+            },
         })
         .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -121,10 +156,10 @@ stop = [{{ signal = "INT", grace = "10s" }}]
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let transport = Arc::new(SshTransport::new(SshOptions {
+        let transport = Arc::new(Transports::new(SshTransport::new(SshOptions {
             passphrase_prompt: Arc::new(|_| None),
             agent_socket: None,
-        }));
+        })));
         let cancel = CancellationToken::new();
         let options = LaunchOptions {
             run_dir: None,
@@ -185,8 +220,14 @@ stop = [{{ signal = "INT", grace = "10s" }}]
         let result = handle.result.await.expect("launch result");
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         println!(
-            "bench_launch: {total} processes on {n_hosts} hosts ({per_host} per host), MaxSessions {}, {cores} cores",
-            if max_sessions > 0 { max_sessions.to_string() } else { "default (10)".into() }
+            "bench_launch: {total} processes on {n_hosts} hosts ({per_host} per host), {}, {cores} cores",
+            if local {
+                "local transport".to_string()
+            } else if max_sessions > 0 {
+                format!("sshd MaxSessions {max_sessions}")
+            } else {
+                "sshd MaxSessions default (10)".into()
+            }
         );
         println!(
             "  all ready after      {:.2} s ({ready}/{total} ready, {failed} failed)",
@@ -234,7 +275,7 @@ stop = [{{ signal = "INT", grace = "10s" }}]
             .iter()
             .filter_map(|p| p.pgid.map(|g| (g, p.id.clone())))
             .collect();
-        let left = sortie_testkit::remote_processes("sleep 100000");
+        let left = leftovers(local);
         for (pid, _) in left.iter().take(5) {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             let pgid: u32 = stat
@@ -246,7 +287,7 @@ stop = [{{ signal = "INT", grace = "10s" }}]
             println!("    leftover pid {pid} pgid {pgid}: known as {:?}", known.get(&pgid));
         }
     });
-    let left = sortie_testkit::remote_processes("sleep 100000");
+    let left = leftovers(local);
     println!("  processes left (ps)  {}", left.len());
     for (pid, cmd) in left.iter().take(5) {
         println!("    e.g. {pid} {cmd}");
