@@ -2,7 +2,7 @@
 //! many loopback hosts). Not a test: it prints figures and asserts nothing about speed.
 //!
 //! ```text
-//! cargo run --release -p sortie --example bench_run [-- --runs 3 --only sortie]
+//! cargo run --release -p sortie --example bench_run [-- --runs 3 --only sortie --scenario 1]
 //! ```
 //!
 //! Scenarios: 200 jobs `sleep 0.1; echo {}` over 10 hosts x 4 slots, and 2000 jobs `true` over
@@ -178,13 +178,15 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn main() {
     let mut runs = 3;
     let mut only: Option<String> = None;
+    let mut scenario: Option<usize> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--runs" => runs = args.next().and_then(|v| v.parse().ok()).unwrap_or(3),
             "--only" => only = args.next(),
+            "--scenario" => scenario = args.next().and_then(|v| v.parse().ok()),
             _ => {
-                eprintln!("usage: bench_run [--runs N] [--only sortie|parallel|parallel-cm]");
+                eprintln!("usage: bench_run [--runs N] [--only sortie|parallel|parallel-cm] [--scenario 1|2]");
                 std::process::exit(2);
             }
         }
@@ -206,8 +208,18 @@ fn main() {
         .build()
         .unwrap();
     let _ = cpu_all();
-    println!("runs per figure: {runs} (median); client CPU = user+system");
-    for s in SCENARIOS {
+    let mut load = [0f64; 3];
+    // SAFETY: getloadavg writes at most 3 doubles into the array we own.
+    unsafe { libc::getloadavg(load.as_mut_ptr(), 3) };
+    println!(
+        "runs per figure: {runs} (median); client CPU = user+system; load average {:.1} on {} CPUs",
+        load[0],
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    for (i, s) in SCENARIOS.iter().enumerate() {
+        if scenario.is_some_and(|n| n != i + 1) {
+            continue;
+        }
         println!("\n## {}", s.name);
         println!(
             "{:<28} {:>9} {:>9} {:>11}",
