@@ -14,7 +14,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use faults_support::{run, sortie, sshd_or_skip, summary_line, Finished};
+use faults_support::{run, sortie, sshd_or_skip, summary_line, Finished, RUN_LIMIT};
 
 fn malformed_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/malformed")
@@ -309,7 +309,7 @@ fn secrets_never_appear_in_logs_events_or_files() {
                 &format!("SECRET={SECRET_ENV}"),
             ])
             .args(["--", &check]);
-        let done = run(&mut c, Duration::from_secs(60));
+        let done = run(&mut c, RUN_LIMIT);
         assert_eq!(done.code(), Some(0), "{}", done.shown());
         let all = everything(&done, &[&od]);
         let seen = all
@@ -356,7 +356,7 @@ fn secrets_never_appear_in_logs_events_or_files() {
             "2",
             "3",
         ]);
-    let done = run(&mut c, Duration::from_secs(60));
+    let done = run(&mut c, RUN_LIMIT);
     assert_eq!(done.code(), Some(0), "{}", done.shown());
     let all = everything(&done, &[&joblog, &results]);
     assert!(
@@ -390,7 +390,7 @@ fn secrets_never_appear_in_logs_events_or_files() {
         .arg(&cfg)
         .arg("--run-dir")
         .arg(&run_dir);
-    let done = run(&mut c, Duration::from_secs(90));
+    let done = run(&mut c, RUN_LIMIT);
     assert_eq!(done.code(), Some(0), "{}", done.shown());
     let all = everything(&done, &[&run_dir]);
     assert!(

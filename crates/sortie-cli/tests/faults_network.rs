@@ -6,7 +6,7 @@ mod faults_support;
 
 use std::time::{Duration, Instant};
 
-use faults_support::{fleet_or_skip, record, run, sortie, spawn, summary_line};
+use faults_support::{fleet_or_skip, record, run, sortie, spawn, summary_line, RUN_LIMIT};
 
 /// Fast keepalives in the client config: a silent peer is declared lost after 3 x 1 s.
 const KEEPALIVE: &[&str] = &["ServerAliveInterval 1", "ServerAliveCountMax 3"];
@@ -30,7 +30,7 @@ fn blackholed_host_is_unreachable_within_the_connect_timeout() {
             "--",
             "echo hi",
         ]),
-        Duration::from_secs(120),
+        RUN_LIMIT,
     );
     let shown = done.shown();
     assert_eq!(done.code(), Some(3), "{shown}");
@@ -73,7 +73,7 @@ fn spawn_long_on(
         "--",
         &cmd,
     ]));
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + RUN_LIMIT;
     while sortie_testkit::remote_processes(marker).is_empty() {
         assert!(
             Instant::now() < deadline,
@@ -100,7 +100,7 @@ fn network_cut_mid_command_is_detected_by_keepalives() {
     fleet.blackhole(2).unwrap();
     let cut_at = running.started.elapsed();
     let seen = running.wait_host_failed(&cut, Duration::from_secs(60));
-    let done = running.finish(Duration::from_secs(120));
+    let done = running.finish(RUN_LIMIT);
     let shown = done.shown();
     let detected =
         seen.unwrap_or_else(|| panic!("no host_failed event for {cut}: {shown}")) - cut_at;
@@ -145,7 +145,7 @@ fn killed_sshd_is_reported_lost_at_once_and_a_restarted_one_works_again() {
     fleet.host(0).sshd().kill();
     let killed_at = running.started.elapsed();
     let seen = running.wait_host_failed(&victim, Duration::from_secs(60));
-    let done = running.finish(Duration::from_secs(120));
+    let done = running.finish(RUN_LIMIT);
     let shown = done.shown();
     let detected =
         seen.unwrap_or_else(|| panic!("no host_failed event for {victim}: {shown}")) - killed_at;
@@ -171,7 +171,7 @@ fn killed_sshd_is_reported_lost_at_once_and_a_restarted_one_works_again() {
             "--",
             "echo again",
         ]),
-        Duration::from_secs(120),
+        RUN_LIMIT,
     );
     let (at, failure) = down
         .host_failed_at(&victim)
@@ -192,7 +192,7 @@ fn killed_sshd_is_reported_lost_at_once_and_a_restarted_one_works_again() {
             .args(["exec", "-F"])
             .arg(&cfg)
             .args(["-H", &names.join(","), "--", "echo again"]),
-        Duration::from_secs(120),
+        RUN_LIMIT,
     );
     assert_eq!(again.code(), Some(0), "{}", again.shown());
     assert_eq!(
@@ -227,7 +227,7 @@ fn changed_host_key_stops_only_that_host_and_shows_the_fingerprint() {
             "--",
             &format!("echo ran # {marker}"),
         ]);
-        run(&mut c, Duration::from_secs(60))
+        run(&mut c, RUN_LIMIT)
     };
     let done = exec(false);
     let shown = done.shown();

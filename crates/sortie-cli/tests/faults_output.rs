@@ -7,7 +7,7 @@ mod faults_support;
 
 use std::time::Duration;
 
-use faults_support::{record, run, sortie, sshd_or_skip, summary_line};
+use faults_support::{record, run, sortie, sshd_or_skip, summary_line, RUN_LIMIT};
 
 /// Bound for anything that needs a fresh remote shell (a stop): a few seconds normally, but a
 /// login shell whose ~/.bashrc waits on a lock (pyenv rehash takes up to 60 s when contended,
@@ -106,7 +106,7 @@ fn unterminated_last_line_of_an_endless_process_is_kept() {
                 "--",
                 &cmd,
             ]),
-        Duration::from_secs(150),
+        RUN_LIMIT,
     );
     let shown = done.shown();
     assert_eq!(done.code(), Some(1), "{shown}");
@@ -130,7 +130,7 @@ fn unterminated_last_line_of_an_endless_process_is_kept() {
             "--",
             &cmd,
         ]),
-        Duration::from_secs(150),
+        RUN_LIMIT,
     );
     assert!(
         done.stdout.contains("| no newline here"),
@@ -162,7 +162,7 @@ fn process_ignoring_sigterm_is_killed_after_the_grace() {
             "--",
             &cmd,
         ]),
-        Duration::from_secs(150),
+        RUN_LIMIT,
     );
     let shown = done.shown();
     assert_eq!(done.code(), Some(1), "{shown}");

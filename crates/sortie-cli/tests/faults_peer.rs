@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use faults_support::{record, run, sortie, sshd_or_skip, summary_line};
+use faults_support::{record, run, sortie, sshd_or_skip, summary_line, RUN_LIMIT};
 use sortie_testkit::{Behavior, KeyKind, Proxy, Slowness, Sshd};
 
 /// An ssh_config where `127.0.0.2`..`127.0.0.4` reach the sshd directly and each named proxy
@@ -88,7 +88,7 @@ fn slow_stalling_link_gives_the_same_output_only_later() {
                 "--",
                 "seq 1 200000; echo end >&2",
             ]),
-        Duration::from_secs(150),
+        RUN_LIMIT,
     );
     let shown = format!("{}\n--- sshd log ---\n{}", done.shown(), sshd.log());
     assert_eq!(done.code(), Some(0), "{shown}");
@@ -137,7 +137,7 @@ fn silent_server_and_kex_stall_are_unreachable_within_the_connect_timeout() {
             "--",
             "echo fine",
         ]),
-        Duration::from_secs(150),
+        RUN_LIMIT,
     );
     let shown = done.shown();
     assert_eq!(done.code(), Some(3), "{shown}");

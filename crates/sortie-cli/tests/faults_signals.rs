@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use faults_support::{record, sortie, spawn, sshd_or_skip};
+use faults_support::{record, sortie, spawn, sshd_or_skip, RUN_LIMIT};
 use sortie_testkit::{Behavior, KeyKind, Proxy, Sshd};
 
 /// Upper bound for stopping remote processes after Ctrl-C: kill grace plus the stop command's
@@ -83,7 +83,7 @@ fn ctrl_c_while_connecting_and_running_exec() {
     std::thread::sleep(Duration::from_millis(200));
     running.interrupt();
     let sent = Instant::now();
-    let done = running.finish(Duration::from_secs(150));
+    let done = running.finish(RUN_LIMIT);
     let took = sent.elapsed();
     assert_eq!(done.code(), Some(130), "{}", done.shown());
     assert!(done.stderr.contains("interrupted"), "{}", done.shown());
@@ -106,10 +106,10 @@ fn ctrl_c_while_connecting_and_running_exec() {
         "--",
         &format!("trap '' TERM HUP; echo up; sleep 1000 # {marker}"),
     ]));
-    wait_remote(&marker, 3, Duration::from_secs(90));
+    wait_remote(&marker, 3, RUN_LIMIT);
     running.interrupt();
     let sent = Instant::now();
-    let done = running.finish(Duration::from_secs(150));
+    let done = running.finish(RUN_LIMIT);
     let took = sent.elapsed();
     assert_eq!(done.code(), Some(130), "{}", done.shown());
     let left = sortie_testkit::wait_for_no_remote_processes(&marker, Duration::from_secs(3));
@@ -161,10 +161,10 @@ fn ctrl_c_during_run_leaves_no_job_behind() {
                 "f",
             ]),
     );
-    wait_remote(&marker, 4, Duration::from_secs(90));
+    wait_remote(&marker, 4, RUN_LIMIT);
     running.interrupt();
     let sent = Instant::now();
-    let done = running.finish(Duration::from_secs(150));
+    let done = running.finish(RUN_LIMIT);
     let took = sent.elapsed();
     assert_eq!(done.code(), Some(130), "{}", done.shown());
     let left = sortie_testkit::wait_for_no_remote_processes(&marker, Duration::from_secs(3));
@@ -202,10 +202,10 @@ fn ctrl_c_during_launch_stops_every_process() {
             .arg("--run-dir")
             .arg(dir.path().join("run")),
     );
-    wait_remote(&marker, 4, Duration::from_secs(90));
+    wait_remote(&marker, 4, RUN_LIMIT);
     running.interrupt();
     let sent = Instant::now();
-    let done = running.finish(Duration::from_secs(150));
+    let done = running.finish(RUN_LIMIT);
     let took = sent.elapsed();
     assert_eq!(done.code(), Some(130), "{}", done.shown());
     let left = sortie_testkit::wait_for_no_remote_processes(&marker, Duration::from_secs(3));

@@ -7,6 +7,12 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// The longest a whole run may take before the tests call it a hang. Generous because every
+/// remote command starts the login shell, and on the shared CI machine root's ~/.bashrc can
+/// wait up to 60 s on pyenv's rehash lock; fault *detection* times are asserted separately,
+/// with tight bounds, from the JSON events.
+pub const RUN_LIMIT: Duration = Duration::from_secs(300);
+
 /// `sortie` with no agent and no colour.
 pub fn sortie() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sortie"));
