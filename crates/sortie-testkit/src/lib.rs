@@ -41,8 +41,8 @@ pub use agent::Agent;
 pub use error::Error;
 pub use keys::{Fingerprint, KeyKind, Keys, PASSPHRASE};
 pub use netns::{netns_unavailable, NetHost, NetnsFleet};
-pub use proxy::{Behavior, Proxy, Slowness};
 pub use procs::{processes_matching, remote_processes, wait_for_no_remote_processes, Process};
+pub use proxy::{Behavior, Proxy, Slowness};
 pub use sshd::{HostKeys, Sshd, SshdBuilder};
 
 use std::path::PathBuf;

@@ -362,10 +362,17 @@ impl Drop for NetnsFleet {
     fn drop(&mut self) {
         // Servers first (their Drop kills every process they started), then the namespaces
         // (which take their veth ends, and so the peers, with them), then the bridge.
+        // The wires are deleted explicitly: a namespace outlives `ip netns del` while a socket
+        // in it still retransmits to a blackholed peer (up to ~15 min), and its veth pair
+        // would stay visible on the root side all that time.
         let hosts = std::mem::take(&mut self.hosts);
-        let names: Vec<String> = hosts.iter().map(|h| h.ns.clone()).collect();
+        let links: Vec<(String, String)> = hosts
+            .iter()
+            .map(|h| (h.ns.clone(), h.wire.clone()))
+            .collect();
         drop(hosts);
-        for ns in names {
+        for (ns, wire) in links {
+            let _ = ip(&["link", "del", &wire]);
             let _ = ip(&["netns", "del", &ns]);
         }
         let _ = ip(&["link", "del", &self.bridge]);
@@ -408,8 +415,9 @@ fn claim_net() -> Result<(u8, String)> {
     )))
 }
 
-/// Deletes namespaces and bridges left by test processes that no longer exist (a bridge's
-/// owner is in its alias, `sortie-testkit pid <pid>`).
+/// Deletes namespaces, bridges and host wires left by test processes that no longer exist (a
+/// bridge's owner is in its alias, `sortie-testkit pid <pid>`; a wire without a bridge is an
+/// orphan).
 fn remove_stale_namespaces() {
     let dead = |pid: Option<u32>| pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists());
     if let Ok(list) = ip(&["netns", "list"]) {
@@ -428,6 +436,14 @@ fn remove_stale_namespaces() {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(net) = wire_net(&name) {
+            // A host's wire whose fleet's bridge is gone: that fleet ended without cleaning
+            // up. (A live fleet makes its bridge before any wire and deletes it last.)
+            if !Path::new(&format!("/sys/class/net/srtb{net}")).exists() {
+                let _ = ip(&["link", "del", &name]);
+            }
+            continue;
+        }
         if !name.starts_with("srtb") {
             continue;
         }
@@ -440,6 +456,13 @@ fn remove_stale_namespaces() {
             let _ = ip(&["link", "del", &name]);
         }
     }
+}
+
+/// The fleet number `N` of a host wire named `srt<N>h<k>`, or `None` for any other name.
+fn wire_net(name: &str) -> Option<&str> {
+    let (n, k) = name.strip_prefix("srt")?.split_once('h')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(n) && digits(k)).then_some(n)
 }
 
 fn write_private(path: &Path, text: &str) -> Result<()> {

@@ -305,6 +305,11 @@ impl SshdBuilder {
              PermitUserEnvironment no\n\
              X11Forwarding no\n",
         );
+        // The test user's ~/.bashrc runs in every session (bash sources it when started by
+        // sshd). On this CI image it runs `pyenv rehash`, which waits up to 60 s on a lock
+        // that a killed session can leave behind; bound that wait to one second so a stale
+        // lock slows a session instead of stalling the suite.
+        c.push_str("SetEnv PYENV_REHASH_TIMEOUT=1\n");
         let _ = writeln!(c, "LogLevel {}", self.log_level);
         let _ = writeln!(
             c,

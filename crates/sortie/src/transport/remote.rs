@@ -51,7 +51,7 @@ pub(crate) fn wrapper(command: &Command) -> String {
     let mut s = String::with_capacity(command.command.len() + 256);
     // Keep the channel's stdin on fd 3 for the watchdog; everything else reads /dev/null.
     s.push_str("exec 3<&0 </dev/null; printf '\\002sortie-pgid %s\\n' \"$$\"; ");
-    s.push_str("{ cat <&3 >/dev/null 2>&1; kill -TERM -- -$$; } >/dev/null 2>&1 & exec 3<&-; ");
+    s.push_str("{ cat <&3 >/dev/null 2>&1; kill -TERM -$$; } >/dev/null 2>&1 & exec 3<&-; ");
     for (k, v) in &command.env {
         let _ = write!(s, "export {k}={}; ", quote(v));
     }
@@ -72,11 +72,11 @@ pub(crate) fn stop_script(pgid: u32, sequence: &StopSequence) -> String {
         let polls = (grace.as_millis() / 50).max(1);
         let _ = write!(
             s,
-            "kill -{signal} -- -{pgid} 2>/dev/null; i=0; \
+            "kill -{signal} -{pgid} 2>/dev/null; i=0; \
              while kill -0 {pgid} 2>/dev/null && [ $i -lt {polls} ]; do sleep 0.05; i=$((i+1)); done; "
         );
     }
-    let _ = write!(s, "kill -KILL -- -{pgid} 2>/dev/null; exit 0");
+    let _ = write!(s, "kill -KILL -{pgid} 2>/dev/null; exit 0");
     s
 }
 
@@ -166,9 +166,9 @@ mod tests {
                 ],
             },
         );
-        assert!(s.starts_with("kill -INT -- -77"));
+        assert!(s.starts_with("kill -INT -77"));
         assert!(s.contains("[ $i -lt 20 ]"));
-        assert!(s.contains("kill -TERM -- -77"));
-        assert!(s.ends_with("kill -KILL -- -77 2>/dev/null; exit 0"));
+        assert!(s.contains("kill -TERM -77"));
+        assert!(s.ends_with("kill -KILL -77 2>/dev/null; exit 0"));
     }
 }

@@ -671,7 +671,7 @@ impl Connection for SshConnection {
     }
 
     async fn signal(&self, pgid: u32, signal: &str) -> Result<(), SpawnError> {
-        self.run_quiet(format!("kill -{signal} -- -{pgid} 2>/dev/null; exit 0"))
+        self.run_quiet(format!("kill -{signal} -{pgid} 2>/dev/null; exit 0"))
             .await
     }
 
