@@ -39,6 +39,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The fuzz workspace is outside --workspace.
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+cargo clippy --manifest-path fuzz/Cargo.toml --all-targets --quiet -- -D warnings
 mkdir -p target
 export SORTIE_SKIP_LOG="$PWD/target/skipped.log"
 : > "$SORTIE_SKIP_LOG"
@@ -58,9 +61,13 @@ else
 fi
 
 echo "== cargo test"
+# Fault tests record the detection times they measure here.
+export SORTIE_FAULT_LOG="$PWD/target/fault-timings.log"
+: > "$SORTIE_FAULT_LOG"
 cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.log | grep -E "^(test result|running|SKIP|.*FAILED|.*panicked|failures)" || true
 # Name every skipped test and its reason (tests record "SKIP <name>: <reason>" there).
 if [ -s "$SORTIE_SKIP_LOG" ]; then echo "== skipped tests"; cat "$SORTIE_SKIP_LOG"; else echo "== no test skipped"; fi
+if [ -s "$SORTIE_FAULT_LOG" ]; then echo "== fault detection times"; cat "$SORTIE_FAULT_LOG"; fi
 if grep -qE "^test result: FAILED|error: test failed|error\[|could not compile" target/test-output.log; then
   echo "test.sh: FAILED"; exit 1
 fi

@@ -22,7 +22,7 @@ pub enum Command {
     /// List the selected hosts, or print one host's effective settings (--resolved).
     Hosts(HostsArgs),
     /// Spread a list of jobs over hosts, N slots per host (like GNU parallel -S).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run a plan's fleet of long-lived processes: ramp-up, readiness, hold, clean stop, report.
     Launch(LaunchArgs),
     /// Copy local files and directories to every selected host.

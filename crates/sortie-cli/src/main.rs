@@ -34,7 +34,7 @@ async fn dispatch(cli: args::Cli, matches: &clap::ArgMatches) -> ExitCode {
     let result = match cli.command {
         args::Command::Exec(a) => exec_cmd::run(a).await,
         args::Command::Hosts(a) => hosts_cmd::run(a).await,
-        args::Command::Run(a) => run_cmd::run(a, matches.subcommand_matches("run")).await,
+        args::Command::Run(a) => run_cmd::run(*a, matches.subcommand_matches("run")).await,
         args::Command::Launch(a) => launch_cmd::run(a).await,
         args::Command::Put(a) => transfer_cmd::put(a).await,
         args::Command::Get(a) => transfer_cmd::get(a).await,

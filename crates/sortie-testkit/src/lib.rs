@@ -123,6 +123,24 @@ fn is_executable(path: &std::path::Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Records a skipped test visibly: prints `SKIP <test>: <reason>` on stderr and appends it to
+/// the file named by `$SORTIE_SKIP_LOG` (scripts/test.sh sets it and prints the file at the
+/// end, because libtest hides a passing test's output).
+pub fn skip(test: &str, reason: &str) {
+    use std::io::Write;
+    let line = format!("SKIP {test}: {reason}");
+    eprintln!("{line}");
+    if let Some(path) = std::env::var_os("SORTIE_SKIP_LOG") {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,24 +167,6 @@ mod tests {
             let last = a.rsplit('.').next().unwrap();
             assert!(last != "0" && last != "255", "{a}");
             assert!(a.parse::<std::net::Ipv4Addr>().unwrap().is_loopback());
-        }
-    }
-}
-
-/// Records a skipped test visibly: prints `SKIP <test>: <reason>` on stderr and appends it to
-/// the file named by `$SORTIE_SKIP_LOG` (scripts/test.sh sets it and prints the file at the
-/// end, because libtest hides a passing test's output).
-pub fn skip(test: &str, reason: &str) {
-    use std::io::Write;
-    let line = format!("SKIP {test}: {reason}");
-    eprintln!("{line}");
-    if let Some(path) = std::env::var_os("SORTIE_SKIP_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = writeln!(f, "{line}");
         }
     }
 }
