@@ -17,25 +17,9 @@ use super::{Command, StopSequence};
 /// First bytes of the marker line the wrapper prints.
 pub(crate) const MARKER: &[u8] = b"\x02sortie-pgid ";
 
-/// Quotes a string for a POSIX shell (single quotes).
+/// Quotes a string for a POSIX shell (single quotes), as templates do.
 pub(crate) fn quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-    {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for c in s.chars() {
-        if c == '\'' {
-            out.push_str("'\\''");
-        } else {
-            out.push(c);
-        }
-    }
-    out.push('\'');
-    out
+    sortie_plan::shell_quote(s).into_owned()
 }
 
 /// True when `name` is a valid shell variable name.
