@@ -22,14 +22,6 @@ pub(crate) fn quote(s: &str) -> String {
     sortie_plan::shell_quote(s).into_owned()
 }
 
-/// True when `name` is a valid shell variable name.
-#[allow(dead_code)]
-pub(crate) fn valid_env_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
 /// The wrapper script for `command`, to be run by the login shell of the remote user.
 pub(crate) fn wrapper(command: &Command) -> String {
     let mut s = String::with_capacity(command.command.len() + 256);
