@@ -307,9 +307,11 @@ impl SshdBuilder {
         );
         // The test user's ~/.bashrc runs in every session (bash sources it when started by
         // sshd). On this CI image it runs `pyenv rehash`, which waits up to 60 s on a lock
-        // that a killed session can leave behind; bound that wait to one second so a stale
-        // lock slows a session instead of stalling the suite.
-        c.push_str("SetEnv PYENV_REHASH_TIMEOUT=1\n");
+        // that a killed session can leave behind. Bound the wait to 15 s: long enough that
+        // many concurrent logins queue silently (a shorter bound makes pyenv print a lock
+        // error into the command's stderr), short enough that a stale lock cannot stall the
+        // suite for a minute per login.
+        c.push_str("SetEnv PYENV_REHASH_TIMEOUT=15\n");
         let _ = writeln!(c, "LogLevel {}", self.log_level);
         let _ = writeln!(
             c,
