@@ -76,8 +76,18 @@ pub async fn run(a: LaunchArgs) -> miette::Result<ExitCode> {
     Ok(exit_code(&result))
 }
 
-/// Interrupted beats a failed threshold; without thresholds, any failed process fails the run.
+/// Interrupted beats a failed threshold; without thresholds, any failed process fails the run;
+/// a run that passed but whose `[[collect]]` did not bring everything back exits 1.
 fn exit_code(result: &sortie::launch::LaunchResult) -> ExitCode {
+    let code = lifecycle_code(result);
+    if code == ExitCode::Ok && result.report.collections_incomplete() > 0 {
+        ExitCode::CommandFailed
+    } else {
+        code
+    }
+}
+
+fn lifecycle_code(result: &sortie::launch::LaunchResult) -> ExitCode {
     if result.interrupted {
         ExitCode::Interrupted
     } else if !result.report.thresholds.is_empty() {

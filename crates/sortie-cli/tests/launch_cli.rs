@@ -206,7 +206,78 @@ fn local_example_runs_end_to_end_with_int_first_logs_and_report() {
         "{}",
         lines[0]
     );
+    // staging: the stand-ins were already in place (same machine), so both uploads found them
+    // identical on both hosts; the fresh directories came back per host after the stop
+    let transfers = report["transfers"].as_array().unwrap();
+    let uploads: Vec<&Value> = transfers.iter().filter(|t| t["step"] == "upload").collect();
+    assert_eq!(uploads.len(), 4, "{transfers:?}");
+    for u in &uploads {
+        assert_eq!(u["outcome"], "ok", "{u}");
+        assert_eq!(
+            (u["files"].as_u64(), u["unchanged"].as_u64()),
+            (Some(0), Some(1)),
+            "{u}"
+        );
+    }
+    for host in ["local1", "local2"] {
+        let c = transfers
+            .iter()
+            .find(|t| t["step"] == "collect" && t["host"] == host)
+            .unwrap_or_else(|| panic!("no collect record for {host}: {transfers:?}"));
+        assert_eq!(c["outcome"], "ok", "{c}");
+        let sig = ex
+            .run_dir()
+            .join(format!("collected/{host}/.sortie/master/{t}-1/signal.txt"));
+        let sig =
+            std::fs::read_to_string(&sig).unwrap_or_else(|e| panic!("{}: {e}", sig.display()));
+        assert_eq!(
+            sig.lines().next(),
+            Some("INT"),
+            "collected before the stop?"
+        );
+    }
+    assert!(
+        stdout.contains("collect #1 examples/local/.sortie -> ")
+            && stdout.contains("ok on 2 of 2 hosts"),
+        "{stdout}"
+    );
     assert!(ex.left().is_empty(), "left: {:?}", ex.left());
+}
+
+#[test]
+fn an_upload_whose_source_is_missing_stops_the_launch_before_any_host() {
+    // The plan's hosts are an SSH address nobody should connect to: a listener that must see
+    // no connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let ex = Example::new(|p| {
+        p.replace(
+            "hosts = [\"local[1-2]\"]\ntransport = \"local\"",
+            &format!("hosts = [\"127.0.0.1:{port}\"]"),
+        )
+        .replace(
+            "src = \"fake-viewer.sh\"",
+            "src = \"fake-viewer.sh.missing\"",
+        )
+    });
+    let out = ex.cmd().output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    let plan = std::fs::read_to_string(ex.root().join("examples/local/plan.toml")).unwrap();
+    let at = plan.find("\"fake-viewer.sh.missing\"").unwrap();
+    let line = plan[..at].matches('\n').count() + 1;
+    let col = at - plan[..at].rfind('\n').map_or(0, |i| i + 1) + 1;
+    assert!(
+        stderr.contains(&format!("plan.toml:{line}:{col}")),
+        "want plan.toml:{line}:{col} in {stderr}"
+    );
+    assert!(stderr.contains("fake-viewer.sh.missing"), "{stderr}");
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a host was contacted"
+    );
+    assert!(!ex.run_dir().exists());
 }
 
 #[test]
@@ -415,10 +486,8 @@ fn over_ssh_on_a_fixture_sshd_the_same_plan_runs_and_leaves_nothing() {
             "hosts = [\"local[1-2]\"]\ntransport = \"local\"",
             &format!("hosts = [\"{}\", \"{}\"]", hosts[0], hosts[1]),
         )
-        .replace(
-            "workdir = \"examples/local\"",
-            &format!("workdir = \"{}\"", wd.display()),
-        );
+        // workdir, upload destinations and the collected directory: this copy, by absolute path
+        .replace("\"examples/local", &format!("\"{}", wd.display()));
     std::fs::write(wd.join("plan.toml"), plan).unwrap();
     let out = ex
         .cmd()
@@ -487,10 +556,8 @@ fn over_ssh_ctrl_c_while_holding_leaves_nothing_on_the_hosts() {
                 hosts[0], hosts[1], hosts[2]
             ),
         )
-        .replace(
-            "workdir = \"examples/local\"",
-            &format!("workdir = \"{}\"", wd.display()),
-        );
+        // workdir, upload destinations and the collected directory: this copy, by absolute path
+        .replace("\"examples/local", &format!("\"{}", wd.display()));
     std::fs::write(wd.join("plan.toml"), plan).unwrap();
     let cfg = cfg.display().to_string();
     let (mut child, events) = interrupt_when(&ex, &["-F", &cfg, "--duration", "10m"], |e| {
@@ -505,5 +572,258 @@ fn over_ssh_ctrl_c_while_holding_leaves_nothing_on_the_hosts() {
         std::fs::read_to_string(ex.fresh("master", &format!("{t}-3")).join("signal.txt")).unwrap();
     assert_eq!(sig.lines().next(), Some("INT"));
     let left = sortie_testkit::wait_for_no_remote_processes(t, Duration::from_secs(5));
+    assert!(left.is_empty(), "left on the hosts: {left:?}");
+}
+
+/// The worker of the staging test: needs the uploaded settings to start, writes its own log
+/// next to the payload, and notes the signal that stopped it.
+const WORKER: &str = r#"#!/bin/sh
+ch=$1
+dir=$(dirname "$0")
+conf=$(cat "$dir/conf/settings.txt") || exit 3
+out="$dir/../out"
+mkdir -p "$out"
+trap 'echo "stopped by INT" >> "$out/$ch.log"; exit 0' INT
+echo "started with $conf" > "$out/$ch.log"
+echo "worker $ch ready ($conf)"
+while :; do sleep 1 & wait $!; done
+"#;
+
+#[test]
+fn over_ssh_plan_uploads_precede_each_hosts_starts_and_collections_follow_the_stop() {
+    let test = "over_ssh_plan_uploads_precede_each_hosts_starts_and_collections_follow_the_stop";
+    if sortie_testkit::require_sshd().is_none() {
+        skip(
+            test,
+            "OpenSSH sshd is not installed (scripts/test.sh installs it as root)",
+        );
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let sshd = sortie_testkit::Sshd::builder()
+        .start()
+        .expect("fixture sshd");
+    let hosts = sortie_testkit::hosts(3);
+    let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let cfg = sshd.ssh_config_for(&refs).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let tag = format!(
+        "stg{}x{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    // the payload: a script (mode 0755) and its settings in a nested directory
+    let payload = root.path().join("plan/payload");
+    std::fs::create_dir_all(payload.join("conf")).unwrap();
+    std::fs::write(payload.join("work.sh"), WORKER).unwrap();
+    std::fs::set_permissions(
+        payload.join("work.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(payload.join("conf/settings.txt"), "settings-v1").unwrap();
+    // the "hosts" share this machine: each gets its own stage directory; the third's is a
+    // plain file, so its upload fails
+    let stage = root.path().join("stage");
+    std::fs::create_dir_all(&stage).unwrap();
+    std::fs::write(stage.join(&hosts[2]), "in the way").unwrap();
+    let st = stage.display();
+    let plan = format!(
+        r#"name = "staging"
+
+[groups.box]
+hosts = ["{h0}", "{h1}", "{h2}"]
+
+[data.channels]
+values = ["{tag}-a", "{tag}-b", "{tag}-c", "{tag}-d"]
+column = "channel"
+
+[roles.worker]
+group = "box"
+for_each = "channels"
+# the address sshd answered on is the host's label
+command = "sh {st}/$(echo $SSH_CONNECTION | cut -d' ' -f3)/payload/work.sh {{channel}}"
+ready = 'worker \S+ ready \(settings-v1\)'
+ready_timeout = "60s"
+stop = [{{ signal = "INT", grace = "5s" }}]
+
+[run]
+duration = "1s"
+
+[[upload]]
+src = "payload"
+dest = "{st}/{{host}}/"
+
+[[collect]]
+src = "{st}/{{host}}/out"
+dest = "collected"
+"#,
+        h0 = hosts[0],
+        h1 = hosts[1],
+        h2 = hosts[2],
+    );
+    std::fs::write(root.path().join("plan/plan.toml"), plan).unwrap();
+    let launch = |run: &str| {
+        let mut c = sortie();
+        c.arg("launch")
+            .arg(root.path().join("plan/plan.toml"))
+            .arg("-F")
+            .arg(&cfg)
+            .arg("--json")
+            .arg("--run-dir")
+            .arg(root.path().join(run));
+        let out = c.output().unwrap();
+        let (stdout, stderr) = text(&out);
+        let events: Vec<Value> = stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let report: Value = serde_json::from_str(
+            &std::fs::read_to_string(root.path().join(run).join("report.json")).unwrap(),
+        )
+        .unwrap();
+        (out.status.code(), events, report, stderr)
+    };
+
+    let (code, events, report, stderr) = launch("run1");
+    // the process placed on the third host never started: the run fails (exit 1)
+    assert_eq!(code, Some(1), "{stderr}\n{}", sshd.log());
+    let transfers = report["transfers"].as_array().unwrap();
+    let rec = |step: &str, host: &str| -> &Value {
+        transfers
+            .iter()
+            .find(|t| t["step"] == step && t["host"] == host)
+            .unwrap_or_else(|| panic!("no {step} record for {host}: {transfers:?}"))
+    };
+    for h in &hosts[..2] {
+        let u = rec("upload", h);
+        assert_eq!(u["outcome"], "ok", "{u}");
+        assert_eq!(u["files"], 2, "{u}");
+        // byte for byte, mode kept
+        let landed = stage.join(h).join("payload");
+        assert_eq!(
+            std::fs::read_to_string(landed.join("work.sh")).unwrap(),
+            WORKER
+        );
+        assert_eq!(
+            std::fs::read_to_string(landed.join("conf/settings.txt")).unwrap(),
+            "settings-v1"
+        );
+        let mode = std::fs::metadata(landed.join("work.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+    }
+    let failed = rec("upload", &hosts[2]);
+    assert_eq!(failed["outcome"], "failed", "{failed}");
+    let why = failed["errors"][0].as_str().unwrap();
+    assert!(
+        why.contains(&hosts[2]) && why.contains("not a directory"),
+        "{why}"
+    );
+    let h2 = report["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == hosts[2].as_str())
+        .unwrap();
+    assert!(h2["error"].as_str().unwrap().contains("upload #1"), "{h2}");
+    let ps = processes(&report);
+    let never: Vec<&Value> = ps
+        .iter()
+        .filter(|p| p["ending"]["kind"] == "never_started")
+        .collect();
+    assert_eq!(never.len(), 1, "{ps:?}");
+    assert!(
+        never[0]["ending"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("upload"),
+        "{:?}",
+        never[0]
+    );
+    assert_eq!(
+        ps.iter()
+            .filter(|p| p["ending"]["kind"] == "ready_then_stopped")
+            .count(),
+        3,
+        "{ps:?}"
+    );
+
+    // order: a host's upload ends before its first start; collections after the stop check
+    let pos = |f: &dyn Fn(&Value) -> bool| events.iter().position(f);
+    for h in &hosts[..2] {
+        let up = pos(&|e| {
+            e["event"] == "transfer_finished"
+                && e["transfer"]["step"] == "upload"
+                && e["transfer"]["host"] == h.as_str()
+        })
+        .unwrap();
+        let start =
+            pos(&|e| e["event"] == "process_starting" && e["process"]["host"] == h.as_str())
+                .unwrap();
+        assert!(up < start, "upload of {h} at {up}, first start at {start}");
+    }
+    let confirmed = pos(&|e| e["event"] == "stop_confirmed").unwrap();
+    let first_collect =
+        pos(&|e| e["event"] == "transfer_finished" && e["transfer"]["step"] == "collect").unwrap();
+    assert!(confirmed < first_collect);
+
+    // every log came back into its host's directory, written before and after the stop
+    for p in ps
+        .iter()
+        .filter(|p| p["ending"]["kind"] == "ready_then_stopped")
+    {
+        let host = p["host"].as_str().unwrap();
+        let key = p["key"].as_str().unwrap();
+        let log = root
+            .path()
+            .join(format!("run1/collected/{host}/out/{key}.log"));
+        let text =
+            std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        assert_eq!(
+            text,
+            "started with settings-v1\nstopped by INT\n",
+            "{}",
+            log.display()
+        );
+        assert_eq!(rec("collect", host)["outcome"], "ok");
+    }
+    let skipped = rec("collect", &hosts[2]);
+    assert_eq!(skipped["outcome"], "skipped", "{skipped}");
+    assert!(
+        skipped["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("host failed"),
+        "{skipped}"
+    );
+    assert!(
+        stderr.contains(&format!("{} failed: ", hosts[2])) || stderr.contains("failed"),
+        "{stderr}"
+    );
+
+    // a second run sends nothing new: every uploaded file is already identical
+    let (_, _, report2, stderr2) = launch("run2");
+    for h in &hosts[..2] {
+        let u = report2["transfers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["step"] == "upload" && t["host"] == h.as_str())
+            .cloned()
+            .unwrap_or_else(|| panic!("{stderr2}"));
+        assert_eq!(
+            (
+                u["files"].as_u64(),
+                u["unchanged"].as_u64(),
+                u["bytes"].as_u64()
+            ),
+            (Some(0), Some(2), Some(0)),
+            "{u}"
+        );
+    }
+    let left = sortie_testkit::wait_for_no_remote_processes(&tag, Duration::from_secs(5));
     assert!(left.is_empty(), "left on the hosts: {left:?}");
 }

@@ -466,3 +466,74 @@ fn all_values_placeholder_and_ambiguous_data_sets_are_refused() {
         "exactly one of csv, values or rows",
     );
 }
+
+#[test]
+fn an_upload_whose_source_is_missing_is_refused_at_its_src() {
+    let text = format!("{BASE}\n[[upload]]\nsrc = \"bin/nope\"\ndest = \"/opt/kvs/\"\n");
+    let err = load_with(&text, CSV, &[]).unwrap_err();
+    assert_at(
+        &err,
+        "sortie::plan::upload_source",
+        "plan.toml",
+        pos(&text, "\"bin/nope\"", 0),
+        "bin/nope",
+    );
+}
+
+#[test]
+fn an_upload_source_is_relative_to_the_plan_and_listed_in_the_plan() {
+    let dir = dir_with(CSV);
+    std::fs::create_dir(dir.path().join("bin")).unwrap();
+    std::fs::write(dir.path().join("bin/tool"), "x").unwrap();
+    let text = format!(
+        "{BASE}\n[[upload]]\nsrc = \"bin\"\ndest = \"/opt/{{host}}/\"\nrole = \"viewer\"\n\n[[collect]]\nsrc = \"/var/log/{{host}}.log\"\ndest = \"host-logs\"\n"
+    );
+    let plan = load_str("plan.toml", &text, dir.path(), &[])
+        .unwrap()
+        .place(&HostResolution::new())
+        .unwrap();
+    assert_eq!(plan.upload_source(&plan.uploads[0]), dir.path().join("bin"));
+    // the upload goes to the viewer hosts only, the collection to every host
+    let labels = |idx: Vec<usize>| -> Vec<String> {
+        idx.into_iter()
+            .map(|i| plan.hosts[i].label.clone())
+            .collect()
+    };
+    assert_eq!(
+        labels(plan.transfer_hosts(&plan.uploads[0])),
+        ["v1", "v2", "v3"]
+    );
+    assert_eq!(
+        labels(plan.transfer_hosts(&plan.collects[0])),
+        ["h1", "h2", "v1", "v2", "v3"]
+    );
+}
+
+#[test]
+fn a_transfer_path_with_an_unknown_placeholder_is_refused_at_the_placeholder() {
+    let text =
+        format!("{BASE}\n[[collect]]\nsrc = \"/var/log/{{tag:dc}}/x.log\"\ndest = \"host-logs\"\n");
+    let err = load_with(&text, CSV, &[]).unwrap_err();
+    assert_at(
+        &err,
+        "sortie::plan::bad_placeholder",
+        "plan.toml",
+        pos(&text, "{tag:dc}", 0),
+        "unknown placeholder",
+    );
+}
+
+#[test]
+fn a_collection_cannot_write_outside_the_run_directory() {
+    for dest in ["../elsewhere", "/tmp/x", "logs/../../x"] {
+        let text = format!("{BASE}\n[[collect]]\nsrc = \"x.log\"\ndest = \"{dest}\"\n");
+        let err = load_with(&text, CSV, &[]).unwrap_err();
+        assert_at(
+            &err,
+            "sortie::plan::collect_dest",
+            "plan.toml",
+            pos(&text, &format!("\"{dest}\""), 0),
+            "inside the run directory",
+        );
+    }
+}

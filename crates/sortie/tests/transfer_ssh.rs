@@ -580,3 +580,67 @@ async fn tags_in_remote_paths_and_missing_tags_refused_before_connecting() {
     .unwrap();
     assert!(e.to_string().contains("has no tag `zone`"), "{e}");
 }
+
+/// The login directory of the user the fixture logs in as (this user), from the passwd entry.
+fn login_dir() -> PathBuf {
+    let uid = std::process::Command::new("id").arg("-u").output().unwrap();
+    let uid = String::from_utf8(uid.stdout).unwrap();
+    let entry = std::process::Command::new("getent")
+        .args(["passwd", uid.trim()])
+        .output()
+        .unwrap();
+    let entry = String::from_utf8(entry.stdout).unwrap();
+    PathBuf::from(entry.trim().split(':').nth(5).expect("passwd entry"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tilde_means_the_login_directory_over_sftp_and_the_fallback() {
+    for sftp in [true, false] {
+        let Some(f) = fleet("tilde_means_the_login_directory", 1, sftp) else {
+            return;
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        make_file(&tmp.path().join("f.txt"), 5000, 9, 0o640);
+        let name = format!("sortie-tilde-{}-{sftp}", std::process::id());
+        let landed = login_dir().join(&name);
+        let conn = connect(&f, 0).await;
+        let r = put_files(
+            &conn,
+            &[tmp.path().join("f.txt")],
+            &format!("~/{name}/"),
+            &PutOptions::default(),
+            &TransferCtx::default(),
+        )
+        .await
+        .unwrap();
+        let on_host = std::fs::read(landed.join("f.txt"));
+        let back = tmp.path().join("back");
+        let g = get_files(
+            &conn,
+            &[format!("~/{name}/f.txt")],
+            &back,
+            &GetOptions::default(),
+            &TransferCtx::default(),
+        )
+        .await
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&landed);
+        assert!(r.is_ok() && g.is_ok(), "{:?} {:?}", r.errors, g.errors);
+        assert_eq!(
+            r.stats.method,
+            Some(if sftp { Method::Sftp } else { Method::Exec })
+        );
+        assert_eq!(
+            on_host.expect("the file is in the login directory"),
+            std::fs::read(tmp.path().join("f.txt")).unwrap()
+        );
+        assert_eq!(
+            sha256(&back.join("f.txt")),
+            sha256(&tmp.path().join("f.txt"))
+        );
+        assert!(
+            !Path::new(&format!("~/{name}")).exists(),
+            "a literal ~ directory was made"
+        );
+    }
+}

@@ -139,9 +139,9 @@ pub struct Plan {
     pub run: RunSettings,
     /// Pass/fail thresholds.
     pub thresholds: Vec<Threshold>,
-    /// `[[upload]]` transfers.
+    /// `[[upload]]` transfers: run on each host before its first process starts.
     pub uploads: Vec<Transfer>,
-    /// `[[collect]]` transfers.
+    /// `[[collect]]` transfers: run on each host after the stop, into the run directory.
     pub collects: Vec<Transfer>,
 }
 
@@ -170,6 +170,36 @@ impl Plan {
             .replace("{name}", &self.name)
             .replace("{timestamp}", timestamp);
         self.base_dir.join(rel)
+    }
+
+    /// The local file or directory an `[[upload]]` sends: `~/` is the controller's home,
+    /// other relative paths start at the plan's directory.
+    pub fn upload_source(&self, upload: &Transfer) -> PathBuf {
+        validate::local_source(&self.base_dir, &upload.src)
+    }
+
+    /// The plan hosts a transfer applies to (its role's hosts, or every host), by index into
+    /// [`Plan::hosts`].
+    pub fn transfer_hosts(&self, t: &Transfer) -> Vec<usize> {
+        let Some(role) = t.role.as_deref().and_then(|r| self.role(r)) else {
+            return (0..self.hosts.len()).collect();
+        };
+        let group = match &role.hosts {
+            RoleHosts::Group(g) => g.clone(),
+            RoleHosts::Inline(_) => format!("role:{}", role.name),
+        };
+        self.hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| {
+                h.group == group
+                    || self
+                        .processes
+                        .iter()
+                        .any(|p| p.role == role.name && p.host == h.label)
+            })
+            .map(|(i, _)| i)
+            .collect()
     }
 }
 

@@ -414,8 +414,10 @@ pub struct RunSettings {
     pub max_starting: Option<u32>,
 }
 
-/// A file transfer before (`[[upload]]`) or after (`[[collect]]`) the run; executed by the
-/// transfer engine, not by the launch lifecycle.
+/// A file transfer before (`[[upload]]`) or after (`[[collect]]`) the run. The launch runs
+/// uploads on each host before its first process starts (recursively, like `sortie put -r`)
+/// and collections after the stop (like `sortie get -r`, into `<run-dir>/<dest>/<host>/`).
+/// Remote paths may hold `{host}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transfer {
     /// Source (local for uploads, remote for collections).

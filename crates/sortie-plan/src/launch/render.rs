@@ -290,8 +290,14 @@ pub fn render_dry_run_with(plan: &Plan, opts: &DryRunOptions) -> String {
                 .map_or_else(|| "all hosts".to_owned(), |r| format!("hosts of {r}"));
             let _ = writeln!(
                 o,
-                "{what} {} -> {} ({scope}; run by the transfer engine)",
-                t.src, t.dest
+                "{what} {} -> {} ({scope}; {when})",
+                t.src,
+                t.dest,
+                when = if what == "upload" {
+                    "before each host's first start"
+                } else {
+                    "after the stop, into <run-dir>/<dest>/<host>/"
+                }
             );
         }
     }

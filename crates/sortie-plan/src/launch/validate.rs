@@ -1167,31 +1167,52 @@ pub(crate) fn validate(
         let t = t.get_ref();
         thresholds.push(threshold(&ck, t, role_ref(&t.role)?)?);
     }
-    let transfers = |list: &[Spanned<RawTransfer>]| -> Result<Vec<Transfer>, PlanError> {
-        list.iter()
-            .map(|t| {
-                let t = t.get_ref();
-                for v in [&t.src, &t.dest] {
-                    if v.get_ref().trim().is_empty() {
-                        return Err(ck.err(
-                            "sortie::plan::bad_value",
-                            v.span(),
-                            "empty path",
-                            "here",
-                            "give a path",
-                        ));
+    let transfers =
+        |list: &[Spanned<RawTransfer>], upload: bool| -> Result<Vec<Transfer>, PlanError> {
+            list.iter()
+                .map(|t| {
+                    let t = t.get_ref();
+                    for v in [&t.src, &t.dest] {
+                        if v.get_ref().trim().is_empty() {
+                            return Err(ck.err(
+                                "sortie::plan::bad_value",
+                                v.span(),
+                                "empty path",
+                                "here",
+                                "give a path",
+                            ));
+                        }
                     }
-                }
-                Ok(Transfer {
-                    src: t.src.get_ref().clone(),
-                    dest: t.dest.get_ref().clone(),
-                    role: role_ref(&t.role)?,
+                    let (local, remote) = if upload {
+                        (&t.src, &t.dest)
+                    } else {
+                        (&t.dest, &t.src)
+                    };
+                    check_remote_template(&ck, remote)?;
+                    if upload {
+                        let path = local_source(ck.base_dir, local.get_ref());
+                        if let Err(e) = std::fs::symlink_metadata(&path) {
+                            return Err(ck.err(
+                                "sortie::plan::upload_source",
+                                local.span(),
+                                format!("cannot read {}: {e}", path.display()),
+                                "this upload's source",
+                                "paths are relative to the plan's directory; nothing was contacted",
+                            ));
+                        }
+                    } else {
+                        check_collect_dest(&ck, local)?;
+                    }
+                    Ok(Transfer {
+                        src: t.src.get_ref().clone(),
+                        dest: t.dest.get_ref().clone(),
+                        role: role_ref(&t.role)?,
+                    })
                 })
-            })
-            .collect()
-    };
-    let uploads = transfers(&raw.upload)?;
-    let collects = transfers(&raw.collect)?;
+                .collect()
+        };
+    let uploads = transfers(&raw.upload, true)?;
+    let collects = transfers(&raw.collect, false)?;
 
     for g in inventory_groups {
         groups.push(HostGroup {
@@ -1316,6 +1337,65 @@ pub(crate) fn missing_controller_env(
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// The local path of an upload's source: `~/` is the controller's home, other relative paths
+/// are relative to the plan's directory.
+pub(crate) fn local_source(base_dir: &Path, src: &str) -> PathBuf {
+    match src.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME")
+            .map_or_else(|| base_dir.join(src), |h| PathBuf::from(h).join(rest)),
+        None => base_dir.join(src),
+    }
+}
+
+/// A remote path of a plan transfer may hold `{host}` (and `{{`, `}}`), nothing else: plans
+/// carry no inventory tags.
+fn check_remote_template(ck: &Checker<'_>, v: &Spanned<String>) -> Result<(), PlanError> {
+    let text = v.get_ref();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' if bytes.get(i + 1) == Some(&b'{') => i += 2,
+            b'}' if bytes.get(i + 1) == Some(&b'}') => i += 2,
+            b'{' if text[i..].starts_with("{host}") => i += "{host}".len(),
+            b'{' | b'}' => {
+                let end = text[i + 1..].find('}').map_or(i + 1, |e| i + e + 2);
+                return Err(ck.err(
+                    "sortie::plan::bad_placeholder",
+                    ck.inner_span(&v.span(), text, &(i..end)),
+                    "unknown placeholder in a transfer path",
+                    "here",
+                    "plan transfers know {host} only; write {{ and }} for literal braces",
+                ));
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+/// A collection's destination is a directory inside the run directory.
+fn check_collect_dest(ck: &Checker<'_>, v: &Spanned<String>) -> Result<(), PlanError> {
+    let p = Path::new(v.get_ref());
+    let escapes = p.is_absolute()
+        || p.components().any(|c| {
+            !matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        });
+    if escapes {
+        return Err(ck.err(
+            "sortie::plan::collect_dest",
+            v.span(),
+            "a collection's destination must stay inside the run directory",
+            "absolute, or climbs with `..`",
+            "give a relative directory such as \"host-logs\"; files land in <run-dir>/<dest>/<host>/",
+        ));
     }
     Ok(())
 }

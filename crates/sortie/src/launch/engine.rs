@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sortie_plan::launch::{DependsOn, EnvValue, Plan, RestartPolicy, Role, RoleHosts};
+use sortie_plan::launch::{DependsOn, EnvValue, Plan, RestartPolicy, Role, RoleHosts, Transfer};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +22,7 @@ use super::hosts::HostPool;
 use super::process::{self, Attempt, Msg};
 use super::report::{evaluate, summarize, HostReport, LaunchReport, ProcessReport, StopCheck};
 use super::shell;
+use super::stage::{self, TransferOutcome, TransferRecord, TransferStep};
 use super::{LaunchOptions, LaunchResult};
 use crate::transport::{Command, Exit, SpawnError};
 
@@ -102,6 +103,11 @@ pub(crate) struct Engine {
     confirm_waiting: Vec<bool>,
     confirm_deadline: Option<Instant>,
     stop_check: StopCheck,
+    /// Per host: the plan's uploads for it (plan index, transfer, local source).
+    uploads: Vec<Vec<(usize, Transfer, PathBuf)>>,
+    /// Records of every plan transfer, in the order they ended.
+    transfers: Vec<TransferRecord>,
+    collect_waiting: Vec<bool>,
 }
 
 impl Engine {
@@ -192,6 +198,13 @@ impl Engine {
             plan.run.max_starting.map(|m| m as usize),
         );
         let n_hosts = plan.hosts.len();
+        let mut uploads = vec![Vec::new(); n_hosts];
+        for (index, t) in plan.uploads.iter().enumerate() {
+            let source = plan.upload_source(t);
+            for h in plan.transfer_hosts(t) {
+                uploads[h].push((index, t.clone(), source.clone()));
+            }
+        }
         Engine {
             plan: Arc::new(plan),
             roles,
@@ -220,6 +233,9 @@ impl Engine {
             confirm_waiting: vec![false; n_hosts],
             confirm_deadline: None,
             stop_check: StopCheck::default(),
+            uploads,
+            transfers: Vec::new(),
+            collect_waiting: vec![false; n_hosts],
         }
     }
 
@@ -263,13 +279,36 @@ impl Engine {
         for (i, pool) in self.pools.iter().enumerate() {
             let pool = pool.clone();
             let tx = self.tx.clone();
+            let uploads = std::mem::take(&mut self.uploads[i]);
+            let cancel = self.cancel.clone();
             tokio::spawn(async move {
                 let t = Instant::now();
                 let msg = match pool.connect().await {
-                    Ok(()) => Msg::HostUp {
-                        host: i,
-                        elapsed: t.elapsed(),
-                    },
+                    Ok(()) => {
+                        let elapsed = t.elapsed();
+                        // The host's uploads come before its first process.
+                        let records = stage::upload(&pool, &uploads, &cancel).await;
+                        let failed = records
+                            .iter()
+                            .find(|r| r.outcome == TransferOutcome::Failed)
+                            .map(|r| {
+                                format!(
+                                    "{} failed: {}",
+                                    r.name(),
+                                    r.errors.first().map_or("", String::as_str)
+                                )
+                            });
+                        if !records.is_empty() {
+                            let _ = tx.send(Msg::Transfers { host: i, records }).await;
+                        }
+                        match failed {
+                            None => Msg::HostUp { host: i, elapsed },
+                            Some(message) => {
+                                pool.set_down();
+                                Msg::HostFailed { host: i, message }
+                            }
+                        }
+                    }
                     Err(e) => Msg::HostFailed {
                         host: i,
                         message: e.message,
@@ -588,6 +627,18 @@ impl Engine {
                     message,
                 })
                 .await;
+            }
+            Msg::Transfers { host, records } => {
+                for r in records {
+                    if r.step == TransferStep::Collect {
+                        self.collect_waiting[host] = false;
+                    }
+                    self.emit(LaunchEvent::TransferFinished {
+                        transfer: r.clone(),
+                    })
+                    .await;
+                    self.transfers.push(r);
+                }
             }
             Msg::Spawned { idx, attempt, pgid } => {
                 if !self.current(idx, attempt) {
@@ -1034,6 +1085,14 @@ impl Engine {
             Phase::Confirming => {
                 let late = self.confirm_deadline.is_some_and(|d| now >= d);
                 if !self.confirm_waiting.iter().any(|w| *w) || late {
+                    self.end_confirm().await;
+                    if !self.begin_collect().await {
+                        return true;
+                    }
+                }
+            }
+            Phase::Collecting => {
+                if !self.collect_waiting.iter().any(|w| *w) {
                     return true;
                 }
             }
@@ -1125,17 +1184,16 @@ impl Engine {
         self.emit(ev).await;
     }
 
-    async fn finish(mut self) -> LaunchResult {
-        self.phase = Phase::Done;
+    /// The leftover check is over (answered or out of patience).
+    async fn end_confirm(&mut self) {
         for h in 0..self.pools.len() {
-            if self.confirm_waiting[h] {
+            if std::mem::take(&mut self.confirm_waiting[h]) {
                 // The check never answered: say so rather than report the host clean.
                 self.stop_check.hosts_checked -= 1;
                 self.stop_check
                     .unchecked
                     .push(self.plan.hosts[h].label.clone());
             }
-            self.pools[h].close().await;
         }
         self.emit(LaunchEvent::StopConfirmed {
             hosts_checked: self.stop_check.hosts_checked,
@@ -1143,6 +1201,70 @@ impl Engine {
             survivors: self.stop_check.survivors.clone(),
         })
         .await;
+    }
+
+    /// Starts the plan's collections on every host still connected; false when there is
+    /// nothing to wait for. Hosts that failed or were lost, a launch without a run directory
+    /// and a killed launch (second Ctrl-C) get skipped records, so the report says why.
+    async fn begin_collect(&mut self) -> bool {
+        if self.plan.collects.is_empty() {
+            return false;
+        }
+        self.set_phase(Phase::Collecting).await;
+        let mut per_host: Vec<Vec<(usize, Transfer)>> = vec![Vec::new(); self.hosts.len()];
+        for (index, t) in self.plan.collects.iter().enumerate() {
+            for h in self.plan.transfer_hosts(t) {
+                per_host[h].push((index, t.clone()));
+            }
+        }
+        let mut skipped = Vec::new();
+        for (h, list) in per_host.into_iter().enumerate() {
+            if list.is_empty() {
+                continue;
+            }
+            let label = self.plan.hosts[h].label.clone();
+            let why = match (&self.options.run_dir, &self.hosts[h]) {
+                (None, _) => Some("no run directory".to_string()),
+                _ if self.escalated => Some("interrupted (killed)".to_string()),
+                (_, HostState::Failed(m)) => Some(format!("host failed: {m}")),
+                (_, HostState::Lost(m)) => Some(format!("host lost: {m}")),
+                (_, HostState::Connecting) => Some("host never connected".to_string()),
+                (_, HostState::Up) if !self.pools[h].is_up().await => {
+                    Some("connection closed".to_string())
+                }
+                _ => None,
+            };
+            if let Some(why) = why {
+                skipped.extend(list.iter().map(|(i, t)| {
+                    TransferRecord::skipped(TransferStep::Collect, *i, t, &label, why.clone())
+                }));
+                continue;
+            }
+            let run_dir = self.options.run_dir.clone().expect("checked above");
+            self.collect_waiting[h] = true;
+            let pool = self.pools[h].clone();
+            let tx = self.tx.clone();
+            let cancel = self.escalate.clone();
+            tokio::spawn(async move {
+                let records = stage::collect(&pool, &list, &run_dir, &cancel).await;
+                let _ = tx.send(Msg::Transfers { host: h, records }).await;
+            });
+        }
+        for r in skipped {
+            self.emit(LaunchEvent::TransferFinished {
+                transfer: r.clone(),
+            })
+            .await;
+            self.transfers.push(r);
+        }
+        self.collect_waiting.iter().any(|w| *w)
+    }
+
+    async fn finish(mut self) -> LaunchResult {
+        self.phase = Phase::Done;
+        for pool in &self.pools {
+            pool.close().await;
+        }
         let plan = self.plan.clone();
         let processes: Vec<ProcessReport> = self
             .procs
@@ -1219,6 +1341,7 @@ impl Engine {
             thresholds,
             thresholds_passed,
             stop_check: self.stop_check.clone(),
+            transfers: std::mem::take(&mut self.transfers),
         };
         let mut report_path = None;
         if let Some(dir) = &self.options.run_dir {

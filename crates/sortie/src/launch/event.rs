@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 
+use super::stage::TransferRecord;
 use crate::transport::Exit;
 
 /// Where a launch is in its lifecycle.
@@ -21,6 +22,8 @@ pub enum Phase {
     Stopping,
     /// Checking that no process is left on any host.
     Confirming,
+    /// Running the plan's `[[collect]]` transfers.
+    Collecting,
     /// Finished.
     Done,
 }
@@ -301,6 +304,12 @@ pub enum LaunchEvent {
         process: ProcessRef,
         /// The host it left.
         from: String,
+    },
+    /// One `[[upload]]` or `[[collect]]` of the plan ended on one host (uploads: before the
+    /// host's first start; collections: after the stop check).
+    TransferFinished {
+        /// What was done.
+        transfer: TransferRecord,
     },
     /// Counts, sent on every tick.
     Progress {

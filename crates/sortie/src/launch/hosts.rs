@@ -46,9 +46,17 @@ pub(crate) struct HostPool {
     down: AtomicBool,
 }
 
-/// A channel lent to a process: give it back with [`HostPool::release`] when it exits.
+/// A channel lent to a process or a transfer: give it back with [`HostPool::release`] when
+/// it is closed.
 pub(crate) struct Lease {
     conn: Arc<dyn Connection>,
+}
+
+impl Lease {
+    /// The connection the channel belongs to.
+    pub(crate) fn conn(&self) -> &Arc<dyn Connection> {
+        &self.conn
+    }
 }
 
 impl HostPool {
@@ -157,6 +165,15 @@ impl HostPool {
             cap: None,
         });
         Ok((slots.len() - 1, conn))
+    }
+
+    /// One channel on any connection with room (opening one when none has), for a transfer.
+    pub(crate) async fn channel(&self) -> Result<Lease, SpawnError> {
+        if self.down.load(Ordering::Acquire) {
+            return Err(SpawnError::Lost("host is down".into()));
+        }
+        let (_, conn) = self.take_slot(false).await?;
+        Ok(Lease { conn })
     }
 
     async fn give_back(&self, conn: &Arc<dyn Connection>) {

@@ -1,12 +1,14 @@
 //! `launch`: runs a placed plan's fleet of long-lived processes through its whole lifecycle.
 //!
 //! Connect (one connection per host, more only when a server refuses channels; bounded by a
-//! fan-out), start processes at the plan's rates with dependencies honoured (a viewer of
-//! channel X only after master X printed its ready line), watch ready and fail patterns line by
-//! line and unexpected exits, hold for the plan's duration once every process settled (or until
-//! interrupted), stop dependents before what they depend on with each role's stop sequence,
-//! then check that no process group is left on any host. A lost connection marks its processes
-//! lost and, when the role's restart policy allows, places them on another host of the role.
+//! fan-out), run the plan's `[[upload]]`s on each host before its first process, start
+//! processes at the plan's rates with dependencies honoured (a viewer of channel X only after
+//! master X printed its ready line), watch ready and fail patterns line by line and unexpected
+//! exits, hold for the plan's duration once every process settled (or until interrupted), stop
+//! dependents before what they depend on with each role's stop sequence, check that no process
+//! group is left on any host, then run the plan's `[[collect]]`s into the run directory. A lost
+//! connection marks its processes lost and, when the role's restart policy allows, places them
+//! on another host of the role.
 //!
 //! The plan comes validated and placed from [`sortie_plan::launch`]; hosts come as transport
 //! [`Target`]s (the CLI resolves them with `sortie-inventory`). The launch emits an ordered
@@ -46,6 +48,7 @@ mod hosts;
 mod process;
 pub mod report;
 mod shell;
+mod stage;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -64,6 +67,7 @@ pub use report::{
     render_notable, render_status, render_summary, short_duration, HostReport, LaunchReport,
     Percentiles, ProcessReport, RoleSummary, StopCheck, ThresholdResult,
 };
+pub use stage::{TransferOutcome, TransferRecord, TransferStep};
 
 /// Capacity of the event and message queues.
 pub(crate) const QUEUE: usize = 4096;

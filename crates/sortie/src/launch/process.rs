@@ -27,6 +27,11 @@ pub(crate) enum Msg {
     HostUp { host: usize, elapsed: Duration },
     /// Host `host` could not be connected.
     HostFailed { host: usize, message: String },
+    /// Plan transfers ended on host `host` (all of its uploads, or all of its collections).
+    Transfers {
+        host: usize,
+        records: Vec<super::stage::TransferRecord>,
+    },
     /// The attempt runs, in process group `pgid`.
     Spawned {
         idx: usize,

@@ -14,6 +14,7 @@ use serde::Serialize;
 use sortie_plan::launch::{Bound, Metric, Threshold};
 
 use super::event::{Ending, ExitInfo, LaunchEvent, RoleCounts};
+use super::stage::{TransferOutcome, TransferRecord, TransferStep};
 
 /// One process in the report.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -158,9 +159,19 @@ pub struct LaunchReport {
     pub thresholds_passed: bool,
     /// Leftover-process check.
     pub stop_check: StopCheck,
+    /// The plan's `[[upload]]` and `[[collect]]` transfers, one record per transfer and host.
+    pub transfers: Vec<TransferRecord>,
 }
 
 impl LaunchReport {
+    /// Collections that failed or were skipped on a host (missing logs).
+    pub fn collections_incomplete(&self) -> usize {
+        self.transfers
+            .iter()
+            .filter(|t| t.step == TransferStep::Collect && t.outcome != TransferOutcome::Ok)
+            .count()
+    }
+
     /// Number of processes whose ending is a failure.
     pub fn failed(&self) -> usize {
         self.processes
@@ -358,6 +369,19 @@ pub fn render_notable(ev: &LaunchEvent) -> Option<String> {
         LaunchEvent::ProcessMoved { process, from } => {
             format!("{} moved from {from} to {}", process.id, process.host)
         }
+        LaunchEvent::TransferFinished { transfer: t } if t.outcome != TransferOutcome::Ok => {
+            format!(
+                "{} on {} {}: {}",
+                t.name(),
+                t.host,
+                if t.outcome == TransferOutcome::Skipped {
+                    "skipped"
+                } else {
+                    "failed"
+                },
+                t.errors.first().map_or("", String::as_str)
+            )
+        }
         LaunchEvent::StopConfirmed { survivors, .. } if !survivors.is_empty() => format!(
             "{} process group(s) were still alive after the stop and were killed",
             survivors.len()
@@ -444,6 +468,7 @@ pub fn render_summary(r: &LaunchReport) -> String {
             );
         }
     }
+    render_transfers(&mut o, &r.transfers);
     if !r.stop_check.survivors.is_empty() {
         let _ = writeln!(
             o,
@@ -497,6 +522,75 @@ pub fn render_summary(r: &LaunchReport) -> String {
         }
     }
     o
+}
+
+/// One line per plan transfer (`upload #1 bin -> /opt/x: ok on 3 hosts, 4 files, 1.2 MiB`),
+/// then each host where it did not go well.
+fn render_transfers(o: &mut String, transfers: &[TransferRecord]) {
+    let mut steps: BTreeMap<(u8, usize), Vec<&TransferRecord>> = BTreeMap::new();
+    for t in transfers {
+        let step = u8::from(t.step == TransferStep::Collect);
+        steps.entry((step, t.index)).or_default().push(t);
+    }
+    for list in steps.values() {
+        let first = list[0];
+        let ok = list
+            .iter()
+            .filter(|t| t.outcome == TransferOutcome::Ok)
+            .count();
+        let files: u64 = list.iter().map(|t| t.files).sum();
+        let unchanged: u64 = list.iter().map(|t| t.unchanged).sum();
+        let bytes: u64 = list.iter().map(|t| t.bytes).sum();
+        let (step, target) = match first.step {
+            TransferStep::Upload => ("upload", first.dest.clone()),
+            TransferStep::Collect => (
+                "collect",
+                // Every host has its own directory under the same parent.
+                std::path::Path::new(&first.dest)
+                    .parent()
+                    .map_or(first.dest.clone(), |p| format!("{}/<host>", p.display())),
+            ),
+        };
+        let src = if list.iter().all(|t| t.src == first.src) {
+            first.src.clone()
+        } else {
+            "(a path per host)".to_string()
+        };
+        let mut line = format!(
+            "{step} #{} {src} -> {target}: ok on {ok} of {} hosts, {files} files, {}",
+            first.index + 1,
+            list.len(),
+            crate::transfer::human_bytes(bytes)
+        );
+        if unchanged > 0 {
+            let _ = write!(line, ", {unchanged} unchanged");
+        }
+        let _ = writeln!(o, "{line}");
+        let bad: Vec<&&TransferRecord> = list
+            .iter()
+            .filter(|t| t.outcome != TransferOutcome::Ok)
+            .collect();
+        for t in bad.iter().take(10) {
+            let what = if t.outcome == TransferOutcome::Skipped {
+                "skipped"
+            } else {
+                "failed"
+            };
+            let _ = writeln!(
+                o,
+                "  {} {what}: {}",
+                t.host,
+                t.errors.first().map_or("", String::as_str)
+            );
+        }
+        if bad.len() > 10 {
+            let _ = writeln!(
+                o,
+                "  ... and {} more hosts (see report.json)",
+                bad.len() - 10
+            );
+        }
+    }
 }
 
 #[cfg(test)]

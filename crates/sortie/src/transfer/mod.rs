@@ -369,7 +369,10 @@ pub(crate) async fn put_tree(
         dir_modes: Vec::new(),
     };
     put.report.stats.method = Some(fs.method());
-    put.run(tree, remote).await?;
+    let remote = remote::expand_tilde(fs.as_ref(), remote)
+        .await
+        .map_err(|e| TransferError::remote(remote, e))?;
+    put.run(tree, &remote).await?;
     Ok(put.report)
 }
 
@@ -717,6 +720,13 @@ async fn get_with(
         return Ok(report);
     }
     for pattern in remotes {
+        let pattern = &match remote::expand_tilde(fs, pattern).await {
+            Ok(p) => p,
+            Err(e) => {
+                fail(&mut report, TransferError::remote(pattern, e))?;
+                continue;
+            }
+        };
         let matches = match expand_glob(fs, pattern).await {
             Ok(m) => m,
             Err(e) => {

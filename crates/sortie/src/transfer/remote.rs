@@ -45,6 +45,8 @@ pub(crate) type RResult<T> = Result<T, RError>;
 pub(crate) trait RemoteFs: Send + Sync {
     /// Which method this is.
     fn method(&self) -> Method;
+    /// The login directory (what `~` means on the host).
+    async fn home(&self) -> RResult<String>;
     /// Metadata (symbolic links followed), `None` when the path does not exist.
     async fn stat(&self, path: &str) -> RResult<Option<RStat>>;
     /// Creates one directory.
@@ -172,4 +174,15 @@ pub(crate) fn split(path: &str) -> (&str, &str) {
         Some(i) => (&trimmed[..i], &trimmed[i + 1..]),
         None => (".", trimmed),
     }
+}
+
+/// `~` and `~/...` at the start of a remote path stand for the login directory, as in `scp`
+/// and `sftp`; other paths are returned unchanged without asking the host.
+pub(crate) async fn expand_tilde(fs: &dyn RemoteFs, path: &str) -> RResult<String> {
+    let rest = match path.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+        _ => return Ok(path.to_string()),
+    };
+    let home = fs.home().await?;
+    Ok(format!("{}{rest}", home.trim_end_matches('/')))
 }

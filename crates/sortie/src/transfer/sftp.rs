@@ -133,6 +133,16 @@ impl RemoteFs for SftpFs {
         Method::Sftp
     }
 
+    async fn home(&self) -> RResult<String> {
+        // OpenSSH's sftp-server starts in the login directory.
+        let name = self.raw.realpath(".").await.map_err(sftp_error)?;
+        name.files
+            .into_iter()
+            .next()
+            .map(|f| f.filename)
+            .ok_or_else(|| RError::Other("the server did not resolve `.`".into()))
+    }
+
     async fn stat(&self, path: &str) -> RResult<Option<RStat>> {
         match self.raw.stat(path).await {
             Ok(a) => Ok(Some(stat_of(&a.attrs))),

@@ -65,6 +65,14 @@ impl RemoteFs for ShellFs {
         Method::Exec
     }
 
+    async fn home(&self) -> RResult<String> {
+        let out = self.run(r#"printf '%s\n' "$HOME""#).await?;
+        match out.trim_end_matches('\n') {
+            "" => Err(RError::Other("$HOME is not set on the host".into())),
+            home => Ok(home.to_string()),
+        }
+    }
+
     async fn stat(&self, path: &str) -> RResult<Option<RStat>> {
         let q = sh_quote(path);
         let out = self
