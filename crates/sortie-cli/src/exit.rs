@@ -39,6 +39,7 @@ impl ExitCode {
             ExitCode::HostFailed
         } else if any(&[
             Bucket::ExitedNonZero,
+            Bucket::TransferFailed,
             Bucket::Signaled,
             Bucket::TimedOut,
             Bucket::NoExitStatus,

@@ -344,3 +344,38 @@ fn an_interrupted_put_leaves_no_partial_file_under_the_real_name() {
     assert_eq!(code, None);
     assert!(!dir.join(src.file_name().unwrap()).exists());
 }
+
+#[test]
+fn the_local_transport_puts_and_gets_through_the_exec_fallback() {
+    // No sshd involved: `-H local` moves files on this machine, with the same semantics.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    write(&src.join("run.sh"), b"#!/bin/sh\necho hi\n", 0o755);
+    write(&src.join("conf/a.txt"), &[7u8; 100_000], 0o640);
+    let dest = tmp.path().join("dest");
+    let (out, stdout, stderr) = run(sortie()
+        .args(["put", "-H", "local", "-r"])
+        .arg(&src)
+        .arg(format!("{}/", dest.display())));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("put: 2 files"), "{stdout}");
+    assert_eq!(
+        std::fs::read(dest.join("src/conf/a.txt")).unwrap(),
+        vec![7u8; 100_000]
+    );
+    let mode = std::fs::metadata(dest.join("src/run.sh"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
+    let back = tmp.path().join("back");
+    let (out, stdout, stderr) = run(sortie()
+        .args(["get", "-H", "local", "-r"])
+        .arg(format!("{}/src/conf", dest.display()))
+        .arg(&back));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(
+        std::fs::read(back.join("local/conf/a.txt")).unwrap(),
+        vec![7u8; 100_000]
+    );
+}

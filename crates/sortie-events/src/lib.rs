@@ -78,6 +78,12 @@ pub enum Outcome {
     },
     /// The run was interrupted (Ctrl-C) and sortie ended the command.
     Interrupted,
+    /// A file transfer (`put`, `get`) reached the host but some files failed (named in the
+    /// host's output).
+    TransferFailed {
+        /// Files that failed (0 when the transfer could not start at all).
+        files: u64,
+    },
 }
 
 impl Outcome {
@@ -95,6 +101,7 @@ impl Outcome {
             Outcome::TimedOut => Bucket::TimedOut,
             Outcome::NoExitStatus => Bucket::NoExitStatus,
             Outcome::Interrupted => Bucket::Interrupted,
+            Outcome::TransferFailed { .. } => Bucket::TransferFailed,
             Outcome::ConnectFailed { failure, .. } => match failure {
                 ConnectFailure::Unreachable => Bucket::Unreachable,
                 ConnectFailure::AuthFailed => Bucket::AuthFailed,
@@ -113,6 +120,8 @@ pub enum Bucket {
     Ok,
     /// Exit status other than 0.
     ExitedNonZero,
+    /// A file transfer failed for some files.
+    TransferFailed,
     /// Killed by a signal.
     Signaled,
     /// Ended by `--timeout`.
@@ -137,6 +146,7 @@ impl Bucket {
         match self {
             Bucket::Ok => "ok",
             Bucket::ExitedNonZero => "exited non-zero",
+            Bucket::TransferFailed => "transfer failed",
             Bucket::Signaled => "killed by signal",
             Bucket::TimedOut => "timed out",
             Bucket::Unreachable => "unreachable",

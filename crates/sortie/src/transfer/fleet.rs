@@ -341,7 +341,9 @@ where
             let outcome = if errors.is_empty() {
                 Outcome::Ok
             } else {
-                Outcome::Exited { code: 1 }
+                Outcome::TransferFailed {
+                    files: errors.len() as u64,
+                }
             };
             (outcome, report.stats, errors)
         }
@@ -352,7 +354,7 @@ where
                     failure: ConnectFailure::ConnectionLost,
                     message: m.clone(),
                 },
-                _ => Outcome::Exited { code: 1 },
+                _ => Outcome::TransferFailed { files: 0 },
             };
             (outcome, TransferStats::default(), vec![e.to_string()])
         }

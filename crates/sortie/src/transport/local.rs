@@ -190,7 +190,10 @@ impl Connection for LocalConnection {
         tokio::spawn(async move {
             let _ = child.wait().await;
         });
-        Ok(Box::new(tokio::io::join(stdout, stdin)))
+        Ok(Box::new(PipeStream {
+            stdout,
+            stdin: Some(stdin),
+        }))
     }
 
     fn is_closed(&self) -> bool {
@@ -198,4 +201,53 @@ impl Connection for LocalConnection {
     }
 
     async fn close(&self) {}
+}
+
+/// A child's stdout and stdin as one stream. Shutting it down closes stdin, so the child sees
+/// end of file as it would at the end of an SSH channel (a pipe's own shutdown does nothing:
+/// only dropping it closes it).
+struct PipeStream {
+    stdout: tokio::process::ChildStdout,
+    stdin: Option<tokio::process::ChildStdin>,
+}
+
+impl tokio::io::AsyncRead for PipeStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stdout).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for PipeStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.stdin.as_mut() {
+            Some(w) => std::pin::Pin::new(w).poll_write(cx, buf),
+            None => std::task::Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into())),
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.stdin.as_mut() {
+            Some(w) => std::pin::Pin::new(w).poll_flush(cx),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.stdin = None;
+        std::task::Poll::Ready(Ok(()))
+    }
 }

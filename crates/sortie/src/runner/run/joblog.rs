@@ -75,6 +75,8 @@ pub(crate) fn exit_columns(outcome: &Outcome, stop_signal: i64) -> (i64, i64) {
     match outcome {
         Outcome::Ok => (0, 0),
         Outcome::Exited { code } => (i64::from(*code), 0),
+        // Not produced by `run`; a failed transfer reads as exit status 1.
+        Outcome::TransferFailed { .. } => (1, 0),
         Outcome::Signaled { signal, .. } => (0, signal_number(signal)),
         Outcome::TimedOut | Outcome::Interrupted => (-1, stop_signal),
         Outcome::NoExitStatus => (-1, 0),
