@@ -1,6 +1,8 @@
 //! SFTP over the host's existing SSH connection (russh-sftp's raw client), with many requests
-//! in flight: reads and writes are 64 KiB chunks, up to [`IN_FLIGHT`] outstanding, so a
-//! transfer is not limited by the round-trip time.
+//! in flight so a transfer is not limited by the round-trip time: about [`BYTES_IN_FLIGHT`]
+//! per file, in requests as large as the server allows (its `limits@openssh.com` answer, up
+//! to [`MAX_CHUNK`]; [`CHUNK`] for servers that do not say). Fewer, larger requests save the
+//! server a system call and a reply per request, which is what bounds many hosts at once.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,10 +20,20 @@ use super::remote::{spawn_error, RError, RKind, RResult, RStat, RemoteFs, SftpOp
 use super::{LocalEntry, Method, Progress};
 use crate::transport::{Connection, SpawnError};
 
-/// Bytes per read or write request.
+/// Bytes per read or write request when the server does not state its limits.
 pub(crate) const CHUNK: usize = 64 * 1024;
-/// Requests outstanding per file.
-pub(crate) const IN_FLIGHT: usize = 32;
+/// Largest request used even when the server allows more (OpenSSH's sftp-server allows
+/// 256 KiB messages, so 255 KiB of data).
+pub(crate) const MAX_CHUNK: usize = 255 * 1024;
+/// Bytes outstanding per file (the SSH channel window of OpenSSH is 2 MiB).
+pub(crate) const BYTES_IN_FLIGHT: usize = 2 * 1024 * 1024;
+/// Most requests outstanding per file.
+const MAX_IN_FLIGHT: usize = 32;
+
+/// Requests outstanding per file for requests of `len` bytes.
+fn in_flight(len: usize) -> usize {
+    (BYTES_IN_FLIGHT / len.max(1)).clamp(4, MAX_IN_FLIGHT)
+}
 
 /// An SFTP session on one connection.
 pub(crate) struct SftpFs {
@@ -40,9 +52,9 @@ impl SftpFs {
         })?;
         let cfg = Config {
             max_packet_len: 512 * 1024,
-            max_concurrent_reads: IN_FLIGHT,
-            max_concurrent_writes: IN_FLIGHT,
-            max_write_packet_len: CHUNK as u32,
+            max_concurrent_reads: MAX_IN_FLIGHT,
+            max_concurrent_writes: MAX_IN_FLIGHT,
+            max_write_packet_len: MAX_CHUNK as u32,
             // Requests queue behind a full pipeline on a busy link: be patient.
             request_timeout_secs: 300,
         };
@@ -64,10 +76,10 @@ impl SftpFs {
             if let Ok(l) = raw.limits().await {
                 let limits = Limits::from(l);
                 if let Some(r) = limits.read_len.filter(|r| *r > 0) {
-                    read_len = read_len.min(r as usize);
+                    read_len = (r as usize).min(MAX_CHUNK);
                 }
                 if let Some(w) = limits.write_len.filter(|w| *w > 0) {
-                    write_len = write_len.min(w as usize);
+                    write_len = (w as usize).min(MAX_CHUNK);
                 }
                 raw.set_limits(limits);
             }
@@ -201,7 +213,7 @@ impl RemoteFs for SftpFs {
                 if cancel.is_cancelled() {
                     return Err(RError::Interrupted);
                 }
-                if !eof && inflight.len() < IN_FLIGHT {
+                if !eof && inflight.len() < in_flight(self.write_len) {
                     let mut buf = vec![0u8; self.write_len];
                     let mut n = 0;
                     while n < buf.len() {
@@ -338,7 +350,7 @@ impl RemoteFs for SftpFs {
             let mut written = 0u64;
             let mut pending = FuturesOrdered::new();
             loop {
-                while pending.len() < IN_FLIGHT && next < size {
+                while pending.len() < in_flight(self.read_len) && next < size {
                     let len = chunk.min(size - next) as u32;
                     let raw = self.raw.clone();
                     let h = handle.clone();
