@@ -827,3 +827,50 @@ dest = "collected"
     let left = sortie_testkit::wait_for_no_remote_processes(&tag, Duration::from_secs(5));
     assert!(left.is_empty(), "left on the hosts: {left:?}");
 }
+
+#[test]
+fn ctrl_c_while_collecting_cancels_the_collection_and_leaves_no_partial_file() {
+    let ex = Example::new(|p| {
+        // a collection that takes a while: a 4 GB sparse file, read through the exec fallback
+        p.replace(
+            "[[collect]]\nsrc = \"examples/local/.sortie\"",
+            "[[collect]]\nsrc = \"examples/local/big.bin\"",
+        )
+    });
+    let big = ex.root().join("examples/local/big.bin");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    let (mut child, events) = interrupt_when(&ex, &["--duration", "200ms"], |e| {
+        e["event"] == "phase_changed" && e["phase"] == "collecting"
+    });
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{events:?}");
+    let collects: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "transfer_finished" && e["transfer"]["step"] == "collect")
+        .collect();
+    assert_eq!(collects.len(), 2, "{events:?}");
+    for c in &collects {
+        assert_eq!(c["transfer"]["outcome"], "failed", "{c}");
+        assert!(
+            c["transfer"]["errors"][0]
+                .as_str()
+                .unwrap()
+                .contains("interrupted"),
+            "{c}"
+        );
+    }
+    for host in ["local1", "local2"] {
+        let dir = ex.run_dir().join("collected").join(host);
+        let left: Vec<String> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{host}: left {left:?}");
+    }
+    assert!(ex.report()["interrupted"].as_bool().unwrap());
+    assert!(ex.left().is_empty(), "left: {:?}", ex.left());
+}

@@ -311,7 +311,12 @@ impl SshdBuilder {
         // many concurrent logins queue silently (a shorter bound makes pyenv print a lock
         // error into the command's stderr), short enough that a stale lock cannot stall the
         // suite for a minute per login.
-        c.push_str("SetEnv PYENV_REHASH_TIMEOUT=15\n");
+        c.push_str("SetEnv PYENV_REHASH_TIMEOUT=15");
+        // ... and it should not run at all: bash reads ~/.bashrc for an sshd session only as a
+        // top-level shell (SHLVL below 2), so SHLVL=1 skips it. Sessions then cost what sshd
+        // and a plain shell cost, on every machine alike, instead of this image's `pyenv init`
+        // (about 0.2 s of CPU per session, which drowned every timing in the benchmarks).
+        c.push_str(" SHLVL=1\n");
         let _ = writeln!(c, "LogLevel {}", self.log_level);
         let _ = writeln!(
             c,

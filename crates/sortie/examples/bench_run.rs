@@ -136,7 +136,7 @@ fn sortie_once(rt: &tokio::runtime::Runtime, sshd: &Sshd, s: &Scenario) -> Sampl
     }
 }
 
-fn parallel_once(sshd: &Sshd, s: &Scenario, controlmaster: bool) -> Sample {
+fn parallel_once(sshd: &Sshd, s: &Scenario, controlmaster: bool) -> Result<Sample, String> {
     let addrs = hosts(s.hosts);
     let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
     let cfg = sshd.ssh_config_for(&refs).unwrap();
@@ -159,15 +159,18 @@ fn parallel_once(sshd: &Sshd, s: &Scenario, controlmaster: bool) -> Sample {
     let t0 = Instant::now();
     let status = cmd.status().expect("running GNU parallel");
     let wall = t0.elapsed();
-    assert!(
-        status.success(),
-        "parallel failed: {}",
-        std::fs::read_to_string(sshd.dir().join("parallel.err")).unwrap_or_default()
-    );
-    Sample {
+    if !status.success() {
+        let err = std::fs::read_to_string(sshd.dir().join("parallel.err")).unwrap_or_default();
+        return Err(format!(
+            "exit {}: {}",
+            status.code().unwrap_or(-1),
+            err.lines().next().unwrap_or("")
+        ));
+    }
+    Ok(Sample {
         wall,
         cpu: cpu(libc::RUSAGE_CHILDREN) - cpu0,
-    }
+    })
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -238,20 +241,28 @@ fn main() {
                 println!("{tool:<28} SKIP: GNU parallel not installed");
                 continue;
             }
-            let samples: Vec<Sample> = (0..runs)
+            // A peer that fails is reported, not fatal: the other figures still print.
+            let samples: Result<Vec<Sample>, String> = (0..runs)
                 .map(|_| match tool {
-                    "sortie" => sortie_once(&rt, &sshd, s),
+                    "sortie" => Ok(sortie_once(&rt, &sshd, s)),
                     "parallel" => parallel_once(&sshd, s, false),
                     _ => parallel_once(&sshd, s, true),
                 })
                 .collect();
-            let wall = median(samples.iter().map(|x| x.wall).collect());
-            let cpu = median(samples.iter().map(|x| x.cpu).collect());
             let label = match tool {
                 "sortie" => "sortie (library)",
                 "parallel" => "GNU parallel -S",
                 _ => "GNU parallel -S --controlmaster",
             };
+            let samples = match samples {
+                Ok(v) => v,
+                Err(e) => {
+                    println!("{label:<28} FAILED ({e})");
+                    continue;
+                }
+            };
+            let wall = median(samples.iter().map(|x| x.wall).collect());
+            let cpu = median(samples.iter().map(|x| x.cpu).collect());
             println!(
                 "{label:<28} {:>9.2} {:>9.1} {:>11.2}",
                 wall.as_secs_f64(),

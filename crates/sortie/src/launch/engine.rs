@@ -108,6 +108,8 @@ pub(crate) struct Engine {
     /// Records of every plan transfer, in the order they ended.
     transfers: Vec<TransferRecord>,
     collect_waiting: Vec<bool>,
+    /// Cancels the collections: a Ctrl-C while collecting, or the escalation.
+    collect_cancel: CancellationToken,
 }
 
 impl Engine {
@@ -198,6 +200,7 @@ impl Engine {
             plan.run.max_starting.map(|m| m as usize),
         );
         let n_hosts = plan.hosts.len();
+        let collect_cancel = escalate.child_token();
         let mut uploads = vec![Vec::new(); n_hosts];
         for (index, t) in plan.uploads.iter().enumerate() {
             let source = plan.upload_source(t);
@@ -236,6 +239,7 @@ impl Engine {
             uploads,
             transfers: Vec::new(),
             collect_waiting: vec![false; n_hosts],
+            collect_cancel,
         }
     }
 
@@ -348,6 +352,10 @@ impl Engine {
                     self.interrupted = true;
                     if matches!(self.phase, Phase::Starting | Phase::Holding) {
                         self.begin_stop().await;
+                    }
+                    if self.phase == Phase::Collecting {
+                        // Everything is stopped already: the user wants out, not the logs.
+                        self.collect_cancel.cancel();
                     }
                 }
                 m = self.rx.recv() => {
@@ -1244,7 +1252,7 @@ impl Engine {
             self.collect_waiting[h] = true;
             let pool = self.pools[h].clone();
             let tx = self.tx.clone();
-            let cancel = self.escalate.clone();
+            let cancel = self.collect_cancel.clone();
             tokio::spawn(async move {
                 let records = stage::collect(&pool, &list, &run_dir, &cancel).await;
                 let _ = tx.send(Msg::Transfers { host: h, records }).await;
