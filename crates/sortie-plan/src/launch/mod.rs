@@ -178,12 +178,9 @@ impl Plan {
         validate::local_source(&self.base_dir, &upload.src)
     }
 
-    /// The plan hosts a transfer applies to (its role's hosts, or every host), by index into
-    /// [`Plan::hosts`].
-    pub fn transfer_hosts(&self, t: &Transfer) -> Vec<usize> {
-        let Some(role) = t.role.as_deref().and_then(|r| self.role(r)) else {
-            return (0..self.hosts.len()).collect();
-        };
+    /// The hosts role `role` runs on, by index into [`Plan::hosts`]: those of its group (or
+    /// its inline `hosts`) and any host one of its processes was placed on.
+    pub fn role_hosts(&self, role: &Role) -> Vec<usize> {
         let group = match &role.hosts {
             RoleHosts::Group(g) => g.clone(),
             RoleHosts::Inline(_) => format!("role:{}", role.name),
@@ -200,6 +197,15 @@ impl Plan {
             })
             .map(|(i, _)| i)
             .collect()
+    }
+
+    /// The plan hosts a transfer applies to (its role's hosts, or every host), by index into
+    /// [`Plan::hosts`].
+    pub fn transfer_hosts(&self, t: &Transfer) -> Vec<usize> {
+        match t.role.as_deref().and_then(|r| self.role(r)) {
+            Some(role) => self.role_hosts(role),
+            None => (0..self.hosts.len()).collect(),
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sortie_plan::launch::{DependsOn, EnvValue, Plan, RestartPolicy, Role, RoleHosts, Transfer};
+use sortie_plan::launch::{DependsOn, EnvValue, Plan, RestartPolicy, Role, Transfer};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -134,21 +134,7 @@ impl Engine {
             .enumerate()
             .map(|(i, r)| (r.name.as_str(), i))
             .collect();
-        let mut role_hosts: Vec<Vec<usize>> = roles
-            .iter()
-            .map(|r| {
-                let group = match &r.hosts {
-                    RoleHosts::Group(g) => g.clone(),
-                    RoleHosts::Inline(_) => format!("role:{}", r.name),
-                };
-                plan.hosts
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, h)| h.group == group)
-                    .map(|(i, _)| i)
-                    .collect()
-            })
-            .collect();
+        let mut role_hosts: Vec<Vec<usize>> = roles.iter().map(|r| plan.role_hosts(r)).collect();
         let t0 = Instant::now();
         let mut procs = Vec::with_capacity(plan.processes.len());
         let mut by_id = HashMap::new();

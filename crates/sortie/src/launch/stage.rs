@@ -21,6 +21,7 @@ use crate::transfer::{
     expand_remote, get_files, put_files, GetOptions, Progress, PutOptions, TransferCtx,
     TransferError, TransferReport,
 };
+use crate::transport::Connection;
 
 /// Which list of the plan a transfer comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -137,6 +138,28 @@ pub(crate) fn host_dir(label: &str) -> String {
     label.replace('/', "_")
 }
 
+fn transfer_ctx(cancel: &CancellationToken) -> TransferCtx {
+    TransferCtx {
+        progress: Arc::new(Progress::default()),
+        cancel: cancel.clone(),
+    }
+}
+
+/// Runs one transfer on a channel of the host's launch connections.
+async fn on_channel<F, Fut>(pool: &HostPool, work: F) -> Result<TransferReport, TransferError>
+where
+    F: FnOnce(Arc<dyn Connection>) -> Fut,
+    Fut: std::future::Future<Output = Result<TransferReport, TransferError>>,
+{
+    let lease = pool
+        .channel()
+        .await
+        .map_err(|e| TransferError::ConnectionLost(e.to_string()))?;
+    let result = work(lease.conn().clone()).await;
+    pool.release(lease).await;
+    result
+}
+
 fn no_tags() -> &'static BTreeMap<String, String> {
     static EMPTY: BTreeMap<String, String> = BTreeMap::new();
     &EMPTY
@@ -151,14 +174,12 @@ pub(crate) async fn upload(
     cancel: &CancellationToken,
 ) -> Vec<TransferRecord> {
     let label = pool.target.label.clone();
-    let ctx = TransferCtx {
-        progress: Arc::new(Progress::default()),
-        cancel: cancel.clone(),
-    };
+    let ctx = transfer_ctx(cancel);
     let opts = PutOptions {
         recursive: true,
         ..PutOptions::default()
     };
+    let (opts, ctx) = (&opts, &ctx);
     let mut out = Vec::with_capacity(uploads.len());
     let mut failed: Option<String> = None;
     for (index, t, source) in uploads {
@@ -182,21 +203,12 @@ pub(crate) async fn upload(
             dest.clone().unwrap_or_else(|_| t.dest.clone()),
         );
         let result = match dest {
-            Ok(dest) => match pool.channel().await {
-                Ok(lease) => {
-                    let r = put_files(
-                        lease.conn(),
-                        std::slice::from_ref(source),
-                        &dest,
-                        &opts,
-                        &ctx,
-                    )
-                    .await;
-                    pool.release(lease).await;
-                    r
-                }
-                Err(e) => Err(TransferError::ConnectionLost(e.to_string())),
-            },
+            Ok(dest) => {
+                on_channel(pool, |conn| async move {
+                    put_files(&conn, std::slice::from_ref(source), &dest, opts, ctx).await
+                })
+                .await
+            }
             Err(e) => Err(e.into()),
         };
         rec.finish(result, t0);
@@ -221,14 +233,12 @@ pub(crate) async fn collect(
     cancel: &CancellationToken,
 ) -> Vec<TransferRecord> {
     let label = pool.target.label.clone();
-    let ctx = TransferCtx {
-        progress: Arc::new(Progress::default()),
-        cancel: cancel.clone(),
-    };
+    let ctx = transfer_ctx(cancel);
     let opts = GetOptions {
         recursive: true,
         ..GetOptions::default()
     };
+    let (opts, ctx) = (&opts, &ctx);
     let mut out = Vec::with_capacity(collects.len());
     for (index, t) in collects {
         let t0 = Instant::now();
@@ -242,14 +252,12 @@ pub(crate) async fn collect(
             local.display().to_string(),
         );
         let result = match src {
-            Ok(src) => match pool.channel().await {
-                Ok(lease) => {
-                    let r = get_files(lease.conn(), &[src], &local, &opts, &ctx).await;
-                    pool.release(lease).await;
-                    r
-                }
-                Err(e) => Err(TransferError::ConnectionLost(e.to_string())),
-            },
+            Ok(src) => {
+                on_channel(pool, |conn| async move {
+                    get_files(&conn, &[src], &local, opts, ctx).await
+                })
+                .await
+            }
             Err(e) => Err(e.into()),
         };
         rec.finish(result, t0);

@@ -28,7 +28,9 @@ pub(crate) fn wrapper(command: &Command) -> String {
     // Keep the channel's stdin on fd 3 for the watchdog; everything else reads /dev/null.
     s.push_str("exec 3<&0 </dev/null; printf '\\002sortie-pgid %s\\n' \"$$\"; ");
     // `read` is a builtin: the watchdog costs the host one fork, not a fork and an exec.
-    s.push_str("{ while read -r _ <&3; do :; done; kill -TERM -$$; } >/dev/null 2>&1 & exec 3<&-; ");
+    s.push_str(
+        "{ while read -r _ <&3; do :; done; kill -TERM -$$; } >/dev/null 2>&1 & exec 3<&-; ",
+    );
     for (k, v) in &command.env {
         let _ = write!(s, "export {k}={}; ", quote(v));
     }
