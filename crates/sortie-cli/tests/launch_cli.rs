@@ -373,6 +373,25 @@ fn a_bad_override_is_refused_before_anything_runs() {
     assert!(!ex.run_dir().exists());
 }
 
+/// A fixture sshd and `n` of its loopback hosts with an ssh_config for them; `None` (and a
+/// named skip) when OpenSSH's sshd is not installed.
+fn ssh_fleet(test: &str, n: usize) -> Option<(sortie_testkit::Sshd, Vec<String>, PathBuf)> {
+    if sortie_testkit::require_sshd().is_none() {
+        skip(
+            test,
+            "OpenSSH sshd is not installed (scripts/test.sh installs it as root)",
+        );
+        return None;
+    }
+    let sshd = sortie_testkit::Sshd::builder()
+        .start()
+        .expect("fixture sshd");
+    let hosts = sortie_testkit::hosts(n);
+    let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let cfg = sshd.ssh_config_for(&refs).unwrap();
+    Some((sshd, hosts, cfg))
+}
+
 /// Starts sortie with --json and reads events until `until` says so; then sends SIGINT.
 fn interrupt_when(
     ex: &Example,
@@ -463,20 +482,12 @@ fn ctrl_c_while_holding_stops_everything_with_int_and_leaves_nothing() {
 
 #[test]
 fn over_ssh_on_a_fixture_sshd_the_same_plan_runs_and_leaves_nothing() {
-    let test = "over_ssh_on_a_fixture_sshd_the_same_plan_runs_and_leaves_nothing";
-    if sortie_testkit::require_sshd().is_none() {
-        skip(
-            test,
-            "OpenSSH sshd is not installed (scripts/test.sh installs it as root)",
-        );
+    let Some((sshd, hosts, cfg)) = ssh_fleet(
+        "over_ssh_on_a_fixture_sshd_the_same_plan_runs_and_leaves_nothing",
+        2,
+    ) else {
         return;
-    }
-    let sshd = sortie_testkit::Sshd::builder()
-        .start()
-        .expect("fixture sshd");
-    let hosts = sortie_testkit::hosts(2);
-    let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
-    let cfg = sshd.ssh_config_for(&refs).unwrap();
+    };
     let ex = Example::new(|p| p);
     // The same plan on two SSH "hosts"; the work directory is this copy (same machine).
     let wd = ex.root().join("examples/local");
@@ -531,20 +542,12 @@ fn over_ssh_on_a_fixture_sshd_the_same_plan_runs_and_leaves_nothing() {
 
 #[test]
 fn over_ssh_ctrl_c_while_holding_leaves_nothing_on_the_hosts() {
-    let test = "over_ssh_ctrl_c_while_holding_leaves_nothing_on_the_hosts";
-    if sortie_testkit::require_sshd().is_none() {
-        skip(
-            test,
-            "OpenSSH sshd is not installed (scripts/test.sh installs it as root)",
-        );
+    let Some((_sshd, hosts, cfg)) = ssh_fleet(
+        "over_ssh_ctrl_c_while_holding_leaves_nothing_on_the_hosts",
+        3,
+    ) else {
         return;
-    }
-    let sshd = sortie_testkit::Sshd::builder()
-        .start()
-        .expect("fixture sshd");
-    let hosts = sortie_testkit::hosts(3);
-    let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
-    let cfg = sshd.ssh_config_for(&refs).unwrap();
+    };
     let ex = Example::new(|p| p);
     let wd = ex.root().join("examples/local");
     let plan = std::fs::read_to_string(wd.join("plan.toml")).unwrap();
@@ -591,21 +594,13 @@ while :; do sleep 1 & wait $!; done
 
 #[test]
 fn over_ssh_plan_uploads_precede_each_hosts_starts_and_collections_follow_the_stop() {
-    let test = "over_ssh_plan_uploads_precede_each_hosts_starts_and_collections_follow_the_stop";
-    if sortie_testkit::require_sshd().is_none() {
-        skip(
-            test,
-            "OpenSSH sshd is not installed (scripts/test.sh installs it as root)",
-        );
-        return;
-    }
     use std::os::unix::fs::PermissionsExt;
-    let sshd = sortie_testkit::Sshd::builder()
-        .start()
-        .expect("fixture sshd");
-    let hosts = sortie_testkit::hosts(3);
-    let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
-    let cfg = sshd.ssh_config_for(&refs).unwrap();
+    let Some((sshd, hosts, cfg)) = ssh_fleet(
+        "over_ssh_plan_uploads_precede_each_hosts_starts_and_collections_follow_the_stop",
+        3,
+    ) else {
+        return;
+    };
     let root = tempfile::tempdir().unwrap();
     let tag = format!(
         "stg{}x{}",
