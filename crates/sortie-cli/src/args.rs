@@ -230,15 +230,26 @@ pub enum TransferMethod {
 pub struct PutArgs {
     #[command(flatten)]
     pub selection: Selection,
-    /// Copy directories recursively.
-    #[arg(short = 'r', long = "recursive")]
-    pub recursive: bool,
+    #[command(flatten)]
+    pub common: TransferCommon,
     /// Skip files whose SHA-256 (computed on the host) matches, instead of size and mtime.
     #[arg(long = "checksum")]
     pub checksum: bool,
     /// Check each written file's SHA-256 on the host before it replaces the real name.
     #[arg(long = "verify")]
     pub verify: bool,
+    /// LOCAL... REMOTE: local files (directories with -r), then the remote file or directory;
+    /// REMOTE may use {host}, {tag:NAME} and a leading ~/ (the login directory).
+    #[arg(required = true, num_args = 2.., value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+/// Options `put` and `get` share.
+#[derive(Args, Debug)]
+pub struct TransferCommon {
+    /// Copy directories recursively.
+    #[arg(short = 'r', long = "recursive")]
+    pub recursive: bool,
     /// Transfer method.
     #[arg(long = "method", value_enum, default_value_t = TransferMethod::Auto)]
     pub method: TransferMethod,
@@ -249,10 +260,6 @@ pub struct PutArgs {
     /// One JSON object per event on stdout (JSON Lines).
     #[arg(long = "json")]
     pub json: bool,
-    /// LOCAL... REMOTE: local files (directories with -r), then the remote file or directory;
-    /// REMOTE may use {host} and {tag:NAME}.
-    #[arg(required = true, num_args = 2.., value_name = "PATH")]
-    pub paths: Vec<String>,
 }
 
 /// `sortie get`.
@@ -260,21 +267,10 @@ pub struct PutArgs {
 pub struct GetArgs {
     #[command(flatten)]
     pub selection: Selection,
-    /// Copy directories recursively.
-    #[arg(short = 'r', long = "recursive")]
-    pub recursive: bool,
-    /// Transfer method.
-    #[arg(long = "method", value_enum, default_value_t = TransferMethod::Auto)]
-    pub method: TransferMethod,
-    /// Hosts in flight at once.
-    #[arg(short = 'f', long = "fanout", default_value_t = 64, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub fanout: u32,
-    /// One JSON object per event on stdout (JSON Lines).
-    #[arg(long = "json")]
-    pub json: bool,
-    /// REMOTE... LOCAL_DIR: remote paths or globs ({host}, {tag:NAME} allowed), then the local
-    /// directory that receives one subdirectory per host.
+    #[command(flatten)]
+    pub common: TransferCommon,
+    /// REMOTE... LOCAL_DIR: remote paths or globs ({host}, {tag:NAME} and a leading ~/
+    /// allowed), then the local directory that receives one subdirectory per host.
     #[arg(required = true, num_args = 2.., value_name = "PATH")]
     pub paths: Vec<String>,
 }

@@ -26,22 +26,22 @@ pub async fn put(args: PutArgs) -> miette::Result<ExitCode> {
         .ok_or_else(|| miette::miette!("expected LOCAL... REMOTE"))?;
     let locals: Vec<PathBuf> = locals.iter().map(PathBuf::from).collect();
     // Local sources are checked before any host is contacted.
-    let tree = LocalTree::scan(&locals, args.recursive).map_err(miette::Report::new)?;
+    let tree = LocalTree::scan(&locals, args.common.recursive).map_err(miette::Report::new)?;
     let hosts = host_targets(&args.selection)?;
     let opts = PutOptions {
-        recursive: args.recursive,
+        recursive: args.common.recursive,
         checksum: args.checksum,
         verify: args.verify,
-        method: method(args.method),
-        fanout: args.fanout as usize,
+        method: method(args.common.method),
+        fanout: args.common.fanout as usize,
     };
     let ctx = TransferCtx::default();
     let labels: Vec<String> = hosts.iter().map(|h| h.target.label.clone()).collect();
     let handle = transfer::put(select::transports(), hosts, tree, remote, opts, ctx.clone())
         .map_err(miette::Report::new)?;
     select::on_interrupt(ctx.cancel.clone());
-    let mut reporter = reporter(labels, args.json)?;
-    Ok(drive(handle, &mut reporter, ctx.progress, args.json).await)
+    let mut reporter = reporter(labels, args.common.json)?;
+    Ok(drive(handle, &mut reporter, ctx.progress, args.common.json).await)
 }
 
 /// `sortie get [selection] REMOTE... LOCAL_DIR`.
@@ -60,9 +60,9 @@ pub async fn get(args: GetArgs) -> miette::Result<ExitCode> {
     }
     let hosts = host_targets(&args.selection)?;
     let opts = GetOptions {
-        recursive: args.recursive,
-        method: method(args.method),
-        fanout: args.fanout as usize,
+        recursive: args.common.recursive,
+        method: method(args.common.method),
+        fanout: args.common.fanout as usize,
     };
     let ctx = TransferCtx::default();
     let labels: Vec<String> = hosts.iter().map(|h| h.target.label.clone()).collect();
@@ -76,8 +76,8 @@ pub async fn get(args: GetArgs) -> miette::Result<ExitCode> {
     )
     .map_err(miette::Report::new)?;
     select::on_interrupt(ctx.cancel.clone());
-    let mut reporter = reporter(labels, args.json)?;
-    Ok(drive(handle, &mut reporter, ctx.progress, args.json).await)
+    let mut reporter = reporter(labels, args.common.json)?;
+    Ok(drive(handle, &mut reporter, ctx.progress, args.common.json).await)
 }
 
 fn method(m: TransferMethod) -> Method {
