@@ -256,6 +256,7 @@ fn local_target(label: &str) -> Target {
     Target {
         label: label.to_string(),
         hostname: label.to_string(),
+        host_key_alias: None,
         port: 0,
         user: String::new(),
         identity_files: vec![],

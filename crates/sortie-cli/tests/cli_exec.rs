@@ -365,3 +365,92 @@ fn write_config(dir: &Path, sshd: &Sshd, kh: &Path, extra: &[&str]) -> PathBuf {
     std::fs::write(&path, s).unwrap();
     path
 }
+
+#[test]
+fn host_key_alias_is_the_name_looked_up_and_recorded_in_known_hosts() {
+    let Some(sshd) = sshd("host_key_alias_is_the_name_looked_up_and_recorded_in_known_hosts")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = sortie_testkit::hosts(2);
+    let key = sshd.client_key(KeyKind::Ed25519);
+    let identity = format!("IdentityFile {}", key.display());
+    // The server's keys recorded only under the alias, as OpenSSH writes them (no port).
+    let kh = dir.path().join("known_hosts");
+    let lines = sshd
+        .known_hosts_lines(&["fleet-alias"])
+        .unwrap()
+        .replace(&format!("[fleet-alias]:{}", sshd.port()), "fleet-alias");
+    std::fs::write(&kh, lines).unwrap();
+    let with_alias = write_config(
+        dir.path(),
+        &sshd,
+        &kh,
+        &[
+            "HostKeyAlias fleet-alias",
+            &identity,
+            "StrictHostKeyChecking yes",
+        ],
+    );
+    let (out, stdout, stderr) = run(sortie().args(["exec", "-F"]).arg(&with_alias).args([
+        "-H",
+        &hosts.join(","),
+        "--",
+        "echo up",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(stdout.matches("| up").count(), 2, "{stdout}");
+    // OpenSSH agrees with the same config
+    let ssh = Command::new("ssh")
+        .arg("-F")
+        .arg(&with_alias)
+        .args(["-o", "BatchMode=yes", &hosts[0], "true"])
+        .output()
+        .unwrap();
+    assert!(ssh.status.success(), "{}", text(&ssh.stderr));
+
+    // Without the alias the same known_hosts has no entry for these hosts: refused.
+    let dir2 = tempfile::tempdir().unwrap();
+    let plain = write_config(
+        dir2.path(),
+        &sshd,
+        &kh,
+        &[&identity, "StrictHostKeyChecking yes"],
+    );
+    let (out, stdout, stderr) = run(sortie().args(["exec", "-F"]).arg(&plain).args([
+        "-H",
+        &hosts.join(","),
+        "--",
+        "echo up",
+    ]));
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(stderr.contains("host key refused"), "{stderr}");
+
+    // accept-new records the key under the alias, once, in OpenSSH's form
+    let dir3 = tempfile::tempdir().unwrap();
+    let kh_new = dir3.path().join("known_hosts");
+    let accept = write_config(
+        dir3.path(),
+        &sshd,
+        &kh_new,
+        &[
+            "HostKeyAlias other-alias",
+            &identity,
+            "StrictHostKeyChecking accept-new",
+        ],
+    );
+    let (out, stdout, stderr) = run(sortie().args(["exec", "-F"]).arg(&accept).args([
+        "-H",
+        &hosts.join(","),
+        "--",
+        "echo up",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let recorded = std::fs::read_to_string(&kh_new).unwrap();
+    let names: Vec<&str> = recorded
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names, ["other-alias"], "{recorded}");
+}

@@ -131,6 +131,7 @@ stop = [{{ signal = "INT", grace = "10s" }}]
         .map(|h| Target {
             label: h.label.clone(),
             hostname: h.label.clone(),
+            host_key_alias: None,
             port: sshd.as_ref().map_or(22, |s| s.port()),
             user: sshd.as_ref().map_or_else(String::new, |s| s.user()),
             identity_files: sshd

@@ -74,6 +74,7 @@ fn targets(sshd: &Sshd, addrs: &[String]) -> Vec<Target> {
         .map(|a| Target {
             label: a.clone(),
             hostname: a.clone(),
+            host_key_alias: None,
             port: sshd.port(),
             user: sshd.user(),
             identity_files: vec![sshd.client_key(KeyKind::Ed25519)],

@@ -81,6 +81,7 @@ fn target_only(cfg: &HostConfig) -> Target {
     Target {
         label: cfg.name.clone(),
         hostname: cfg.hostname.clone(),
+        host_key_alias: cfg.host_key_alias.clone(),
         port: cfg.port,
         user: cfg.user.clone(),
         identity_files: cfg.identity_files.clone(),

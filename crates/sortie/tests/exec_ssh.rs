@@ -188,6 +188,7 @@ async fn closed_port_fails_fast_as_unreachable() {
     let t = sortie::transport::Target {
         label: "closed".into(),
         hostname: "127.0.0.1".into(),
+        host_key_alias: None,
         port,
         user: "nobody".into(),
         identity_files: vec![],

@@ -31,6 +31,9 @@ pub struct Target {
     pub label: String,
     /// Address or DNS name to connect to.
     pub hostname: String,
+    /// The name looked up in, and recorded into, known_hosts instead of `hostname` and `port`
+    /// (ssh_config `HostKeyAlias`; used as written, without the port, as OpenSSH does).
+    pub host_key_alias: Option<String>,
     /// TCP port.
     pub port: u16,
     /// Remote user.

@@ -184,7 +184,8 @@ impl SshTransport {
         }
         // Prefer the host key algorithms already recorded for this host, as OpenSSH does, so
         // that a recorded key is actually compared instead of negotiating another type.
-        let recorded = known.algorithms_for(&target.hostname, target.port);
+        let (kh_host, kh_port) = known_hosts_name(target);
+        let recorded = known.algorithms_for(kh_host, kh_port);
         if !recorded.is_empty() {
             // Recorded types first, in the default order (ed25519 before ECDSA before RSA),
             // then the others, as OpenSSH orders HostKeyAlgorithms for a known host.
@@ -242,9 +243,10 @@ impl SshTransport {
         let known = self.known_hosts(&target.known_hosts_files);
         let config = self.config(target, &known);
         let verdict = Arc::new(StdMutex::new(None));
+        let (kh_host, kh_port) = known_hosts_name(target);
         let handler = ClientHandler {
-            host: target.hostname.clone(),
-            port: target.port,
+            host: kh_host.to_string(),
+            port: kh_port,
             policy: target.host_key_checking,
             known,
             recorder: target.known_hosts_files.first().map(|f| self.recorder(f)),
@@ -800,5 +802,14 @@ fn sig_name(sig: &russh::Sig) -> String {
         Sig::TERM => "TERM".into(),
         Sig::USR1 => "USR1".into(),
         Sig::Custom(s) => s.trim_start_matches("SIG").to_string(),
+    }
+}
+
+/// The name and port a host's key is looked up under in known_hosts: `HostKeyAlias` when set
+/// (as written, no port: OpenSSH records `alias KEY`), else the hostname and port.
+fn known_hosts_name(target: &Target) -> (&str, u16) {
+    match &target.host_key_alias {
+        Some(alias) => (alias.as_str(), 22),
+        None => (target.hostname.as_str(), target.port),
     }
 }

@@ -29,6 +29,7 @@ pub fn target(sshd: &Sshd, host: &str, known_hosts: PathBuf) -> Target {
     Target {
         label: host.to_string(),
         hostname: host.to_string(),
+        host_key_alias: None,
         port: sshd.port(),
         user: sshd.user(),
         identity_files: vec![sshd.client_key(KeyKind::Ed25519)],

@@ -345,6 +345,7 @@ pub fn targets(labels: &[String]) -> Vec<Target> {
         .map(|l| Target {
             label: l.clone(),
             hostname: l.clone(),
+            host_key_alias: None,
             port: 22,
             user: "u".into(),
             identity_files: vec![],

@@ -39,6 +39,7 @@ pub fn fleet(sshd: &Sshd, prefix: &str, first: usize, n: usize) -> Vec<Target> {
         .map(|(i, a)| Target {
             label: format!("{prefix}{}", i + 1),
             hostname: a.clone(),
+            host_key_alias: None,
             port: sshd.port(),
             user: sshd.user(),
             identity_files: vec![sshd.client_key(KeyKind::Ed25519)],

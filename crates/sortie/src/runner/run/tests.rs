@@ -207,6 +207,7 @@ fn target(name: &str) -> Target {
     Target {
         label: name.into(),
         hostname: name.into(),
+        host_key_alias: None,
         port: 22,
         user: "u".into(),
         identity_files: vec![],
