@@ -119,7 +119,7 @@ pub fn counted(dir: &std::path::Path, secs: &str) -> String {
     format!(
         "c={d}/{{host}}; \
          flock $c.lock sh -c 'n=$(( $(cat '$c'.n 2>/dev/null || echo 0) + 1 )); echo $n > '$c'.n; \
-         m=$(cat '$c'.max 2>/dev/null || echo 0); if [ $n -gt $m ]; then echo $n > '$c'.max; fi'; \
+         m=$(cat '$c'.max 2>/dev/null || echo 0); if [ $n -gt $m ]; then echo $n > '$c'.max.new; mv '$c'.max.new '$c'.max; fi'; \
          sleep {secs}; \
          flock $c.lock sh -c 'echo $(( $(cat '$c'.n) - 1 )) > '$c'.n'"
     )
@@ -127,14 +127,16 @@ pub fn counted(dir: &std::path::Path, secs: &str) -> String {
 
 /// Like [`counted`], but each job holds until its host has seen `k` jobs at once (or
 /// `timeout` seconds passed): a run that cannot reach `k` concurrent jobs on a host is slow
-/// and ends with a max below `k`, whatever the machine's speed.
+/// and ends with a max below `k`, whatever the machine's speed. The max file is replaced by a
+/// rename, so the unlocked polling never reads it half-written (an empty read used to end a
+/// job's wait early).
 pub fn counted_until(dir: &std::path::Path, k: u32, timeout: u32) -> String {
     let d = dir.display();
     let polls = timeout * 10;
     format!(
         "c={d}/{{host}}; \
          flock $c.lock sh -c 'n=$(( $(cat '$c'.n 2>/dev/null || echo 0) + 1 )); echo $n > '$c'.n; \
-         m=$(cat '$c'.max 2>/dev/null || echo 0); if [ $n -gt $m ]; then echo $n > '$c'.max; fi'; \
+         m=$(cat '$c'.max 2>/dev/null || echo 0); if [ $n -gt $m ]; then echo $n > '$c'.max.new; mv '$c'.max.new '$c'.max; fi'; \
          i=0; while [ $(cat $c.max) -lt {k} ] && [ $i -lt {polls} ]; do sleep 0.1; i=$((i+1)); done; \
          flock $c.lock sh -c 'echo $(( $(cat '$c'.n) - 1 )) > '$c'.n'"
     )
