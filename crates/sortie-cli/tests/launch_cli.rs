@@ -3,7 +3,7 @@
 //! `report.json`, the per-process logs, the signal each process got, the order of starts, and
 //! that no process is left behind after the duration, a failure, or Ctrl-C.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,17 +22,7 @@ fn repo() -> PathBuf {
 }
 
 fn skip(test: &str, reason: &str) {
-    let line = format!("SKIP {test}: {reason}");
-    eprintln!("{line}");
-    if let Some(path) = std::env::var_os("SORTIE_SKIP_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = writeln!(f, "{line}");
-        }
-    }
+    sortie_testkit::skip(test, reason);
 }
 
 /// A copy of examples/local in a temp dir, with channel names made unique to this test (so

@@ -127,10 +127,16 @@ fn is_executable(path: &std::path::Path) -> bool {
 /// the file named by `$SORTIE_SKIP_LOG` (scripts/test.sh sets it and prints the file at the
 /// end, because libtest hides a passing test's output).
 pub fn skip(test: &str, reason: &str) {
-    use std::io::Write;
     let line = format!("SKIP {test}: {reason}");
     eprintln!("{line}");
-    if let Some(path) = std::env::var_os("SORTIE_SKIP_LOG") {
+    append_to_log("SORTIE_SKIP_LOG", &line);
+}
+
+/// Appends `line` to the file named by the environment variable `var`, when it is set (the
+/// logs scripts/test.sh prints at the end). Best effort: a test never fails on its log.
+pub fn append_to_log(var: &str, line: &str) {
+    use std::io::Write;
+    if let Some(path) = std::env::var_os(var) {
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -139,6 +145,26 @@ pub fn skip(test: &str, reason: &str) {
             let _ = writeln!(f, "{line}");
         }
     }
+}
+
+/// Every file and directory below `dir` (not `dir` itself), depth first; nothing when `dir`
+/// cannot be read.
+pub fn paths_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

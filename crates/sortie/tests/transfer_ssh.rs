@@ -64,46 +64,31 @@ fn mode(path: &Path) -> u32 {
 
 /// Every file below `dir` (relative path -> (sha256, mode)), and every directory's mode.
 fn snapshot(dir: &Path) -> BTreeMap<String, (String, u32)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
+    assert!(dir.is_dir(), "{} is not a directory", dir.display());
+    sortie_testkit::paths_below(dir)
+        .into_iter()
+        .map(|p| {
             let rel = p.strip_prefix(dir).unwrap().display().to_string();
             if p.is_dir() {
-                out.insert(format!("{rel}/"), (String::new(), mode(&p)));
-                stack.push(p);
+                (format!("{rel}/"), (String::new(), mode(&p)))
             } else {
-                out.insert(rel, (sha256(&p), mode(&p)));
+                (rel, (sha256(&p), mode(&p)))
             }
-        }
-    }
-    out
+        })
+        .collect()
 }
 
 /// Names containing `sortie-tmp` anywhere below `dir`.
 fn temp_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd {
-            let p = e.unwrap().path();
-            if p.file_name()
+    sortie_testkit::paths_below(dir)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
                 .unwrap()
                 .to_string_lossy()
                 .contains("sortie-tmp")
-            {
-                out.push(p.clone());
-            }
-            if p.is_dir() {
-                stack.push(p);
-            }
-        }
-    }
-    out
+        })
+        .collect()
 }
 
 /// A small tree with nested directories and varied modes.

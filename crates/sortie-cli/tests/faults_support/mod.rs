@@ -291,22 +291,13 @@ pub fn summary_line(stderr: &str, label: &str) -> Option<String> {
 /// Records a measured bound in `target/fault-timings.log` (when `$SORTIE_FAULT_LOG` is set)
 /// and on stderr, so docs/reliability.md can quote real numbers.
 pub fn record(scenario: &str, measured: Duration, bound: Duration) {
-    use std::io::Write;
     let line = format!(
         "{scenario}: {:.2} s (bound {:.1} s)",
         measured.as_secs_f64(),
         bound.as_secs_f64()
     );
     eprintln!("TIMING {line}");
-    if let Some(path) = std::env::var_os("SORTIE_FAULT_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = writeln!(f, "{line}");
-        }
-    }
+    sortie_testkit::append_to_log("SORTIE_FAULT_LOG", &line);
 }
 
 extern "C" {
