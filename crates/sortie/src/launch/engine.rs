@@ -103,8 +103,6 @@ pub(crate) struct Engine {
     confirm_waiting: Vec<bool>,
     confirm_deadline: Option<Instant>,
     stop_check: StopCheck,
-    /// Per host: the plan's uploads for it (plan index, transfer, local source).
-    uploads: Vec<Vec<(usize, Transfer, PathBuf)>>,
     /// Records of every plan transfer, in the order they ended.
     transfers: Vec<TransferRecord>,
     collect_waiting: Vec<bool>,
@@ -187,13 +185,6 @@ impl Engine {
         );
         let n_hosts = plan.hosts.len();
         let collect_cancel = escalate.child_token();
-        let mut uploads = vec![Vec::new(); n_hosts];
-        for (index, t) in plan.uploads.iter().enumerate() {
-            let source = plan.upload_source(t);
-            for h in plan.transfer_hosts(t) {
-                uploads[h].push((index, t.clone(), source.clone()));
-            }
-        }
         Engine {
             plan: Arc::new(plan),
             roles,
@@ -222,7 +213,6 @@ impl Engine {
             confirm_waiting: vec![false; n_hosts],
             confirm_deadline: None,
             stop_check: StopCheck::default(),
-            uploads,
             transfers: Vec::new(),
             collect_waiting: vec![false; n_hosts],
             collect_cancel,
@@ -266,10 +256,12 @@ impl Engine {
         })
         .await;
         self.set_phase(Phase::Starting).await;
+        let mut uploads = by_host(&self.plan, &self.plan.uploads);
         for (i, pool) in self.pools.iter().enumerate() {
             let pool = pool.clone();
             let tx = self.tx.clone();
-            let uploads = std::mem::take(&mut self.uploads[i]);
+            let uploads = std::mem::take(&mut uploads[i]);
+            let plan = self.plan.clone();
             let cancel = self.cancel.clone();
             tokio::spawn(async move {
                 let t = Instant::now();
@@ -277,7 +269,7 @@ impl Engine {
                     Ok(()) => {
                         let elapsed = t.elapsed();
                         // The host's uploads come before its first process.
-                        let records = stage::upload(&pool, &uploads, &cancel).await;
+                        let records = stage::upload(&pool, &plan, &uploads, &cancel).await;
                         let failed = records
                             .iter()
                             .find(|r| r.outcome == TransferOutcome::Failed)
@@ -1205,14 +1197,11 @@ impl Engine {
             return false;
         }
         self.set_phase(Phase::Collecting).await;
-        let mut per_host: Vec<Vec<(usize, Transfer)>> = vec![Vec::new(); self.hosts.len()];
-        for (index, t) in self.plan.collects.iter().enumerate() {
-            for h in self.plan.transfer_hosts(t) {
-                per_host[h].push((index, t.clone()));
-            }
-        }
         let mut skipped = Vec::new();
-        for (h, list) in per_host.into_iter().enumerate() {
+        for (h, list) in by_host(&self.plan, &self.plan.collects)
+            .into_iter()
+            .enumerate()
+        {
             if list.is_empty() {
                 continue;
             }
@@ -1362,6 +1351,18 @@ impl Engine {
             report_path,
         }
     }
+}
+
+/// The transfers of `list` (an `[[upload]]` or `[[collect]]` list of `plan`) each host runs,
+/// by host index, each with its position in the list, in plan order.
+fn by_host(plan: &Plan, list: &[Transfer]) -> Vec<Vec<(usize, Transfer)>> {
+    let mut out = vec![Vec::new(); plan.hosts.len()];
+    for (index, t) in list.iter().enumerate() {
+        for h in plan.transfer_hosts(t) {
+            out[h].push((index, t.clone()));
+        }
+    }
+    out
 }
 
 /// Runs a stop script, trying again a few times when no channel could be had (a busy server

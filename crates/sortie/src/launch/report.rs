@@ -527,10 +527,9 @@ pub fn render_summary(r: &LaunchReport) -> String {
 /// One line per plan transfer (`upload #1 bin -> /opt/x: ok on 3 hosts, 4 files, 1.2 MiB`),
 /// then each host where it did not go well.
 fn render_transfers(o: &mut String, transfers: &[TransferRecord]) {
-    let mut steps: BTreeMap<(u8, usize), Vec<&TransferRecord>> = BTreeMap::new();
+    let mut steps: BTreeMap<(TransferStep, usize), Vec<&TransferRecord>> = BTreeMap::new();
     for t in transfers {
-        let step = u8::from(t.step == TransferStep::Collect);
-        steps.entry((step, t.index)).or_default().push(t);
+        steps.entry((t.step, t.index)).or_default().push(t);
     }
     for list in steps.values() {
         let first = list[0];

@@ -8,11 +8,11 @@
 //! and lands in `report.json`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
-use sortie_plan::launch::Transfer;
+use sortie_plan::launch::{Plan, Transfer};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -23,8 +23,8 @@ use crate::transfer::{
 };
 use crate::transport::Connection;
 
-/// Which list of the plan a transfer comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// Which list of the plan a transfer comes from (ordered as they run: uploads first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransferStep {
     /// `[[upload]]`: local to the host, before the host's first start.
@@ -165,12 +165,13 @@ fn no_tags() -> &'static BTreeMap<String, String> {
     &EMPTY
 }
 
-/// Runs `uploads` (plan index, transfer, local source) on one host, in plan order, stopping at
+/// Runs `uploads` (plan index, transfer) on one host, in plan order, stopping at
 /// the first that fails: its processes must not start on half-staged files. Returns a record
 /// per upload (the ones after a failure are skipped).
 pub(crate) async fn upload(
     pool: &HostPool,
-    uploads: &[(usize, Transfer, PathBuf)],
+    plan: &Plan,
+    uploads: &[(usize, Transfer)],
     cancel: &CancellationToken,
 ) -> Vec<TransferRecord> {
     let label = pool.target.label.clone();
@@ -182,7 +183,7 @@ pub(crate) async fn upload(
     let (opts, ctx) = (&opts, &ctx);
     let mut out = Vec::with_capacity(uploads.len());
     let mut failed: Option<String> = None;
-    for (index, t, source) in uploads {
+    for (index, t) in uploads {
         if let Some(why) = &failed {
             out.push(TransferRecord::skipped(
                 TransferStep::Upload,
@@ -193,6 +194,7 @@ pub(crate) async fn upload(
             ));
             continue;
         }
+        let source = &plan.upload_source(t);
         let t0 = Instant::now();
         let dest = expand_remote(&t.dest, &label, no_tags());
         let mut rec = TransferRecord::new(
