@@ -22,7 +22,7 @@ use super::hosts::HostPool;
 use super::process::{self, Attempt, Msg};
 use super::report::{evaluate, summarize, HostReport, LaunchReport, ProcessReport, StopCheck};
 use super::shell;
-use super::stage::{self, TransferOutcome, TransferRecord, TransferStep};
+use super::stage::{self, TransferRecord, TransferStep};
 use super::{LaunchOptions, LaunchResult};
 use crate::transport::{Command, Exit, SpawnError};
 
@@ -270,16 +270,7 @@ impl Engine {
                         let elapsed = t.elapsed();
                         // The host's uploads come before its first process.
                         let records = stage::upload(&pool, &plan, &uploads, &cancel).await;
-                        let failed = records
-                            .iter()
-                            .find(|r| r.outcome == TransferOutcome::Failed)
-                            .map(|r| {
-                                format!(
-                                    "{} failed: {}",
-                                    r.name(),
-                                    r.errors.first().map_or("", String::as_str)
-                                )
-                            });
+                        let failed = records.iter().find_map(TransferRecord::failure);
                         if !records.is_empty() {
                             let _ = tx.send(Msg::Transfers { host: i, records }).await;
                         }

@@ -123,6 +123,17 @@ impl TransferRecord {
         }
     }
 
+    /// `upload #1 bin -> /opt/kvs/ failed: <first error>` when it failed, else `None`.
+    pub fn failure(&self) -> Option<String> {
+        (self.outcome == TransferOutcome::Failed).then(|| {
+            format!(
+                "{} failed: {}",
+                self.name(),
+                self.errors.first().map_or("", String::as_str)
+            )
+        })
+    }
+
     /// `upload#1 ./bin -> /opt/kvs/` style name for messages (1-based, as a person counts).
     pub fn name(&self) -> String {
         let step = match self.step {
@@ -214,13 +225,7 @@ pub(crate) async fn upload(
             Err(e) => Err(e.into()),
         };
         rec.finish(result, t0);
-        if rec.outcome == TransferOutcome::Failed {
-            failed = Some(format!(
-                "{} failed: {}",
-                rec.name(),
-                rec.errors.first().map_or("", String::as_str)
-            ));
-        }
+        failed = rec.failure();
         out.push(rec);
     }
     out
