@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use faults_support::{record, sortie, spawn, sshd_or_skip, RUN_LIMIT};
+use faults_support::{record, sortie, spawn, sshd_or_skip, Finished, Running, RUN_LIMIT};
 use sortie_testkit::{Behavior, KeyKind, Proxy, Sshd};
 
 /// Upper bound for stopping remote processes after Ctrl-C: kill grace plus the stop command's
@@ -17,6 +17,21 @@ use sortie_testkit::{Behavior, KeyKind, Proxy, Sshd};
 /// to 60 s when contended, as on the shared CI machine) can delay. Rules out a hang; typical
 /// values are in docs/reliability.md.
 const STOP_BOUND: Duration = Duration::from_secs(75);
+
+/// Sends Ctrl-C and waits for sortie to exit: what it printed, and how long after the signal.
+fn interrupt(running: Running) -> (Finished, Duration) {
+    running.interrupt();
+    let sent = Instant::now();
+    let done = running.finish(RUN_LIMIT);
+    (done, sent.elapsed())
+}
+
+/// Exit 130 and no process carrying `marker` left on the hosts.
+fn assert_nothing_left(done: &Finished, marker: &str) {
+    assert_eq!(done.code(), Some(130), "{}", done.shown());
+    let left = sortie_testkit::wait_for_no_remote_processes(marker, Duration::from_secs(3));
+    assert!(left.is_empty(), "left behind: {left:?}\n{}", done.shown());
+}
 
 fn wait_remote(marker: &str, n: usize, within: Duration) {
     let deadline = Instant::now() + within;
@@ -81,10 +96,7 @@ fn ctrl_c_while_connecting_and_running_exec() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(200));
-    running.interrupt();
-    let sent = Instant::now();
-    let done = running.finish(RUN_LIMIT);
-    let took = sent.elapsed();
+    let (done, took) = interrupt(running);
     assert_eq!(done.code(), Some(130), "{}", done.shown());
     assert!(done.stderr.contains("interrupted"), "{}", done.shown());
     record(
@@ -107,13 +119,8 @@ fn ctrl_c_while_connecting_and_running_exec() {
         &format!("trap '' TERM HUP; echo up; sleep 1000 # {marker}"),
     ]));
     wait_remote(&marker, 3, RUN_LIMIT);
-    running.interrupt();
-    let sent = Instant::now();
-    let done = running.finish(RUN_LIMIT);
-    let took = sent.elapsed();
-    assert_eq!(done.code(), Some(130), "{}", done.shown());
-    let left = sortie_testkit::wait_for_no_remote_processes(&marker, Duration::from_secs(3));
-    assert!(left.is_empty(), "left behind: {left:?}\n{}", done.shown());
+    let (done, took) = interrupt(running);
+    assert_nothing_left(&done, &marker);
     // TERM, then KILL after the 1 s grace: about 2 s. The stop itself is a command run
     // through the remote login shell, so a slow shell start-up (a ~/.bashrc waiting on a lock)
     // adds to it; the bound only rules out a hang.
@@ -162,13 +169,8 @@ fn ctrl_c_during_run_leaves_no_job_behind() {
             ]),
     );
     wait_remote(&marker, 4, RUN_LIMIT);
-    running.interrupt();
-    let sent = Instant::now();
-    let done = running.finish(RUN_LIMIT);
-    let took = sent.elapsed();
-    assert_eq!(done.code(), Some(130), "{}", done.shown());
-    let left = sortie_testkit::wait_for_no_remote_processes(&marker, Duration::from_secs(3));
-    assert!(left.is_empty(), "left behind: {left:?}\n{}", done.shown());
+    let (done, took) = interrupt(running);
+    assert_nothing_left(&done, &marker);
     record("Ctrl-C during sortie run -> exit 130", took, STOP_BOUND);
     assert!(took < STOP_BOUND, "{}", done.shown());
 }
@@ -203,13 +205,8 @@ fn ctrl_c_during_launch_stops_every_process() {
             .arg(dir.path().join("run")),
     );
     wait_remote(&marker, 4, RUN_LIMIT);
-    running.interrupt();
-    let sent = Instant::now();
-    let done = running.finish(RUN_LIMIT);
-    let took = sent.elapsed();
-    assert_eq!(done.code(), Some(130), "{}", done.shown());
-    let left = sortie_testkit::wait_for_no_remote_processes(&marker, Duration::from_secs(3));
-    assert!(left.is_empty(), "left behind: {left:?}\n{}", done.shown());
+    let (done, took) = interrupt(running);
+    assert_nothing_left(&done, &marker);
     record("Ctrl-C during sortie launch -> exit 130", took, STOP_BOUND);
     assert!(took < STOP_BOUND, "{}", done.shown());
 }
