@@ -10,7 +10,7 @@ use crate::args::ExecArgs;
 use crate::exit::ExitCode;
 use crate::select;
 
-pub async fn run(args: ExecArgs) -> miette::Result<ExitCode> {
+pub async fn run(args: ExecArgs, signals: crate::signals::Interrupts) -> miette::Result<ExitCode> {
     let targets = select::targets(&args.selection)?;
     let mode = if args.json {
         Mode::Json
@@ -37,7 +37,7 @@ pub async fn run(args: ExecArgs) -> miette::Result<ExitCode> {
     };
     let transport: Arc<dyn Transport> = select::transports();
     let cancel = sortie::CancellationToken::new();
-    select::on_interrupt(cancel.clone());
+    select::on_interrupt(signals, cancel.clone());
     let handle = exec(transport, targets, command, options, cancel);
     Ok(drive(handle, &mut reporter).await)
 }

@@ -19,7 +19,7 @@ use crate::exit::ExitCode;
 use crate::select;
 
 /// Runs `sortie launch`.
-pub async fn run(a: LaunchArgs) -> miette::Result<ExitCode> {
+pub async fn run(a: LaunchArgs, signals: crate::signals::Interrupts) -> miette::Result<ExitCode> {
     let mut overrides = a.set.clone();
     if let Some(d) = &a.duration {
         overrides.push(format!("run.duration=\"{d}\""));
@@ -48,7 +48,14 @@ pub async fn run(a: LaunchArgs) -> miette::Result<ExitCode> {
     };
     let mut handle = launch(select::transports(), plan, targets, options, cancel.clone())
         .map_err(miette::Report::new)?;
-    on_interrupt(cancel, handle.escalate.clone());
+    // First Ctrl-C, SIGTERM or SIGHUP: stop sequences, dependents first. Second: KILL at once.
+    // Third: exit.
+    crate::signals::on_interrupt(
+        signals,
+        cancel,
+        Some((handle.escalate.clone(), "killing every process now")),
+        "stopping every process",
+    );
 
     let mut view = View::new(a.json);
     while let Some(ev) = handle.events.recv().await {
@@ -107,27 +114,6 @@ fn lifecycle_code(result: &sortie::launch::LaunchResult) -> ExitCode {
     } else {
         ExitCode::Ok
     }
-}
-
-/// First Ctrl-C: stop (stop sequences, dependents first). Second: KILL everything at once.
-/// Third: exit.
-fn on_interrupt(cancel: sortie::CancellationToken, escalate: sortie::CancellationToken) {
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
-            return;
-        }
-        eprintln!("sortie: interrupted; stopping every process (Ctrl-C again to kill at once)");
-        cancel.cancel();
-        if tokio::signal::ctrl_c().await.is_err() {
-            return;
-        }
-        eprintln!("sortie: killing every process now (Ctrl-C again to exit at once)");
-        escalate.cancel();
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("sortie: exiting at once; processes may be left on hosts");
-            std::process::exit(130);
-        }
-    });
 }
 
 /// Runs the commands of command-defined groups and reads inventory groups, as the inventory

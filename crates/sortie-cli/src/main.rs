@@ -8,6 +8,7 @@ mod hosts_cmd;
 mod launch_cmd;
 mod run_cmd;
 mod select;
+mod signals;
 mod transfer_cmd;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -31,14 +32,30 @@ fn main() {
 }
 
 async fn dispatch(cli: args::Cli, matches: &clap::ArgMatches) -> ExitCode {
-    let result = match cli.command {
-        args::Command::Exec(a) => exec_cmd::run(a).await,
-        args::Command::Hosts(a) => hosts_cmd::run(a).await,
-        args::Command::Run(a) => run_cmd::run(*a, matches.subcommand_matches("run")).await,
-        args::Command::Launch(a) => launch_cmd::run(a).await,
-        args::Command::Put(a) => transfer_cmd::put(a).await,
-        args::Command::Get(a) => transfer_cmd::get(a).await,
+    if let args::Command::Hosts(a) = cli.command {
+        return finish(hosts_cmd::run(a).await);
+    }
+    // Every command that contacts hosts listens for SIGINT, SIGTERM and SIGHUP before it does.
+    let sig = match signals::Interrupts::install() {
+        Ok(sig) => sig,
+        Err(e) => {
+            eprintln!("sortie: cannot listen for signals: {e}");
+            return ExitCode::Usage;
+        }
     };
+    let result = match cli.command {
+        args::Command::Exec(a) => exec_cmd::run(a, sig).await,
+        args::Command::Run(a) => run_cmd::run(*a, matches.subcommand_matches("run"), sig).await,
+        args::Command::Launch(a) => launch_cmd::run(a, sig).await,
+        args::Command::Put(a) => transfer_cmd::put(a, sig).await,
+        args::Command::Get(a) => transfer_cmd::get(a, sig).await,
+        args::Command::Hosts(_) => unreachable!("handled above"),
+    };
+    finish(result)
+}
+
+/// The exit code of a command's result; an error is printed and is a usage error.
+fn finish(result: miette::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(report) => {

@@ -12,7 +12,11 @@ use crate::exec_cmd::drive;
 use crate::exit::ExitCode;
 use crate::select;
 
-pub async fn run(args: RunArgs, matches: Option<&clap::ArgMatches>) -> miette::Result<ExitCode> {
+pub async fn run(
+    args: RunArgs,
+    matches: Option<&clap::ArgMatches>,
+    signals: crate::signals::Interrupts,
+) -> miette::Result<ExitCode> {
     // Everything the user wrote is checked before any host is contacted.
     let (template_words, lists) = split_lists(&args.template);
     let jobs = job_set(&args, matches, lists)?;
@@ -80,7 +84,7 @@ pub async fn run(args: RunArgs, matches: Option<&clap::ArgMatches>) -> miette::R
         cancel.clone(),
     )
     .map_err(miette::Report::new)?;
-    select::on_interrupt(cancel);
+    select::on_interrupt(signals, cancel);
     Ok(drive(handle, &mut reporter).await)
 }
 

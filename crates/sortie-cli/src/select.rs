@@ -62,17 +62,8 @@ pub fn transports() -> Arc<dyn Transport> {
     Arc::new(Transports::new(SshTransport::new(SshOptions::default())))
 }
 
-/// First Ctrl-C cancels the run (stop new work, end what runs); a second exits at once.
-pub fn on_interrupt(cancel: sortie::CancellationToken) {
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
-            return;
-        }
-        eprintln!("sortie: interrupted; ending remote commands (Ctrl-C again to exit at once)");
-        cancel.cancel();
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("sortie: exiting at once");
-            std::process::exit(130);
-        }
-    });
+/// First Ctrl-C, SIGTERM or SIGHUP cancels the run (stop new work, end what runs); a second
+/// exits at once.
+pub fn on_interrupt(signals: crate::signals::Interrupts, cancel: sortie::CancellationToken) {
+    crate::signals::on_interrupt(signals, cancel, None, "ending remote commands");
 }

@@ -19,7 +19,7 @@ use crate::exit::ExitCode;
 use crate::select;
 
 /// `sortie put [selection] LOCAL... REMOTE`.
-pub async fn put(args: PutArgs) -> miette::Result<ExitCode> {
+pub async fn put(args: PutArgs, signals: crate::signals::Interrupts) -> miette::Result<ExitCode> {
     let (remote, locals) = args
         .paths
         .split_last()
@@ -39,13 +39,13 @@ pub async fn put(args: PutArgs) -> miette::Result<ExitCode> {
     let labels: Vec<String> = hosts.iter().map(|h| h.target.label.clone()).collect();
     let handle = transfer::put(select::transports(), hosts, tree, remote, opts, ctx.clone())
         .map_err(miette::Report::new)?;
-    select::on_interrupt(ctx.cancel.clone());
+    select::on_interrupt(signals, ctx.cancel.clone());
     let mut reporter = reporter(labels, args.common.json)?;
     Ok(drive(handle, &mut reporter, ctx.progress, args.common.json).await)
 }
 
 /// `sortie get [selection] REMOTE... LOCAL_DIR`.
-pub async fn get(args: GetArgs) -> miette::Result<ExitCode> {
+pub async fn get(args: GetArgs, signals: crate::signals::Interrupts) -> miette::Result<ExitCode> {
     let (local_dir, remotes) = args
         .paths
         .split_last()
@@ -75,7 +75,7 @@ pub async fn get(args: GetArgs) -> miette::Result<ExitCode> {
         ctx.clone(),
     )
     .map_err(miette::Report::new)?;
-    select::on_interrupt(ctx.cancel.clone());
+    select::on_interrupt(signals, ctx.cancel.clone());
     let mut reporter = reporter(labels, args.common.json)?;
     Ok(drive(handle, &mut reporter, ctx.progress, args.common.json).await)
 }
