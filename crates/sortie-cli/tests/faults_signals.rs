@@ -210,3 +210,104 @@ fn ctrl_c_during_launch_stops_every_process() {
     record("Ctrl-C during sortie launch -> exit 130", took, STOP_BOUND);
     assert!(took < STOP_BOUND, "{}", done.shown());
 }
+
+/// The stop requests other than Ctrl-C: SIGTERM (`timeout`, `systemctl stop`, a cancelled CI
+/// job) and SIGHUP (a closed terminal), with their numbers.
+const STOP_SIGNALS: [(&str, i32); 2] = [("SIGTERM", 15), ("SIGHUP", 1)];
+
+/// exec and run, each stopped by `sig` once `n` of its commands run: exit 130, the signal named
+/// on stderr, nothing carrying the marker left. `hosts` are `-H` values, `args` come before them.
+fn stop_exec_and_run(args: &[&str], hosts: &str, n: usize, (sig, num): (&str, i32), local: bool) {
+    let marker = format!("stopsig-{}-{}-{local}", std::process::id(), num);
+    let exec = [
+        "exec",
+        "--kill-grace",
+        "1s",
+        "-H",
+        hosts,
+        "--",
+        &format!("echo up; sleep 1000 # {marker}-exec"),
+    ];
+    let job = format!("sleep 1000 # {marker}-run {{}}");
+    let run = [
+        "run",
+        "--slots",
+        "2",
+        "--kill-grace",
+        "1s",
+        "-H",
+        hosts,
+        "--",
+        &job,
+        ":::",
+        "a",
+        "b",
+        "c",
+        "d",
+        "e",
+        "f",
+    ];
+    for (what, cmd) in [("exec", &exec[..]), ("run", &run[..])] {
+        let (command, rest) = cmd.split_first().unwrap();
+        let running = spawn(sortie().arg(command).args(args).args(rest));
+        let mark = format!("{marker}-{what}");
+        let sortie_pid = running.child.id();
+        let alive = || -> Vec<String> {
+            if local {
+                sortie_testkit::processes_matching(&mark)
+                    .into_iter()
+                    .filter(|p| p.pid != sortie_pid)
+                    .map(|p| p.cmdline)
+                    .collect()
+            } else {
+                sortie_testkit::remote_processes(&mark)
+                    .into_iter()
+                    .map(|p| p.1)
+                    .collect()
+            }
+        };
+        let deadline = Instant::now() + RUN_LIMIT;
+        while alive().len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: only {:?} started",
+                alive()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        running.signal(num);
+        let done = running.finish(RUN_LIMIT);
+        assert_eq!(done.code(), Some(130), "{what} {sig}: {}", done.shown());
+        assert!(
+            done.stderr.contains(&format!("interrupted ({sig})")),
+            "{what} {sig}: {}",
+            done.shown()
+        );
+        let gone = Instant::now() + Duration::from_secs(3);
+        while !alive().is_empty() && Instant::now() < gone {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(alive().is_empty(), "{what} {sig} left {:?}", alive());
+    }
+}
+
+#[test]
+fn sigterm_and_sighup_stop_exec_and_run_like_ctrl_c_on_the_local_transport() {
+    for sig in STOP_SIGNALS {
+        stop_exec_and_run(&[], "local", 1, sig, true);
+    }
+}
+
+#[test]
+fn sigterm_and_sighup_stop_exec_and_run_like_ctrl_c_over_ssh() {
+    let Some(sshd) = sshd_or_skip("sigterm_and_sighup_stop_exec_and_run_like_ctrl_c_over_ssh")
+    else {
+        return;
+    };
+    let hosts = ["127.0.0.1", "127.0.0.2"];
+    let cfg = sshd.ssh_config_for(&hosts).unwrap();
+    let cfg = cfg.display().to_string();
+    for sig in STOP_SIGNALS {
+        stop_exec_and_run(&["-F", &cfg], &hosts.join(","), 2, sig, false);
+    }
+}

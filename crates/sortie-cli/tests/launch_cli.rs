@@ -388,6 +388,17 @@ fn interrupt_when(
     extra: &[&str],
     until: impl Fn(&Value) -> bool,
 ) -> (Child, Vec<Value>) {
+    signal_when(ex, extra, "INT", until)
+}
+
+/// Starts sortie with --json and reads events until `until` says so; then sends `signal`
+/// (`INT`, `TERM`, `HUP`).
+fn signal_when(
+    ex: &Example,
+    extra: &[&str],
+    signal: &str,
+    until: impl Fn(&Value) -> bool,
+) -> (Child, Vec<Value>) {
     let mut child = ex
         .cmd()
         .arg("--json")
@@ -413,7 +424,7 @@ fn interrupt_when(
         }
     }
     let sent = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(sent.success());
@@ -468,6 +479,70 @@ fn ctrl_c_while_holding_stops_everything_with_int_and_leaves_nothing() {
         9
     );
     assert!(ex.left().is_empty(), "left: {:?}", ex.left());
+}
+
+/// SIGTERM and SIGHUP while holding stop the fleet as Ctrl-C does: each role's stop sequence
+/// (SIGINT first), report.json written and marked interrupted, exit 130, nothing left.
+fn term_or_hup_while_holding(ex: &Example, extra: &[&str], signal: &str, master: &str) {
+    let mut args = extra.to_vec();
+    args.extend(["--duration", "10m"]);
+    let (mut child, events) = signal_when(ex, &args, signal, |e| {
+        e["event"] == "phase_changed" && e["phase"] == "holding"
+    });
+    assert_eq!(child.wait().unwrap().code(), Some(130), "{signal}");
+    assert!(
+        events.iter().any(|e| e["event"] == "stop_confirmed"),
+        "{signal}: the stop was confirmed: {events:?}"
+    );
+    let report = ex.report();
+    assert_eq!(report["interrupted"], true, "{signal}");
+    let ps = processes(&report);
+    assert_eq!(
+        ps.iter()
+            .filter(|p| p["ending"]["kind"] == "ready_then_stopped")
+            .count(),
+        9,
+        "{signal}: {ps:?}"
+    );
+    let sig = std::fs::read_to_string(ex.fresh("master", master).join("signal.txt")).unwrap();
+    assert_eq!(sig.lines().next(), Some("INT"), "{signal}: first signal");
+    let left = sortie_testkit::wait_for_no_remote_processes(&ex.tag, Duration::from_secs(5));
+    assert!(left.is_empty(), "{signal}: left on the hosts: {left:?}");
+    assert!(ex.left().is_empty(), "{signal}: left: {:?}", ex.left());
+}
+
+#[test]
+fn sigterm_and_sighup_while_holding_stop_with_int_and_write_the_report() {
+    for signal in ["TERM", "HUP"] {
+        let ex = Example::new(|p| p);
+        let master = format!("{}-1", ex.tag);
+        term_or_hup_while_holding(&ex, &[], signal, &master);
+    }
+}
+
+#[test]
+fn over_ssh_sigterm_and_sighup_while_holding_stop_with_int_and_write_the_report() {
+    let Some((_sshd, hosts, cfg)) = ssh_fleet(
+        "over_ssh_sigterm_and_sighup_while_holding_stop_with_int_and_write_the_report",
+        2,
+    ) else {
+        return;
+    };
+    let cfg = cfg.display().to_string();
+    for signal in ["TERM", "HUP"] {
+        let ex = Example::new(|p| p);
+        let wd = ex.root().join("examples/local");
+        let plan = std::fs::read_to_string(wd.join("plan.toml")).unwrap();
+        let plan = plan
+            .replace(
+                "hosts = [\"local[1-2]\"]\ntransport = \"local\"",
+                &format!("hosts = [\"{}\", \"{}\"]", hosts[0], hosts[1]),
+            )
+            .replace("\"examples/local", &format!("\"{}", wd.display()));
+        std::fs::write(wd.join("plan.toml"), plan).unwrap();
+        let master = format!("{}-1", ex.tag);
+        term_or_hup_while_holding(&ex, &["-F", &cfg], signal, &master);
+    }
 }
 
 #[test]

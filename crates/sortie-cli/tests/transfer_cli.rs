@@ -269,12 +269,19 @@ fn a_server_without_sftp_still_works_through_the_exec_fallback() {
 
 /// Starts a large put, waits until its temporary file is being written, then sends `signal`.
 fn interrupt_put(s: &Setup, signal: &str) -> (Option<i32>, PathBuf, PathBuf) {
-    let src = s.tmp.path().join(format!("huge-{signal}.bin"));
+    interrupt_transfer(s, "put", signal)
+}
+
+/// Starts a large put or get, waits until its temporary file is being written (on the host for
+/// put, here for get), then sends `signal`. Returns the exit code, the destination directory
+/// and the source file.
+fn interrupt_transfer(s: &Setup, verb: &str, signal: &str) -> (Option<i32>, PathBuf, PathBuf) {
+    let src = s.tmp.path().join(format!("huge-{verb}-{signal}.bin"));
     big_file(&src, 400);
-    let dir = s.tmp.path().join(format!("remote-{signal}"));
+    let dir = s.tmp.path().join(format!("{verb}-{signal}"));
     std::fs::create_dir_all(&dir).unwrap();
     let mut child = s
-        .cmd("put")
+        .cmd(verb)
         .arg(&src)
         .arg(format!("{}/", dir.display()))
         .stdout(Stdio::null())
@@ -323,6 +330,41 @@ fn an_interrupted_put_leaves_no_partial_file_under_the_real_name() {
     let (code, dir, src) = interrupt_put(&s, "KILL");
     assert_eq!(code, None);
     assert!(!dir.join(src.file_name().unwrap()).exists());
+}
+
+/// SIGTERM and SIGHUP stop put and get as Ctrl-C does: exit 130, no partial file under the
+/// real name, the temporary file removed.
+#[test]
+fn sigterm_and_sighup_stop_put_and_get_without_a_partial_file() {
+    let Some(s) = setup(
+        "sigterm_and_sighup_stop_put_and_get_without_a_partial_file",
+        1,
+        true,
+    ) else {
+        return;
+    };
+    for verb in ["put", "get"] {
+        for signal in ["TERM", "HUP"] {
+            let (code, dir, src) = interrupt_transfer(&s, verb, signal);
+            assert_eq!(code, Some(130), "{verb} {signal}");
+            let name = src.file_name().unwrap().to_string_lossy().into_owned();
+            let started = Instant::now();
+            while !names_below(&dir).is_empty() && started.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let left = names_below(&dir);
+            assert!(
+                !left
+                    .iter()
+                    .any(|n| n.ends_with(&name) && !n.contains("sortie-tmp")),
+                "{verb} {signal}: a file under the real name: {left:?}"
+            );
+            assert!(
+                !left.iter().any(|n| n.contains("sortie-tmp")),
+                "{verb} {signal}: temporary file left: {left:?}"
+            );
+        }
+    }
 }
 
 #[test]

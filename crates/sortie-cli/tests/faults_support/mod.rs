@@ -226,8 +226,14 @@ impl Running {
 
     /// Sends `SIGINT`, as Ctrl-C in a terminal does.
     pub fn interrupt(&self) {
+        self.signal(2);
+    }
+
+    /// Sends signal number `sig` to sortie (15: `timeout`, `systemctl stop`; 1: a closed
+    /// terminal).
+    pub fn signal(&self, sig: i32) {
         // SAFETY: kill has no memory-safety preconditions.
-        unsafe { kill(self.child.id() as i32, 2) };
+        unsafe { kill(self.child.id() as i32, sig) };
     }
 
     /// Waits for the exit, at most `limit` (then kills sortie and fails the test).
