@@ -6,7 +6,7 @@
 //! keys, files or ports; the caller builds the lookup name (see [`crate::lookup_name`]).
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 
 /// The prefix OpenSSH writes before a hashed host field (`HASH_MAGIC` in hostfile.h).
 const HASH_MAGIC: &str = "|1|";

@@ -52,10 +52,8 @@ fn make_file(path: &Path, size: usize, seed: u64, mode: u32) {
 }
 
 fn sha256(path: &Path) -> String {
-    let mut f = std::fs::File::open(path).unwrap();
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).unwrap();
-    format!("{:x}", h.finalize())
+    let digest = Sha256::digest(std::fs::read(path).unwrap());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn mode(path: &Path) -> u32 {

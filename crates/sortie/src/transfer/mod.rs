@@ -631,9 +631,17 @@ pub(crate) async fn local_sha256(path: &Path) -> Result<String, TransferError> {
     let p = path.to_path_buf();
     tokio::task::spawn_blocking(move || {
         use sha2::{Digest, Sha256};
+        use std::io::Read;
         let mut f = std::fs::File::open(&p)?;
         let mut h = Sha256::new();
-        std::io::copy(&mut f, &mut h)?;
+        // sha2 0.11 has no io::Write impl: feed it in 64 KiB reads.
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match f.read(&mut buf)? {
+                0 => break,
+                n => h.update(&buf[..n]),
+            }
+        }
         Ok::<_, std::io::Error>(
             h.finalize()
                 .iter()
