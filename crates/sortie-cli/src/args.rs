@@ -3,32 +3,122 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-/// Start work on a fleet of Linux hosts over SSH, concurrently.
+/// Start work on a fleet of Linux hosts over SSH, concurrently, from one machine.
 #[derive(Parser, Debug)]
-#[command(name = "sortie", version, about, propagate_version = true)]
+#[command(
+    name = "sortie",
+    version,
+    about = "Start work on a fleet of Linux hosts over SSH, concurrently, from one machine",
+    long_about = "Start work on a fleet of Linux hosts over SSH, concurrently, from one machine: \
+                  one command on every host (exec), a list of jobs spread over hosts (run), \
+                  files to and from hosts (put, get), and long-lived fleets of processes from a \
+                  plan (launch). Host keys are verified, every line is labelled with its host, \
+                  nothing is left running after Ctrl-C, SIGTERM or SIGHUP, and a summary says \
+                  what happened on each host. Nothing is installed on the hosts.",
+    after_help = "Examples:\n  \
+        sortie exec -H 'web[01-20]' uptime\n  \
+        sortie run -H 'web[1-4]' --slots 4 -- './job.sh {}' ::: a b c\n  \
+        sortie launch plan.toml --dry-run\n\n\
+        Exit codes: 0 ok, 1 a command failed, 2 bad input, 3 a host unreachable, 4 a launch \
+        threshold failed, 130 interrupted.",
+    propagate_version = true
+)]
 pub struct Cli {
     /// More diagnostics on stderr (-v, -vv, -vvv). SORTIE_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// When to colour output: auto (terminals, unless NO_COLOR is set), always (e.g. for
+    /// `less -R`), never.
+    #[arg(
+        long = "color",
+        value_enum,
+        value_name = "WHEN",
+        default_value = "auto",
+        global = true
+    )]
+    pub color: Color,
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// `--color`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq, Default)]
+pub enum Color {
+    /// Colour on terminals, unless NO_COLOR is set to a non-empty value.
+    #[default]
+    Auto,
+    /// Always colour, even into a pipe or a file.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+/// Option groups in `--help`.
+const SELECTION: &str = "Selection";
+const CONNECTION: &str = "Connection";
+const OUTPUT: &str = "Output";
+const BEHAVIOUR: &str = "Behaviour";
 
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run one command on every selected host.
+    #[command(after_help = "Examples:\n  \
+        sortie exec -H 'web[01-20]' -x web07 uptime\n  \
+        sortie exec -g masters --group -- 'systemctl is-active kvs-master'\n  \
+        sortie exec -H ^hosts.txt --timeout 30s --json ./check.sh > events.jsonl\n\n\
+        The command starts at the first word that is not an option (or after `--`); \
+        everything from there on is the command, options included.")]
     Exec(ExecArgs),
     /// List the selected hosts, or print one host's effective settings (--resolved).
+    #[command(after_help = "Examples:\n  \
+        sortie hosts -H 'rack[1-2]-n[1-3]'\n  \
+        sortie hosts -g masters\n  \
+        sortie hosts --resolved web03        # compare with: ssh -G web03")]
     Hosts(HostsArgs),
     /// Spread a list of jobs over hosts, N slots per host (like GNU parallel -S).
+    #[command(after_help = "Examples:\n  \
+        sortie run -H 'web[1-4]' --slots 4 -- 'echo job {}' ::: a b c d\n  \
+        sortie run -g viewers --slots 4 --csv channels.csv --joblog jobs.tsv -- './viewer {channel}'\n  \
+        sortie run -H web1,web2 --range 1..100 --retries 2 -- './step.sh {}'")]
     Run(Box<RunArgs>),
     /// Run a plan's fleet of long-lived processes: ramp-up, readiness, hold, clean stop, report.
+    #[command(after_help = "Examples:\n  \
+        sortie launch examples/local/plan.toml\n  \
+        sortie launch plan.toml --dry-run\n  \
+        sortie launch plan.toml --duration 30m --set roles.viewer.count=2\n\n\
+        Ctrl-C, SIGTERM or SIGHUP stop every process with its role's stop sequence and write the \
+        report; a second one kills at once.")]
     Launch(LaunchArgs),
     /// Copy local files and directories to every selected host.
+    #[command(after_help = "Examples:\n  \
+        sortie put -g all -r build/ /opt/kvs/\n  \
+        sortie put -H 'cam[1-8]' --verify firmware.bin '/tmp/{host}.bin'")]
     Put(PutArgs),
     /// Copy files from every selected host into LOCAL_DIR/<host>/.
+    #[command(after_help = "Examples:\n  \
+        sortie get -g all '/opt/kvs/logs/*.log' ./logs\n  \
+        sortie get -H 'web[1-3]' -r /var/log/app ./collected")]
     Get(GetArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) on stdout.
+    #[command(after_help = "Examples:\n  \
+        sortie completions bash > ~/.local/share/bash-completion/completions/sortie\n  \
+        sortie completions zsh > \"${fpath[1]}/_sortie\"\n  \
+        sortie completions fish > ~/.config/fish/completions/sortie.fish")]
+    Completions(CompletionsArgs),
+    /// Print sortie's man page (roff) on stdout.
+    #[command(after_help = "Examples:\n  \
+        sortie man | man -l -\n  \
+        sortie man > ~/.local/share/man/man1/sortie.1")]
+    Man,
+}
+
+/// `sortie completions`.
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Host key policy on the command line.
@@ -46,42 +136,41 @@ pub enum HostKeyChecking {
 #[derive(Args, Debug, Clone, Default)]
 pub struct Selection {
     /// Hosts: comma-separated `[user@]host[:port]`, ranges `web[01-20]`, `^FILE` (repeatable).
-    #[arg(short = 'H', long = "hosts", value_name = "HOSTS")]
+    #[arg(short = 'H', long = "hosts", value_name = "HOSTS", help_heading = SELECTION)]
     pub hosts: Vec<String>,
     /// Hosts to leave out, same syntax as -H (repeatable).
-    #[arg(short = 'x', long = "exclude", value_name = "HOSTS")]
+    #[arg(short = 'x', long = "exclude", value_name = "HOSTS", help_heading = SELECTION)]
     pub exclude: Vec<String>,
     /// Inventory group(s) to select (repeatable, or comma-separated).
     #[arg(
         short = 'g',
         long = "hostgroup",
         value_name = "GROUP",
-        value_delimiter = ','
-    )]
+        value_delimiter = ',', help_heading = SELECTION)]
     pub groups: Vec<String>,
     /// Inventory file [default: sortie.toml when it exists].
-    #[arg(short = 'i', long = "inventory", value_name = "FILE")]
+    #[arg(short = 'i', long = "inventory", value_name = "FILE", help_heading = SELECTION)]
     pub inventory: Option<PathBuf>,
     /// ssh_config file instead of ~/.ssh/config and /etc/ssh/ssh_config.
-    #[arg(short = 'F', value_name = "FILE")]
+    #[arg(short = 'F', value_name = "FILE", help_heading = CONNECTION)]
     pub ssh_config: Option<PathBuf>,
     /// Remote user for every host.
-    #[arg(short = 'l', long = "user", value_name = "USER")]
+    #[arg(short = 'l', long = "user", value_name = "USER", help_heading = CONNECTION)]
     pub user: Option<String>,
     /// Port for every host.
-    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    #[arg(short = 'p', long = "port", value_name = "PORT", help_heading = CONNECTION)]
     pub port: Option<u16>,
     /// Identity file (repeatable); tried before those of the configuration.
-    #[arg(long = "identity", value_name = "FILE")]
+    #[arg(long = "identity", value_name = "FILE", help_heading = CONNECTION)]
     pub identity: Vec<PathBuf>,
     /// known_hosts file(s) to use instead of the configured ones (repeatable).
-    #[arg(long = "known-hosts", value_name = "FILE")]
+    #[arg(long = "known-hosts", value_name = "FILE", help_heading = CONNECTION)]
     pub known_hosts: Vec<PathBuf>,
     /// Host key policy [default: yes, or StrictHostKeyChecking from ssh_config].
-    #[arg(long = "host-key-checking", value_enum, value_name = "POLICY")]
+    #[arg(long = "host-key-checking", value_enum, value_name = "POLICY", help_heading = CONNECTION)]
     pub host_key_checking: Option<HostKeyChecking>,
     /// Connect timeout covering TCP, banner, key exchange and auth [default: 10s].
-    #[arg(long = "connect-timeout", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "connect-timeout", value_name = "DURATION", value_parser = parse_duration, help_heading = CONNECTION)]
     pub connect_timeout: Option<std::time::Duration>,
 }
 
@@ -92,28 +181,29 @@ pub struct ExecArgs {
     pub selection: Selection,
     /// Hosts in flight at once.
     #[arg(short = 'f', long = "fanout", default_value_t = 64, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..), help_heading = CONNECTION)]
     pub fanout: u32,
     /// Time limit per command (e.g. 30s, 5m); then the remote process group is ended.
-    #[arg(short = 't', long = "timeout", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(short = 't', long = "timeout", value_name = "DURATION", value_parser = parse_duration, help_heading = BEHAVIOUR)]
     pub timeout: Option<std::time::Duration>,
     /// Grace between TERM and KILL when a command is ended.
-    #[arg(long = "kill-grace", value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    #[arg(long = "kill-grace", value_name = "DURATION", value_parser = parse_duration, default_value = "5s", help_heading = BEHAVIOUR)]
     pub kill_grace: std::time::Duration,
     /// Buffer per host and print identical outputs once under a folded host range.
-    #[arg(long = "group", conflicts_with_all = ["out_dir", "json"])]
+    #[arg(long = "group", conflicts_with_all = ["out_dir", "json"], help_heading = OUTPUT)]
     pub group: bool,
     /// Write DIR/<host>.out and DIR/<host>.err instead of printing output.
-    #[arg(long = "out-dir", value_name = "DIR", conflicts_with = "json")]
+    #[arg(long = "out-dir", value_name = "DIR", conflicts_with = "json", help_heading = OUTPUT)]
     pub out_dir: Option<PathBuf>,
     /// One JSON object per event on stdout (JSON Lines; see docs/json-events.md).
-    #[arg(long = "json")]
+    #[arg(long = "json", help_heading = OUTPUT)]
     pub json: bool,
     /// Environment variable for the command, K=V (repeatable; values never logged).
-    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env, help_heading = BEHAVIOUR)]
     pub env: Vec<(String, String)>,
-    /// The command, after `--`.
-    #[arg(required = true, last = true, value_name = "COMMAND")]
+    /// The command: from the first word that is not an option (or after `--`) to the end,
+    /// options included, as pdsh, clush and pssh take it.
+    #[arg(required = true, trailing_var_arg = true, num_args = 1.., value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 
@@ -133,70 +223,70 @@ pub struct RunArgs {
     pub selection: Selection,
     /// One job per line of FILE (`-` = stdin). Sources combine as a cartesian product, in
     /// the order given.
-    #[arg(long = "args", value_name = "FILE")]
+    #[arg(long = "args", value_name = "FILE", help_heading = BEHAVIOUR)]
     pub args: Vec<PathBuf>,
     /// One job per row of a CSV file (first line is the header: columns as {name}).
-    #[arg(long = "csv", value_name = "FILE")]
+    #[arg(long = "csv", value_name = "FILE", help_heading = BEHAVIOUR)]
     pub csv: Vec<PathBuf>,
     /// One job per integer of A..B (inclusive; zero padding kept).
-    #[arg(long = "range", value_name = "A..B")]
+    #[arg(long = "range", value_name = "A..B", help_heading = BEHAVIOUR)]
     pub range: Vec<String>,
     /// Jobs at once per host.
     #[arg(long = "slots", default_value_t = 1, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..), help_heading = BEHAVIOUR)]
     pub slots: u32,
     /// Jobs in flight at once overall.
     #[arg(short = 'j', long = "jobs", value_name = "N",
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = BEHAVIOUR)]
     pub jobs: Option<u64>,
     /// Job starts per second/minute, globally (e.g. 5/s, 100/m).
-    #[arg(long = "rate", value_name = "R", value_parser = parse_rate)]
+    #[arg(long = "rate", value_name = "R", value_parser = parse_rate, help_heading = BEHAVIOUR)]
     pub rate: Option<sortie_plan::Rate>,
     /// Minimum time between two job starts, globally.
-    #[arg(long = "delay", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "delay", value_name = "DURATION", value_parser = parse_duration, help_heading = BEHAVIOUR)]
     pub delay: Option<std::time::Duration>,
     /// How hosts are chosen for the next job.
-    #[arg(long = "spread", value_enum, default_value = "least-loaded")]
+    #[arg(long = "spread", value_enum, default_value = "least-loaded", help_heading = BEHAVIOUR)]
     pub spread: Spread,
     /// Connection set-ups in flight at once.
     #[arg(short = 'f', long = "fanout", default_value_t = 64, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..), help_heading = CONNECTION)]
     pub fanout: u32,
     /// Reruns of a failed job, on another host when there is one.
-    #[arg(long = "retries", default_value_t = 0, value_name = "N")]
+    #[arg(long = "retries", default_value_t = 0, value_name = "N", help_heading = BEHAVIOUR)]
     pub retries: u32,
     /// Stop early: `now` or `soon`, with `,fail=N` or `,fail=N%` (like GNU parallel).
-    #[arg(long = "halt", value_name = "WHEN,fail=N")]
+    #[arg(long = "halt", value_name = "WHEN,fail=N", help_heading = BEHAVIOUR)]
     pub halt: Option<String>,
     /// Time limit per job; then its remote process group is ended.
-    #[arg(short = 't', long = "timeout", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(short = 't', long = "timeout", value_name = "DURATION", value_parser = parse_duration, help_heading = BEHAVIOUR)]
     pub timeout: Option<std::time::Duration>,
     /// Grace between TERM and KILL when a job is ended.
-    #[arg(long = "kill-grace", value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    #[arg(long = "kill-grace", value_name = "DURATION", value_parser = parse_duration, default_value = "5s", help_heading = BEHAVIOUR)]
     pub kill_grace: std::time::Duration,
     /// Environment variable for every job, K=V (repeatable; values never logged).
-    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env, help_heading = BEHAVIOUR)]
     pub env: Vec<(String, String)>,
     /// Environment variables from a file of K=V lines (`#` comments; values never logged).
-    #[arg(long = "env-file", value_name = "FILE")]
+    #[arg(long = "env-file", value_name = "FILE", help_heading = BEHAVIOUR)]
     pub env_file: Vec<PathBuf>,
     /// Job log: one TSV row per finished job, like GNU parallel's --joblog.
-    #[arg(long = "joblog", value_name = "FILE")]
+    #[arg(long = "joblog", value_name = "FILE", help_heading = OUTPUT)]
     pub joblog: Option<PathBuf>,
     /// Skip the jobs already in the job log.
-    #[arg(long = "resume", conflicts_with = "resume_failed", requires = "joblog")]
+    #[arg(long = "resume", conflicts_with = "resume_failed", requires = "joblog", help_heading = BEHAVIOUR)]
     pub resume: bool,
     /// Skip the jobs that succeeded in the job log; rerun failed and missing ones.
-    #[arg(long = "resume-failed", requires = "joblog")]
+    #[arg(long = "resume-failed", requires = "joblog", help_heading = BEHAVIOUR)]
     pub resume_failed: bool,
     /// One directory per job with stdout, stderr and exit.
-    #[arg(long = "results", value_name = "DIR")]
+    #[arg(long = "results", value_name = "DIR", help_heading = OUTPUT)]
     pub results: Option<PathBuf>,
     /// Live lines prefixed `host/seq | ` instead of each job's output printed whole.
-    #[arg(long = "line-buffer", conflicts_with = "json")]
+    #[arg(long = "line-buffer", conflicts_with = "json", help_heading = OUTPUT)]
     pub line_buffer: bool,
     /// One JSON object per event on stdout (JSON Lines).
-    #[arg(long = "json")]
+    #[arg(long = "json", help_heading = OUTPUT)]
     pub json: bool,
     /// The command template, after `--`; `::: a b c` adds a literal source.
     #[arg(required = true, last = true, value_name = "TEMPLATE")]
@@ -233,10 +323,10 @@ pub struct PutArgs {
     #[command(flatten)]
     pub common: TransferCommon,
     /// Skip files whose SHA-256 (computed on the host) matches, instead of size and mtime.
-    #[arg(long = "checksum")]
+    #[arg(long = "checksum", help_heading = BEHAVIOUR)]
     pub checksum: bool,
     /// Check each written file's SHA-256 on the host before it replaces the real name.
-    #[arg(long = "verify")]
+    #[arg(long = "verify", help_heading = BEHAVIOUR)]
     pub verify: bool,
     /// LOCAL... REMOTE: local files (directories with -r), then the remote file or directory;
     /// REMOTE may use {host}, {tag:NAME} and a leading ~/ (the login directory).
@@ -248,17 +338,17 @@ pub struct PutArgs {
 #[derive(Args, Debug)]
 pub struct TransferCommon {
     /// Copy directories recursively.
-    #[arg(short = 'r', long = "recursive")]
+    #[arg(short = 'r', long = "recursive", help_heading = BEHAVIOUR)]
     pub recursive: bool,
     /// Transfer method.
-    #[arg(long = "method", value_enum, default_value_t = TransferMethod::Auto)]
+    #[arg(long = "method", value_enum, default_value_t = TransferMethod::Auto, help_heading = BEHAVIOUR)]
     pub method: TransferMethod,
     /// Hosts in flight at once.
     #[arg(short = 'f', long = "fanout", default_value_t = 64, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..), help_heading = CONNECTION)]
     pub fanout: u32,
     /// One JSON object per event on stdout (JSON Lines).
-    #[arg(long = "json")]
+    #[arg(long = "json", help_heading = OUTPUT)]
     pub json: bool,
 }
 
@@ -282,41 +372,41 @@ pub struct LaunchArgs {
     #[arg(value_name = "PLAN.toml")]
     pub plan: PathBuf,
     /// Print the placement and start schedule; contact no host.
-    #[arg(long = "dry-run")]
+    #[arg(long = "dry-run", help_heading = BEHAVIOUR)]
     pub dry_run: bool,
     /// Hold time once every process is ready (overrides run.duration).
-    #[arg(long = "duration", value_name = "DURATION", value_parser = parse_duration_text)]
+    #[arg(long = "duration", value_name = "DURATION", value_parser = parse_duration_text, help_heading = BEHAVIOUR)]
     pub duration: Option<String>,
     /// Override a plan value, KEY=VALUE (repeatable), e.g. --set roles.viewer.count=2.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
+    #[arg(long = "set", value_name = "KEY=VALUE", help_heading = BEHAVIOUR)]
     pub set: Vec<String>,
     /// Run directory for logs and report.json [default: the plan's run.run_dir].
-    #[arg(long = "run-dir", value_name = "DIR")]
+    #[arg(long = "run-dir", value_name = "DIR", help_heading = BEHAVIOUR)]
     pub run_dir: Option<PathBuf>,
     /// One JSON object per event on stdout (JSON Lines).
-    #[arg(long = "json")]
+    #[arg(long = "json", help_heading = OUTPUT)]
     pub json: bool,
     /// Connections being opened at once.
     #[arg(short = 'f', long = "fanout", default_value_t = 64, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..), help_heading = CONNECTION)]
     pub fanout: u32,
     /// ssh_config file instead of ~/.ssh/config and /etc/ssh/ssh_config.
-    #[arg(short = 'F', value_name = "FILE")]
+    #[arg(short = 'F', value_name = "FILE", help_heading = CONNECTION)]
     pub ssh_config: Option<PathBuf>,
     /// Remote user for every SSH host (beats the plan).
-    #[arg(short = 'l', long = "user", value_name = "USER")]
+    #[arg(short = 'l', long = "user", value_name = "USER", help_heading = CONNECTION)]
     pub user: Option<String>,
     /// Identity file (repeatable); tried before those of the plan and configuration.
-    #[arg(long = "identity", value_name = "FILE")]
+    #[arg(long = "identity", value_name = "FILE", help_heading = CONNECTION)]
     pub identity: Vec<PathBuf>,
     /// known_hosts file(s) to use instead of the configured ones (repeatable).
-    #[arg(long = "known-hosts", value_name = "FILE")]
+    #[arg(long = "known-hosts", value_name = "FILE", help_heading = CONNECTION)]
     pub known_hosts: Vec<PathBuf>,
     /// Host key policy [default: yes, or StrictHostKeyChecking from ssh_config].
-    #[arg(long = "host-key-checking", value_enum, value_name = "POLICY")]
+    #[arg(long = "host-key-checking", value_enum, value_name = "POLICY", help_heading = CONNECTION)]
     pub host_key_checking: Option<HostKeyChecking>,
     /// Connect timeout covering TCP, banner, key exchange and auth [default: 10s].
-    #[arg(long = "connect-timeout", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long = "connect-timeout", value_name = "DURATION", value_parser = parse_duration, help_heading = CONNECTION)]
     pub connect_timeout: Option<std::time::Duration>,
 }
 

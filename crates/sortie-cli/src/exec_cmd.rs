@@ -22,6 +22,7 @@ pub async fn run(args: ExecArgs, signals: crate::signals::Interrupts) -> miette:
         Mode::Line
     };
     let mut reporter = ReporterConfig::new(mode)
+        .color(crate::color())
         .labels(targets.iter().map(|t| t.label.clone()))
         .prefix(PrefixStyle::Host)
         .build()

@@ -14,9 +14,33 @@ mod transfer_cmd;
 use clap::{CommandFactory, FromArgMatches};
 use exit::ExitCode;
 
+/// The `--color` choice, set once from the command line before any output.
+static COLOR: std::sync::OnceLock<sortie_report::ColorChoice> = std::sync::OnceLock::new();
+
+/// When to colour, for every reporter and error of this run (`--color`, default auto).
+pub fn color() -> sortie_report::ColorChoice {
+    COLOR.get().copied().unwrap_or_default()
+}
+
 fn main() {
     let matches = args::Cli::command().get_matches();
     let cli = args::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    set_color(cli.color);
+    match &cli.command {
+        args::Command::Completions(a) => {
+            let mut text = Vec::new();
+            clap_complete::generate(a.shell, &mut args::Cli::command(), "sortie", &mut text);
+            print_generated(&text);
+        }
+        args::Command::Man => {
+            let mut text = Vec::new();
+            clap_mangen::Man::new(args::Cli::command())
+                .render(&mut text)
+                .expect("render into memory");
+            print_generated(&text);
+        }
+        _ => {}
+    }
     init_tracing(cli.verbose);
     if let Err(e) = sortie::limits::raise_nofile() {
         tracing::warn!("cannot raise the open-file limit: {e}");
@@ -49,7 +73,9 @@ async fn dispatch(cli: args::Cli, matches: &clap::ArgMatches) -> ExitCode {
         args::Command::Launch(a) => launch_cmd::run(a, sig).await,
         args::Command::Put(a) => transfer_cmd::put(a, sig).await,
         args::Command::Get(a) => transfer_cmd::get(a, sig).await,
-        args::Command::Hosts(_) => unreachable!("handled above"),
+        args::Command::Hosts(_) | args::Command::Completions(_) | args::Command::Man => {
+            unreachable!("handled above")
+        }
     };
     finish(result)
 }
@@ -62,6 +88,36 @@ fn finish(result: miette::Result<ExitCode>) -> ExitCode {
             eprintln!("{report:?}");
             ExitCode::Usage
         }
+    }
+}
+
+/// Writes a generated script or page to stdout and exits; a reader that stops early (`| head`)
+/// is not an error.
+fn print_generated(text: &[u8]) -> ! {
+    use std::io::Write;
+    match std::io::stdout().write_all(text) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("sortie: cannot write to stdout: {e}");
+            std::process::exit(ExitCode::Usage as i32);
+        }
+        _ => std::process::exit(0),
+    }
+}
+
+/// Records `--color` for the reporters and makes miette's error reports follow it.
+fn set_color(choice: args::Color) {
+    use sortie_report::ColorChoice;
+    let choice = match choice {
+        args::Color::Auto => ColorChoice::Auto,
+        args::Color::Always => ColorChoice::Always,
+        args::Color::Never => ColorChoice::Never,
+    };
+    let _ = COLOR.set(choice);
+    if choice != ColorChoice::Auto {
+        let on = choice == ColorChoice::Always;
+        let _ = miette::set_hook(Box::new(move |_| {
+            Box::new(miette::MietteHandlerOpts::new().color(on).build())
+        }));
     }
 }
 

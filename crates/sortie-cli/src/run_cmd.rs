@@ -70,6 +70,7 @@ pub async fn run(
         Mode::PerJob
     };
     let mut reporter = ReporterConfig::new(mode)
+        .color(crate::color())
         .labels(targets.iter().map(|t| t.label.clone()))
         .prefix(PrefixStyle::HostJob)
         .build()

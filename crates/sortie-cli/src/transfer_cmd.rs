@@ -112,6 +112,7 @@ pub fn host_targets(sel: &Selection) -> miette::Result<Vec<HostTarget>> {
 
 fn reporter(labels: Vec<String>, json: bool) -> miette::Result<sortie_report::Fanout> {
     ReporterConfig::new(if json { Mode::Json } else { Mode::Line })
+        .color(crate::color())
         .labels(labels)
         .prefix(PrefixStyle::Host)
         // The byte progress bar replaces the host status line.
