@@ -111,6 +111,16 @@ pub enum Command {
         sortie man | man -l -\n  \
         sortie man > ~/.local/share/man/man1/sortie.1")]
     Man,
+    /// Show the defaults from the config file and SORTIE_* variables, and where each comes from.
+    #[command(after_help = "The config file is $SORTIE_CONFIG, else \
+        $XDG_CONFIG_HOME/sortie/config.toml, else ~/.config/sortie/config.toml:\n\n  \
+        fanout = 32\n  connect_timeout = \"5s\"\n  host_key_checking = \"accept-new\"\n  \
+        output = \"group\"          # exec: lines, group or json\n  \
+        inventory = \"~/fleet.toml\"\n\n\
+        Environment: SORTIE_FANOUT, SORTIE_CONNECT_TIMEOUT, SORTIE_HOST_KEY_CHECKING, \
+        SORTIE_OUTPUT, SORTIE_INVENTORY.\n\
+        Precedence: command line > environment > inventory > ssh_config > config file > built-in.")]
+    Config,
 }
 
 /// `sortie completions`.
@@ -172,6 +182,10 @@ pub struct Selection {
     /// Connect timeout covering TCP, banner, key exchange and auth [default: 10s].
     #[arg(long = "connect-timeout", value_name = "DURATION", value_parser = parse_duration, help_heading = CONNECTION)]
     pub connect_timeout: Option<std::time::Duration>,
+    /// The config file's connection settings, which apply under ssh_config (set by
+    /// [`crate::config`], not an option).
+    #[arg(skip)]
+    pub defaults: sortie_inventory::Defaults,
 }
 
 /// `sortie exec`.
@@ -408,6 +422,10 @@ pub struct LaunchArgs {
     /// Connect timeout covering TCP, banner, key exchange and auth [default: 10s].
     #[arg(long = "connect-timeout", value_name = "DURATION", value_parser = parse_duration, help_heading = CONNECTION)]
     pub connect_timeout: Option<std::time::Duration>,
+    /// The config file's connection settings, which apply under ssh_config (set by
+    /// [`crate::config`], not an option).
+    #[arg(skip)]
+    pub defaults: sortie_inventory::Defaults,
 }
 
 /// Checks a duration option and keeps its text (for `--set run.duration=...`).

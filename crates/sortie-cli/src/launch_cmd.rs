@@ -11,10 +11,10 @@ use sortie::launch::{
     launch, render_notable, render_status, render_summary, LaunchEvent, LaunchOptions,
 };
 use sortie::transport::{HostKeyChecking, Target, TransportKind};
-use sortie_inventory::{HostSpec, Overrides, Resolver, SelectRequest, StrictHostKeyChecking};
+use sortie_inventory::{HostSpec, Overrides, Resolver, SelectRequest};
 use sortie_plan::launch::{GroupSource, HostResolution, Plan, PlanSpec, Transport};
 
-use crate::args::{self, LaunchArgs};
+use crate::args::LaunchArgs;
 use crate::exit::ExitCode;
 use crate::select;
 
@@ -210,15 +210,12 @@ fn targets(plan: &Plan, a: &LaunchArgs) -> miette::Result<Vec<Target>> {
                     identity_files,
                     ssh_config: a.ssh_config.clone(),
                     connect_timeout: a.connect_timeout,
-                    strict_host_key_checking: a.host_key_checking.map(|h| match h {
-                        args::HostKeyChecking::Yes => StrictHostKeyChecking::Yes,
-                        args::HostKeyChecking::AcceptNew => StrictHostKeyChecking::AcceptNew,
-                        args::HostKeyChecking::No => StrictHostKeyChecking::No,
-                    }),
+                    strict_host_key_checking: a.host_key_checking.map(select::strict),
                     known_hosts_files: (!a.known_hosts.is_empty()).then(|| a.known_hosts.clone()),
                     proxy_jump: c.proxy_jump.clone(),
                     ..Overrides::default()
                 },
+                defaults: a.defaults.clone(),
                 ..SelectRequest::default()
             };
             let r = Resolver::new(&req).map_err(miette::Report::new)?;

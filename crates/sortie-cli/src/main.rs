@@ -2,6 +2,7 @@
 //! maps outcomes to exit codes. Everything else lives in the library crates.
 
 mod args;
+mod config;
 mod exec_cmd;
 mod exit;
 mod hosts_cmd;
@@ -24,14 +25,24 @@ pub fn color() -> sortie_report::ColorChoice {
 
 fn main() {
     let matches = args::Cli::command().get_matches();
-    let cli = args::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let mut cli = args::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     set_color(cli.color);
+    // Bad config or SORTIE_* values stop here, before any host is contacted.
+    let settings = match config::Settings::load(&|k| std::env::var(k).ok()) {
+        Ok(s) => s,
+        Err(report) => {
+            eprintln!("{report:?}");
+            std::process::exit(ExitCode::Usage as i32);
+        }
+    };
+    settings.apply(&mut cli.command, &matches);
     match &cli.command {
         args::Command::Completions(a) => {
             let mut text = Vec::new();
             clap_complete::generate(a.shell, &mut args::Cli::command(), "sortie", &mut text);
             print_generated(&text);
         }
+        args::Command::Config => print_generated(settings.render().as_bytes()),
         args::Command::Man => {
             let mut text = Vec::new();
             clap_mangen::Man::new(args::Cli::command())
@@ -73,7 +84,10 @@ async fn dispatch(cli: args::Cli, matches: &clap::ArgMatches) -> ExitCode {
         args::Command::Launch(a) => launch_cmd::run(a, sig).await,
         args::Command::Put(a) => transfer_cmd::put(a, sig).await,
         args::Command::Get(a) => transfer_cmd::get(a, sig).await,
-        args::Command::Hosts(_) | args::Command::Completions(_) | args::Command::Man => {
+        args::Command::Hosts(_)
+        | args::Command::Completions(_)
+        | args::Command::Man
+        | args::Command::Config => {
             unreachable!("handled above")
         }
     };

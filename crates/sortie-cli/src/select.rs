@@ -24,15 +24,21 @@ pub fn request(sel: &Selection) -> SelectRequest {
             identity_files: sel.identity.clone(),
             ssh_config: sel.ssh_config.clone(),
             connect_timeout: sel.connect_timeout,
-            strict_host_key_checking: sel.host_key_checking.map(|h| match h {
-                args::HostKeyChecking::Yes => StrictHostKeyChecking::Yes,
-                args::HostKeyChecking::AcceptNew => StrictHostKeyChecking::AcceptNew,
-                args::HostKeyChecking::No => StrictHostKeyChecking::No,
-            }),
+            strict_host_key_checking: sel.host_key_checking.map(strict),
             known_hosts_files: (!sel.known_hosts.is_empty()).then(|| sel.known_hosts.clone()),
             ..Overrides::default()
         },
+        defaults: sel.defaults.clone(),
         ..SelectRequest::default()
+    }
+}
+
+/// The inventory layer's host key policy for the command line's.
+pub fn strict(h: args::HostKeyChecking) -> StrictHostKeyChecking {
+    match h {
+        args::HostKeyChecking::Yes => StrictHostKeyChecking::Yes,
+        args::HostKeyChecking::AcceptNew => StrictHostKeyChecking::AcceptNew,
+        args::HostKeyChecking::No => StrictHostKeyChecking::No,
     }
 }
 

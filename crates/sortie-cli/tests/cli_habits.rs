@@ -145,3 +145,118 @@ fn the_man_page_renders_with_man() {
         );
     }
 }
+
+/// A `sortie` that reads the config file `cfg` (and no other) and no `SORTIE_*` variable of the
+/// person running the tests.
+fn with_config(cfg: &std::path::Path) -> Command {
+    let mut c = sortie();
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SORTIE_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("SORTIE_CONFIG", cfg);
+    c
+}
+
+/// The effective connect timeout of `host`, as `hosts --resolved` prints it (like `ssh -G`).
+fn connect_timeout(cmd: &mut Command, options: &[&str], host: &str) -> String {
+    let (out, stdout, stderr) = run(cmd.arg("hosts").args(options).args(["--resolved", host]));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("connecttimeout "))
+        .unwrap_or_else(|| panic!("no connecttimeout in {stdout}"))
+        .to_string()
+}
+
+#[test]
+fn config_file_and_environment_take_their_place_in_the_precedence_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        "# my defaults\nconnect_timeout = \"7s\"\nhost_key_checking = \"accept-new\"\n",
+    )
+    .unwrap();
+    let ssh = dir.path().join("ssh_config");
+    std::fs::write(&ssh, "Host slow\n    ConnectTimeout 3\n").unwrap();
+    let ssh = ssh.to_str().unwrap();
+    // built-in < config file < ssh_config < environment < command line
+    assert_eq!(
+        connect_timeout(
+            sortie().env("SORTIE_CONFIG", "/nonexistent"),
+            &["-F", ssh],
+            "plain"
+        ),
+        "10"
+    );
+    assert_eq!(
+        connect_timeout(&mut with_config(&cfg), &["-F", ssh], "plain"),
+        "7"
+    );
+    assert_eq!(
+        connect_timeout(&mut with_config(&cfg), &["-F", ssh], "slow"),
+        "3"
+    );
+    assert_eq!(
+        connect_timeout(
+            with_config(&cfg).env("SORTIE_CONNECT_TIMEOUT", "2s"),
+            &["-F", ssh],
+            "slow"
+        ),
+        "2"
+    );
+    assert_eq!(
+        connect_timeout(
+            with_config(&cfg).env("SORTIE_CONNECT_TIMEOUT", "2s"),
+            &["-F", ssh, "--connect-timeout", "1s"],
+            "slow"
+        ),
+        "1"
+    );
+    // `sortie config` says where each value came from.
+    let (out, shown, _) = run(with_config(&cfg).env("SORTIE_OUTPUT", "json").arg("config"));
+    assert_eq!(out.status.code(), Some(0));
+    let line = |key: &str| {
+        shown
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap()
+            .to_string()
+    };
+    assert!(line("connect_timeout").contains("config.toml:2"), "{shown}");
+    assert!(line("host_key_checking").contains("accept-new"), "{shown}");
+    assert!(
+        line("output").contains("environment SORTIE_OUTPUT"),
+        "{shown}"
+    );
+    assert!(line("fanout").contains("built-in"), "{shown}");
+    // An output mode from the environment applies when no option names one.
+    let (out, stdout, _) = run(with_config(&cfg)
+        .env("SORTIE_OUTPUT", "json")
+        .args(["exec", "-H", "local", "echo hi"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.lines().all(|l| l.starts_with('{')), "{stdout}");
+}
+
+#[test]
+fn bad_config_and_environment_values_are_refused_before_any_host() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let host = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, "fanout = 8\noutput = \"fancy\"\n").unwrap();
+    let (out, _, stderr) = run(with_config(&cfg).args(["exec", "-H", &host, "true"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("config.toml:2:10"), "{stderr}");
+    assert!(stderr.contains("expected lines, group or json"), "{stderr}");
+    let (out, _, stderr) = run(sortie()
+        .env("SORTIE_CONFIG", "/nonexistent")
+        .env("SORTIE_CONNECT_TIMEOUT", "soon")
+        .args(["exec", "-H", &host, "true"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("SORTIE_CONNECT_TIMEOUT"), "{stderr}");
+    assert!(listener.accept().is_err(), "no host may be contacted");
+}

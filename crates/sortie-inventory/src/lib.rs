@@ -27,5 +27,5 @@ pub use env::LocalEnv;
 pub use error::{InventoryError, Origin, ParseError};
 pub use hostexpr::{fold, HostSpec};
 pub use inventory::{Inventory, TransportKind};
-pub use resolve::{resolve_one, select, HostConfig, Overrides, Resolver, SelectRequest};
+pub use resolve::{resolve_one, select, Defaults, HostConfig, Overrides, Resolver, SelectRequest};
 pub use sshconfig::{JumpHost, StrictHostKeyChecking};

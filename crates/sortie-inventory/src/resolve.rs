@@ -186,6 +186,16 @@ pub struct Overrides {
     pub transport: Option<TransportKind>,
 }
 
+/// Settings under ssh_config: the user's sortie config file. Each applies only to a host for
+/// which neither the command line, the environment, the inventory nor ssh_config set it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Defaults {
+    /// Connect timeout (whole seconds, rounded up).
+    pub connect_timeout: Option<Duration>,
+    /// Host key policy.
+    pub strict_host_key_checking: Option<StrictHostKeyChecking>,
+}
+
 /// What to select and how.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SelectRequest {
@@ -199,6 +209,8 @@ pub struct SelectRequest {
     pub inventory: Option<PathBuf>,
     /// Command-line settings.
     pub overrides: Overrides,
+    /// Settings under ssh_config (the config file).
+    pub defaults: Defaults,
     /// Local facts; `None` = [`LocalEnv::from_system`].
     pub env: Option<LocalEnv>,
 }
@@ -210,6 +222,7 @@ pub struct Resolver {
     inventory: Option<Inventory>,
     ssh: SshConfig,
     overrides: Overrides,
+    defaults: Defaults,
     proxy_jump_override: Option<Vec<JumpHost>>,
 }
 
@@ -254,6 +267,7 @@ impl Resolver {
             inventory,
             ssh,
             overrides: req.overrides.clone(),
+            defaults: req.defaults.clone(),
             proxy_jump_override,
         })
     }
@@ -356,6 +370,13 @@ impl Resolver {
         if transport == TransportKind::Ssh {
             self.ssh.apply(&spec.host, &mut o, &self.env)?;
         }
+        // The config file's values come last: under everything above.
+        o.connect_timeout = o
+            .connect_timeout
+            .or(self.defaults.connect_timeout.map(ceil_secs));
+        o.strict_host_key_checking = o
+            .strict_host_key_checking
+            .or(self.defaults.strict_host_key_checking);
         let eff = o.finish(&spec.host, &self.env)?;
 
         let mut tags = BTreeMap::new();
