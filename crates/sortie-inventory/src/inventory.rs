@@ -419,15 +419,23 @@ fn run_group_command(group: &str, command: &str, dir: &Path) -> Result<String, I
         .stdin(Stdio::null())
         .output()
         .map_err(|e| fail(format!("could not start: {e}"), String::new()))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    let err = err.trim();
+    // Keep the end: that is where tools print the reason.
+    let excerpt = match err.char_indices().rev().nth(1999) {
+        Some((i, _)) => format!("...{}", &err[i..]),
+        None => err.to_string(),
+    };
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let err = err.trim();
-        // Keep the end: that is where tools print the reason.
-        let excerpt = match err.char_indices().rev().nth(1999) {
-            Some((i, _)) => format!("...{}", &err[i..]),
-            None => err.to_string(),
-        };
         return Err(fail(out.status.to_string(), excerpt));
+    }
+    // A pipeline's status is its last command's: `aws ... | tr ...` exits 0 when `aws` is not
+    // found. No host on stdout with something on stderr is that failure, not an empty group.
+    if out.stdout.iter().all(u8::is_ascii_whitespace) && !err.is_empty() {
+        return Err(fail(
+            "exited 0 but printed no host, and wrote on stderr".into(),
+            excerpt,
+        ));
     }
     String::from_utf8(out.stdout).map_err(|_| {
         fail(
@@ -547,6 +555,23 @@ user = "pg"
             e.contains("group `v`") && e.contains("boom") && e.contains('3'),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_pipeline_whose_first_command_is_missing_is_an_error_with_its_stderr() {
+        // `tr` ends the pipeline with status 0; the missing tool's message is the reason.
+        let mut inv = parse(
+            "[groups.v]\ncommand = \"no-such-tool-xyz describe | tr '\\\\t' '\\\\n'\"\n",
+        )
+        .unwrap();
+        inv.path = std::env::temp_dir().join("sortie.toml");
+        let e = inv.group_members("v").unwrap_err().to_string();
+        assert!(e.contains("group `v`") && e.contains("no-such-tool-xyz"), "{e}");
+        // Hosts on stdout with a warning on stderr are still hosts.
+        let mut inv = parse("[groups.v]\ncommand = \"echo careful >&2; echo web1\"\n").unwrap();
+        inv.path = std::env::temp_dir().join("sortie.toml");
+        let hosts = inv.group_members("v").unwrap();
+        assert_eq!(hosts.len(), 1);
     }
 
     #[test]
