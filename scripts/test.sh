@@ -17,6 +17,7 @@ need_pkgs=()
 command -v ssh >/dev/null 2>&1 || need_pkgs+=(openssh-client)
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 command -v man >/dev/null 2>&1 || need_pkgs+=(man-db)
+command -v socat >/dev/null 2>&1 || need_pkgs+=(socat)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${need_pkgs[*]} through apt"

@@ -245,6 +245,7 @@ fn local_target(label: &str) -> Target {
         identity_files: vec![],
         identities_only: false,
         jumps: vec![],
+        proxy_command: None,
         known_hosts_files: vec![],
         host_key_checking: HostKeyChecking::Yes,
         connect_timeout: Duration::from_secs(10),

@@ -560,13 +560,15 @@ user = "pg"
     #[test]
     fn a_pipeline_whose_first_command_is_missing_is_an_error_with_its_stderr() {
         // `tr` ends the pipeline with status 0; the missing tool's message is the reason.
-        let mut inv = parse(
-            "[groups.v]\ncommand = \"no-such-tool-xyz describe | tr '\\\\t' '\\\\n'\"\n",
-        )
-        .unwrap();
+        let mut inv =
+            parse("[groups.v]\ncommand = \"no-such-tool-xyz describe | tr '\\\\t' '\\\\n'\"\n")
+                .unwrap();
         inv.path = std::env::temp_dir().join("sortie.toml");
         let e = inv.group_members("v").unwrap_err().to_string();
-        assert!(e.contains("group `v`") && e.contains("no-such-tool-xyz"), "{e}");
+        assert!(
+            e.contains("group `v`") && e.contains("no-such-tool-xyz"),
+            "{e}"
+        );
         // Hosts on stdout with a warning on stderr are still hosts.
         let mut inv = parse("[groups.v]\ncommand = \"echo careful >&2; echo web1\"\n").unwrap();
         inv.path = std::env::temp_dir().join("sortie.toml");

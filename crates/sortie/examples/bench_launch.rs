@@ -140,6 +140,7 @@ stop = [{{ signal = "INT", grace = "10s" }}]
                 .unwrap_or_default(),
             identities_only: true,
             jumps: vec![],
+            proxy_command: None,
             known_hosts_files: vec![known.clone()],
             host_key_checking: HostKeyChecking::Yes,
             connect_timeout: Duration::from_secs(30),

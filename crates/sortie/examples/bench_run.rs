@@ -80,6 +80,7 @@ fn targets(sshd: &Sshd, addrs: &[String]) -> Vec<Target> {
             identity_files: vec![sshd.client_key(KeyKind::Ed25519)],
             identities_only: true,
             jumps: vec![],
+            proxy_command: None,
             known_hosts_files: vec![known.clone()],
             host_key_checking: HostKeyChecking::Yes,
             connect_timeout: Duration::from_secs(10),

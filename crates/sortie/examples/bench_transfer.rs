@@ -66,6 +66,7 @@ fn target(sshd: &Sshd, host: &str, kh: PathBuf) -> Target {
         identity_files: vec![sshd.client_key(KeyKind::Ed25519)],
         identities_only: true,
         jumps: vec![],
+        proxy_command: None,
         known_hosts_files: vec![kh],
         host_key_checking: HostKeyChecking::Yes,
         connect_timeout: Duration::from_secs(20),

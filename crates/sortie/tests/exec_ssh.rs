@@ -194,6 +194,7 @@ async fn closed_port_fails_fast_as_unreachable() {
         identity_files: vec![],
         identities_only: true,
         jumps: vec![],
+        proxy_command: None,
         known_hosts_files: vec![dir.path().join("kh")],
         host_key_checking: HostKeyChecking::Yes,
         connect_timeout: Duration::from_secs(2),

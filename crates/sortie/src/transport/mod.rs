@@ -11,6 +11,7 @@
 //! only from 7.9 on and never for some sessions.
 
 pub mod local;
+mod proxy;
 pub(crate) mod remote;
 pub mod ssh;
 
@@ -44,6 +45,9 @@ pub struct Target {
     pub identities_only: bool,
     /// Jump hosts, in order (each fully resolved).
     pub jumps: Vec<Target>,
+    /// ssh_config `ProxyCommand`, tokens expanded: run through the user's shell, its stdin and
+    /// stdout carry the SSH connection (instead of TCP or jump hosts).
+    pub proxy_command: Option<String>,
     /// known_hosts files to consult (user files first, then global ones).
     pub known_hosts_files: Vec<PathBuf>,
     /// How unknown and changed host keys are treated.

@@ -9,7 +9,7 @@
 //!   not one per host) and from key files (each file read and, if encrypted, its passphrase
 //!   asked once per run, never once per host);
 //! - ProxyJump chains, where targets behind the same jump host share one authenticated jump
-//!   connection;
+//!   connection, and ProxyCommand (see `proxy`);
 //! - keepalives, so a dead peer is noticed during a run;
 //! - starting commands through the process-group wrapper (see `remote`) and stopping them over
 //!   a separate channel.
@@ -260,6 +260,27 @@ impl SshTransport {
             }
         };
         let mut handle = match via {
+            None if target.proxy_command.is_some() => {
+                let command = target.proxy_command.as_deref().unwrap_or_default();
+                let (stream, stderr) =
+                    super::proxy::spawn(&target.label, command).map_err(|e| {
+                        ConnectError::new(
+                            ConnectFailure::Unreachable,
+                            format!("ProxyCommand `{command}` could not start: {e}"),
+                        )
+                    })?;
+                client::connect_stream(config, stream, handler)
+                    .await
+                    .map_err(|e| {
+                        let mut err = host_key_error(e);
+                        err.message = format!("via ProxyCommand `{command}`: {}", err.message);
+                        let said = stderr.text();
+                        if !said.is_empty() {
+                            err.message.push_str(&format!("; the proxy said: {said}"));
+                        }
+                        err
+                    })?
+            }
             None => {
                 let addr = (target.hostname.as_str(), target.port);
                 let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| {

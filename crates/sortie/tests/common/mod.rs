@@ -35,6 +35,7 @@ pub fn target(sshd: &Sshd, host: &str, known_hosts: PathBuf) -> Target {
         identity_files: vec![sshd.client_key(KeyKind::Ed25519)],
         identities_only: true,
         jumps: vec![],
+        proxy_command: None,
         known_hosts_files: vec![known_hosts],
         host_key_checking: HostKeyChecking::Yes,
         connect_timeout: Duration::from_secs(10),

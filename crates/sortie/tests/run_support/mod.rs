@@ -45,6 +45,7 @@ pub fn fleet(sshd: &Sshd, prefix: &str, first: usize, n: usize) -> Vec<Target> {
             identity_files: vec![sshd.client_key(KeyKind::Ed25519)],
             identities_only: true,
             jumps: vec![],
+            proxy_command: None,
             known_hosts_files: vec![known.clone()],
             host_key_checking: HostKeyChecking::Yes,
             // Generous: these tests run on loaded CI machines where a handshake can take

@@ -213,6 +213,7 @@ fn target(name: &str) -> Target {
         identity_files: vec![],
         identities_only: false,
         jumps: vec![],
+        proxy_command: None,
         known_hosts_files: vec![],
         host_key_checking: Default::default(),
         connect_timeout: Duration::from_secs(10),
