@@ -11,17 +11,20 @@
 //! * `^FILE` reads a host file: one expression per line, `#` starts a comment, blank lines are
 //!   fine; a relative `FILE` inside a host file is relative to that file's directory.
 //!
-//! [`fold`] does the reverse for display, like ClusterShell's `nodeset -f` / `dshbak -c`.
+//! [`fold`] does the reverse for display, like ClusterShell's `nodeset -f` / `dshbak -c`,
+//! folding every number of a name (`rack[1-2]-n[1-3]`).
 //!
 //! [`parse`] is pure (no file access) so it can be fuzzed; [`expand`] follows `^FILE`.
 //! This module knows nothing about inventories or ssh_config.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 
 use crate::error::{InventoryError, Origin, ParseError};
+
+mod fold;
+pub use fold::fold;
 
 /// Largest number of hosts one expression may expand to (guards against `n[1-999999999]`).
 pub const MAX_HOSTS: usize = 1_000_000;
@@ -594,113 +597,6 @@ fn expand_bracket(inner: &str, base: usize) -> Result<Vec<String>, Raw> {
         }
     }
     Ok(out)
-}
-
-/// Compresses host names into range notation for display, like ClusterShell's `nodeset -f`:
-/// `web01..web05,web07` -> `web[01-05,07]`, `127.0.0.1..127.0.0.200` -> `127.0.0.[1-200]`.
-///
-/// The last run of digits in each name is folded; names differing elsewhere stay separate and
-/// are comma-joined. Zero padding is kept (`web08`,`web09`,`web10` -> `web[08-10]`). Duplicates
-/// are removed and the result is in natural sort order, so it is stable for any input order.
-/// Names that cannot be written back as a range (IPv6, labels with brackets) are listed as is.
-/// For names produced by [`expand_names`], expanding the result gives back the same set.
-pub fn fold(names: &[String]) -> String {
-    // (prefix, suffix) -> width class -> numbers
-    let mut groups: BTreeMap<(String, String), BTreeMap<usize, Vec<u64>>> = BTreeMap::new();
-    let mut plain: Vec<String> = Vec::new();
-    let mut split: Vec<(String, String, String)> = Vec::new();
-    for name in names {
-        match split_last_number(name) {
-            Some((pre, digits, suf)) => split.push((pre.into(), digits.into(), suf.into())),
-            None => plain.push(name.clone()),
-        }
-    }
-    // Padded widths present per group decide which unpadded numbers can join them.
-    let mut padded: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
-    for (pre, d, suf) in &split {
-        if d.len() > 1 && d.starts_with('0') {
-            padded
-                .entry((pre.clone(), suf.clone()))
-                .or_default()
-                .push(d.len());
-        }
-    }
-    for (pre, d, suf) in split {
-        let key = (pre, suf);
-        let Ok(n) = d.parse::<u64>() else {
-            plain.push(format!("{}{}{}", key.0, d, key.1));
-            continue;
-        };
-        let is_padded = d.len() > 1 && d.starts_with('0');
-        let width = if is_padded || padded.get(&key).is_some_and(|ws| ws.contains(&d.len())) {
-            d.len()
-        } else {
-            0
-        };
-        groups
-            .entry(key)
-            .or_default()
-            .entry(width)
-            .or_default()
-            .push(n);
-    }
-    // (first name for sorting, text)
-    let mut tokens: Vec<(String, String)> = Vec::new();
-    plain.sort();
-    plain.dedup();
-    for p in plain {
-        tokens.push((p.clone(), p));
-    }
-    for ((pre, suf), classes) in groups {
-        for (width, mut nums) in classes {
-            nums.sort_unstable();
-            nums.dedup();
-            let first = format!("{pre}{:0width$}{suf}", nums[0]);
-            if nums.len() == 1 {
-                tokens.push((first.clone(), first));
-                continue;
-            }
-            let mut parts = Vec::new();
-            let mut i = 0;
-            while i < nums.len() {
-                let mut j = i;
-                while j + 1 < nums.len() && nums[j + 1] == nums[j] + 1 {
-                    j += 1;
-                }
-                if i == j {
-                    parts.push(format!("{:0width$}", nums[i]));
-                } else {
-                    parts.push(format!("{:0width$}-{:0width$}", nums[i], nums[j]));
-                }
-                i = j + 1;
-            }
-            tokens.push((first, format!("{pre}[{}]{suf}", parts.join(","))));
-        }
-    }
-    tokens.sort_by(|a, b| natural_cmp(&a.0, &b.0).then_with(|| a.1.cmp(&b.1)));
-    tokens.dedup_by(|a, b| a.1 == b.1);
-    tokens
-        .into_iter()
-        .map(|(_, t)| t)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// Splits `name` around its last run of ASCII digits, if it can be written as a range.
-fn split_last_number(name: &str) -> Option<(&str, &str, &str)> {
-    if name.is_empty() || !name.chars().all(is_name_char) {
-        return None;
-    }
-    let bytes = name.as_bytes();
-    let end = bytes.iter().rposition(|b| b.is_ascii_digit())? + 1;
-    let start = bytes[..end]
-        .iter()
-        .rposition(|b| !b.is_ascii_digit())
-        .map_or(0, |i| i + 1);
-    if end - start > 18 {
-        return None;
-    }
-    Some((&name[..start], &name[start..end], &name[end..]))
 }
 
 /// Natural order: runs of digits compare by value, the rest byte-wise.
