@@ -5,6 +5,7 @@
 #    fixtures (own config, keys and loopback port). When it is missing and we are root on a
 #    Debian-like system, installs `openssh-server` through apt without starting the system
 #    service (a temporary policy-rc.d); the system sshd and /etc/ssh are otherwise untouched.
+#    Installs ClusterShell with pip when `nodeset` is missing (the folding test's oracle).
 # 2. cargo fmt --check, cargo clippy -D warnings, cargo-deny (licences, bans, sources; advisories
 #    when the RustSec database can be fetched), every test of the workspace, then the parsers'
 #    fuzz harness for a bounded time (SORTIE_FUZZ_SECS per parser, default 10; longer runs:
@@ -32,6 +33,16 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   else
     echo "test.sh: ${need_pkgs[*]} missing and cannot install (not root or no apt):" \
          "tests that need a real sshd will print SKIP with the reason"
+  fi
+fi
+
+# ClusterShell's nodeset is the oracle of the host-folding test (crates/sortie-cli/tests/cli_hosts.rs).
+if ! command -v nodeset >/dev/null 2>&1; then
+  pip=$(command -v pip || command -v pip3 || true)
+  if [ -n "$pip" ] && "$pip" install --quiet clustershell && command -v nodeset >/dev/null 2>&1; then
+    echo "test.sh: installed ClusterShell (nodeset) with pip"
+  else
+    echo "test.sh: cannot install ClusterShell with pip: fold_matches_clustershell_nodeset will print SKIP"
   fi
 fi
 

@@ -315,6 +315,10 @@ pub struct HostsArgs {
     /// Print the effective connection settings of HOST as `key value` lines, like `ssh -G`.
     #[arg(long = "resolved", value_name = "HOST")]
     pub resolved: Option<String>,
+    /// Print the selection as one folded host expression (`rack[1-2]-n[1-3]`), like
+    /// ClusterShell's `nodeset -f`.
+    #[arg(long = "fold", conflicts_with = "resolved")]
+    pub fold: bool,
 }
 
 /// How files travel, on the command line.

@@ -1,4 +1,5 @@
-//! `sortie hosts`: list the selection, or print one host's effective settings like `ssh -G`.
+//! `sortie hosts`: list the selection (one name a line, or folded into one expression with
+//! `--fold`), or print one host's effective settings like `ssh -G`.
 
 use sortie_inventory::{HostSpec, Resolver};
 
@@ -25,7 +26,15 @@ pub async fn run(args: HostsArgs) -> miette::Result<ExitCode> {
         print!("{}", cfg.ssh_g_lines());
         return Ok(ExitCode::Ok);
     }
-    for h in resolver.select(&req).map_err(miette::Report::new)? {
+    let hosts = resolver.select(&req).map_err(miette::Report::new)?;
+    if args.fold {
+        let names: Vec<String> = hosts.into_iter().map(|h| h.name).collect();
+        if !names.is_empty() {
+            println!("{}", sortie_inventory::hostexpr::fold(&names));
+        }
+        return Ok(ExitCode::Ok);
+    }
+    for h in hosts {
         println!("{}", h.name);
     }
     Ok(ExitCode::Ok)

@@ -139,3 +139,217 @@ fn lists_a_selection_with_ranges_and_excludes() {
         "n1\nn3\nn7\nweb08\nweb10\n"
     );
 }
+
+#[test]
+fn fold_prints_the_selection_as_one_expression() {
+    let out = sortie()
+        .args([
+            "hosts",
+            "-F",
+            "none",
+            "-H",
+            "rack[1-2]-n[1-3],n08,n9,web[01-10]",
+            "-x",
+            "web05",
+        ])
+        .arg("--fold")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "n[9,08],rack[1-2]-n[1-3],web[01-04,06-10]\n"
+    );
+}
+
+/// A small deterministic generator (xorshift), so a failing set can be reproduced.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// One generated set: 1 to 3 patterns of 1 to 3 numbers each, zero padded, unpadded or mixed
+/// widths per dimension, as full products, products with holes, or sparse picks.
+fn generated_set(rng: &mut Rng) -> Vec<String> {
+    const PATTERNS: [&[&str]; 7] = [
+        &["cn", ""],
+        &["rack", "-n", ""],
+        &["r", "c", "n", ".lab"],
+        &["10.1.", ".", ""],
+        &["gpu", "-", ""],
+        &["x", "y", "z", ""],
+        &["", "-db", ""],
+    ];
+    let mut names = Vec::new();
+    for _ in 0..1 + rng.below(3) {
+        let pieces = PATTERNS[rng.below(PATTERNS.len() as u64) as usize];
+        let dims = pieces.len() - 1;
+        // Per dimension: first value, count, and width policy (0 none, 2, 3, or 9 = mixed).
+        let spec: Vec<(u64, u64, usize)> = (0..dims)
+            .map(|_| {
+                let width = [0, 0, 2, 3, 9][rng.below(5) as usize];
+                (rng.below(12), 1 + rng.below(9), width)
+            })
+            .collect();
+        let keep = [100, 100, 90, 60, 25][rng.below(5) as usize];
+        let total: u64 = spec.iter().map(|s| s.1).product();
+        for mut i in 0..total {
+            if rng.below(100) >= keep {
+                continue;
+            }
+            let mut name = pieces[0].to_string();
+            for (d, (start, count, width)) in spec.iter().enumerate() {
+                let n = start + i % count;
+                i /= count;
+                let w = if *width == 9 {
+                    rng.below(3) as usize
+                } else {
+                    *width
+                };
+                name.push_str(&format!("{n:0w$}{}", pieces[d + 1]));
+            }
+            names.push(name);
+        }
+    }
+    if names.is_empty() {
+        names.push("cn1".into());
+    }
+    names
+}
+
+/// Folds `names` with sortie and with `nodeset -f`, checks that both folds select exactly
+/// `names`, and returns (sortie's, nodeset's).
+fn compare_fold(names: &[String]) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hosts.txt");
+    // A newline after the last name: nodeset drops the last character of every line.
+    std::fs::write(&file, names.join("\n") + "\n").unwrap();
+    let out = sortie()
+        .current_dir(dir.path())
+        .args(["hosts", "-F", "none", "-H", "^hosts.txt", "--fold"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let theirs = Command::new("nodeset")
+        .arg("-f")
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        theirs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&theirs.stderr)
+    );
+    let theirs = String::from_utf8_lossy(&theirs.stdout).trim().to_string();
+    let mut want = names.to_vec();
+    want.sort();
+    want.dedup();
+    assert_eq!(selected(dir.path(), &ours), want, "sortie's fold {ours}");
+    assert_eq!(
+        selected(dir.path(), &theirs),
+        want,
+        "nodeset's fold {theirs}"
+    );
+    (ours, theirs)
+}
+
+/// The hosts `sortie hosts` selects for `expr`, sorted.
+fn selected(dir: &std::path::Path, expr: &str) -> Vec<String> {
+    let out = sortie()
+        .current_dir(dir)
+        .args(["hosts", "-F", "none", "-H", expr])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{expr}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut hosts: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    hosts.sort();
+    hosts
+}
+
+/// ClusterShell's `nodeset -f` as the oracle: on generated multi-dimensional sets, sortie's
+/// fold names exactly the hosts, and is nodeset's text or shorter. Of the 150 sets, 150 are
+/// identical to nodeset's text when this was written (the count is printed on every run).
+#[test]
+fn fold_matches_clustershell_nodeset() {
+    let test = "fold_matches_clustershell_nodeset";
+    if Command::new("nodeset")
+        .arg("--version")
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        sortie_testkit::skip(
+            test,
+            "ClusterShell's `nodeset` is not installed (pip install clustershell)",
+        );
+        return;
+    }
+    let mut rng = Rng(0x5eed_f01d);
+    let sets: Vec<Vec<String>> = (0..150).map(|_| generated_set(&mut rng)).collect();
+    // nodeset is a Python program: start a few at once.
+    let results: Vec<(String, String)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = sets
+            .chunks(sets.len().div_ceil(4))
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|names| compare_fold(names))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let sets = results.len();
+    let mut identical = 0;
+    let mut different = Vec::new();
+    for (ours, theirs) in results {
+        if ours == theirs {
+            identical += 1;
+        } else {
+            assert!(
+                ours.len() <= theirs.len(),
+                "longer than nodeset:\n  ours   {ours}\n  theirs {theirs}"
+            );
+            different.push(format!("  ours   {ours}\n  theirs {theirs}"));
+        }
+    }
+    eprintln!("{test}: {identical} of {sets} folds identical to nodeset -f");
+    for d in &different {
+        eprintln!("{d}");
+    }
+    assert_eq!(
+        identical,
+        sets,
+        "folds that differ from nodeset -f:\n{}",
+        different.join("\n")
+    );
+}
