@@ -454,3 +454,74 @@ fn host_key_alias_is_the_name_looked_up_and_recorded_in_known_hosts() {
         .collect();
     assert_eq!(names, ["other-alias"], "{recorded}");
 }
+
+/// Ten hosts refused for the same reason print the reason once, under their folded names (as
+/// `dshbak -c` folds outputs); a host refused for another reason keeps its own message.
+#[test]
+fn refusals_for_the_same_reason_are_printed_once() {
+    let test = "refusals_for_the_same_reason_are_printed_once";
+    let Some(sshd) = sshd(test) else {
+        return;
+    };
+    let hosts = sortie_testkit::hosts(13);
+    // 127.0.0.1-2 known; 127.0.0.3-12 unknown; 127.0.0.13 recorded with another key.
+    let cfg = sshd.ssh_config_for(&[&hosts[0], &hosts[1]]).unwrap();
+    let known = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("UserKnownHostsFile ")
+                .map(PathBuf::from)
+        })
+        .unwrap();
+    let other_key =
+        std::fs::read_to_string(sshd.client_key(KeyKind::Ed25519).with_extension("pub")).unwrap();
+    let mut kh = std::fs::read_to_string(&known).unwrap();
+    kh.push_str(&format!("[127.0.0.13]:{} {}", sshd.port(), other_key));
+    std::fs::write(&known, kh).unwrap();
+    let (out, stdout, stderr) = run(sortie().args(["exec", "-F"]).arg(&cfg).args([
+        "-H",
+        &hosts.join(","),
+        "--",
+        "echo up",
+    ]));
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(stderr.contains("ok: 127.0.0.[1-2]\n"), "{stderr}");
+    assert!(
+        stderr.contains("host key refused: 127.0.0.[3-12]\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("host key refused: 127.0.0.13\n"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("No host key is known for").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "No host key is known for [{{host}}]:{} and",
+            sshd.port()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr
+            .matches("REMOTE HOST IDENTIFICATION HAS CHANGED")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    if let Some(path) = std::env::var_os("SORTIE_RECORD_EVENTS") {
+        let (_, json, _) = run(sortie().args(["exec", "--json", "-F"]).arg(&cfg).args([
+            "-H",
+            &format!("{},127.0.0.1:1,127.0.0.2:1", hosts.join(",")),
+            "--",
+            "echo up",
+        ]));
+        std::fs::write(path, json).unwrap();
+    }
+}

@@ -19,5 +19,10 @@ mod tests {
     fn folds_ranges_keeping_zero_padding() {
         assert_eq!(f(&["web03", "web01", "web02", "web07"]), "web[01-03,07]");
         assert_eq!(f(&["web07"]), "web07");
+        // Every number folds, as in group headers: `rack[1-2]-n[1-2]`, not four names.
+        assert_eq!(
+            f(&["rack1-n1", "rack2-n2", "rack1-n2", "rack2-n1"]),
+            "rack[1-2]-n[1-2]"
+        );
     }
 }

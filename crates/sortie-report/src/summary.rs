@@ -3,10 +3,12 @@
 //! One line per outcome bucket, in [`Bucket`] order, naming the hosts as a folded host range
 //! (`ok: web[01-03,05]`). Exit codes and signals are split out
 //! (`exited non-zero (2): web[03-04]`, `killed by signal (TERM): web05`). Connection failures
-//! get one line per host with the message indented underneath (up to
+//! are grouped by message as `dshbak -c` groups outputs: one line per distinct message naming
+//! its hosts as a folded range, with the message indented underneath once (up to
 //! [`MESSAGE_LINES`] lines; the JSON stream always has all of it), because that message
 //! carries what a person needs: the reason, the host-key fingerprint, the known_hosts
-//! file:line. A cancellation reason, then a totals line with the elapsed time, end it:
+//! file:line. Messages that differ only by the host's own name count as one, shown with the
+//! name written `{host}`. A cancellation reason, then a totals line with the elapsed time, end it:
 //! `7 hosts: 3 ok, 4 failed, 4.2s`.
 //!
 //! For `sortie run` the entries are jobs (`web03/7`), listed by job number rather than folded;
@@ -163,10 +165,11 @@ impl SummaryReporter {
                     .iter()
                     .any(|e| matches!(e.2, Outcome::ConnectFailed { .. })) =>
                 {
-                    for e in list {
-                        let _ = writeln!(s, "{}: {}", self.label(*bucket, None), self.names(&[e]));
-                        if let Outcome::ConnectFailed { message, .. } = &e.2 {
-                            self.message(&mut s, message);
+                    for (hosts, message) in by_message(list) {
+                        let _ =
+                            writeln!(s, "{}: {}", self.label(*bucket, None), self.names(&hosts));
+                        if let Some(message) = message {
+                            self.message(&mut s, &message);
                         }
                     }
                 }
@@ -250,6 +253,75 @@ impl SummaryReporter {
         }
         t
     }
+}
+
+/// Groups connection failures by message, in the order each message first appears, as
+/// `dshbak -c` groups outputs. Messages that differ only by the host's own name are one
+/// message: a group of several hosts shows it with the name written `{host}`; a host alone
+/// keeps its message as it was. Entries without a message form one group.
+fn by_message<'a>(list: &[&'a Entry]) -> Vec<(Vec<&'a Entry>, Option<String>)> {
+    let mut groups: Vec<(Option<String>, Vec<&'a Entry>)> = Vec::new();
+    for e in list {
+        let key = match &e.2 {
+            Outcome::ConnectFailed { message, .. } => Some(generic_message(message, &e.0)),
+            _ => None,
+        };
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, hosts)) => hosts.push(e),
+            None => groups.push((key, vec![e])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(key, hosts)| {
+            let message = match (&hosts[..], key) {
+                ([one], Some(_)) => match &one.2 {
+                    Outcome::ConnectFailed { message, .. } => Some(message.clone()),
+                    _ => None,
+                },
+                (_, key) => key,
+            };
+            (hosts, message)
+        })
+        .collect()
+}
+
+/// `message` with the host's label, and its name without the port, written `{host}`
+/// (whole names only, ASCII case ignored: the known_hosts name is lower case).
+fn generic_message(message: &str, label: &str) -> String {
+    let bare = match label.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None if label.matches(':').count() == 1 => label.split(':').next().unwrap_or(label),
+        None => label,
+    };
+    let once = replace_name(message, label);
+    if bare.is_empty() || bare == label {
+        once
+    } else {
+        replace_name(&once, bare)
+    }
+}
+
+/// Replaces whole-name occurrences of `name` in `text` with `{host}`: the characters around
+/// a match must not continue a name (`web1` does not match inside `web10` or `10.0.0.1` inside
+/// `10.0.0.10`).
+fn replace_name(text: &str, name: &str) -> String {
+    let continues =
+        |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_');
+    let lower = text.to_ascii_lowercase();
+    let needle = name.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(i) = lower[at..].find(&needle).map(|i| i + at) {
+        let end = i + needle.len();
+        let whole =
+            !continues(text[..i].chars().next_back()) && !continues(text[end..].chars().next());
+        out.push_str(&text[at..i]);
+        out.push_str(if whole { "{host}" } else { &text[i..end] });
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 /// `4.2s`, `1m02s`, `2h03m04s`: short, and exact enough for a person.

@@ -336,3 +336,68 @@ fn an_interrupted_run_says_why_and_how_each_host_ended() {
     replay(&mut cfg.build().unwrap(), &events);
     insta::assert_snapshot!("summary_interrupted", err.contents());
 }
+
+/// Events recorded from `sortie exec --json` against a fixture sshd
+/// (`refusals_for_the_same_reason_are_printed_once` in sortie-cli's tests, with
+/// SORTIE_RECORD_EVENTS set): 127.0.0.1-2 ok, 127.0.0.3-12 with no known host key,
+/// 127.0.0.13 with a changed key, 127.0.0.1:1 and 127.0.0.2:1 refusing connections.
+fn recorded_refusals() -> Vec<Event> {
+    include_str!("data/refused_exec.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a recorded event"))
+        .collect()
+}
+
+#[test]
+fn failure_reasons_are_printed_once_per_distinct_message() {
+    let (cfg, _, err) = captured(Mode::Json);
+    replay(&mut cfg.build().unwrap(), &recorded_refusals());
+    let err = err.contents();
+    insta::assert_snapshot!("summary_refusals_folded", err);
+    assert!(err.contains("host key refused: 127.0.0.[3-12]\n"), "{err}");
+    assert_eq!(err.matches("No host key is known for").count(), 1, "{err}");
+    assert!(err.contains("unreachable: 127.0.0.1:1,127.0.0.2:1\n    {host}: Connection refused"));
+}
+
+#[test]
+fn a_thousand_hosts_refused_alike_print_the_reason_once() {
+    let (cfg, _, err) = captured(Mode::Json);
+    let hosts: Vec<String> = (1..=1000).map(|i| format!("web{i:04}")).collect();
+    let mut events = vec![Event::RunStarted {
+        hosts: 1001,
+        jobs: 1001,
+        command: "true".into(),
+    }];
+    for h in &hosts {
+        events.push(Event::HostFailed {
+            host: h.clone(),
+            failure: sortie_events::ConnectFailure::HostKeyRefused,
+            message: format!(
+                "No host key is known for {h} and strict host key checking is on.\n\
+                 The fingerprint for the ssh-ed25519 key sent by {h} is\n  SHA256:same"
+            ),
+        });
+    }
+    // web1's message also names web10: not its own name, so it stays apart.
+    events.push(Event::HostFailed {
+        host: "web1".into(),
+        failure: sortie_events::ConnectFailure::HostKeyRefused,
+        message: "No host key is known for web1 and strict host key checking is on.\n\
+                  The fingerprint for the ssh-ed25519 key sent by web10 is\n  SHA256:same"
+            .into(),
+    });
+    replay(&mut cfg.build().unwrap(), &events);
+    let err = err.contents();
+    assert_eq!(
+        err,
+        "host key refused: web[0001-1000]\n\
+         \x20   No host key is known for {host} and strict host key checking is on.\n\
+         \x20   The fingerprint for the ssh-ed25519 key sent by {host} is\n\
+         \x20     SHA256:same\n\
+         host key refused: web1\n\
+         \x20   No host key is known for web1 and strict host key checking is on.\n\
+         \x20   The fingerprint for the ssh-ed25519 key sent by web10 is\n\
+         \x20     SHA256:same\n\
+         1001 hosts: 0 ok, 1001 failed, run did not finish\n"
+    );
+}
