@@ -22,6 +22,7 @@
 //! Digit runs longer than 18 characters stay literal text; names that cannot be written back
 //! into a host expression (IPv6 addresses, `host:port` labels) are listed as they are.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::is_name_char;
@@ -272,14 +273,12 @@ fn merge_passes(mut items: Vec<Vec<Set>>) -> Vec<Vec<Set>> {
     items
 }
 
+/// See [`sort_key`].
+type SortKey = (Reverse<u128>, Vec<(Reverse<usize>, String, String)>);
+
 /// Sort key: bigger vectors first, then per dimension bigger sets first, then first and last
 /// number compared as text (ClusterShell compares the strings).
-fn sort_key(
-    v: &[Set],
-) -> (
-    std::cmp::Reverse<u128>,
-    Vec<(std::cmp::Reverse<usize>, String, String)>,
-) {
+fn sort_key(v: &[Set]) -> SortKey {
     let size = v
         .iter()
         .fold(1u128, |acc, s| acc.saturating_mul(s.len() as u128));
@@ -288,10 +287,10 @@ fn sort_key(
         .map(|s| {
             let first = s.first().map_or_else(String::new, |n| text(*n));
             let last = s.last().map_or_else(String::new, |n| text(*n));
-            (std::cmp::Reverse(s.len()), first, last)
+            (Reverse(s.len()), first, last)
         })
         .collect();
-    (std::cmp::Reverse(size), dims)
+    (Reverse(size), dims)
 }
 
 /// Merges `other` into `item` when they differ in at most one dimension and there the sets are
