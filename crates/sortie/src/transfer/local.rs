@@ -139,8 +139,14 @@ fn walk(dir: &Path, rel: &mut Vec<String>, out: &mut Vec<LocalEntry>) -> Result<
             .unwrap_or_default();
         rel.push(name);
         if meta.is_dir() {
-            // Symbolic links to directories are not followed (no loops, no surprises).
-            if !link.file_type().is_symlink() {
+            // Symbolic links to directories are not followed (no loops, no surprises), and the
+            // user is told: a silently missing subtree would be worse than the warning.
+            if link.file_type().is_symlink() {
+                tracing::warn!(
+                    "{}: symbolic link to a directory, not followed (not copied)",
+                    path.display()
+                );
+            } else {
                 out.push(entry(&path, rel.clone(), &meta));
                 walk(&path, rel, out)?;
             }
