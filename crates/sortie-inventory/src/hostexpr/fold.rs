@@ -19,8 +19,11 @@
 //!   order makes our text the same as `nodeset -f`'s, not only the same hosts.
 //! * Patterns are listed in the order of their text with `%s` for numbers.
 //!
-//! Digit runs longer than 18 characters stay literal text; names that cannot be written back
-//! into a host expression (IPv6 addresses, `host:port` labels) are listed as they are.
+//! Digit runs longer than 18 characters stay literal text. In a `host:port` label the port is
+//! literal text too (an element of a host expression has one port, so `h[1-2]:22` can be
+//! written but `h1:[22-23]` cannot; ClusterShell, which knows no ports, would fold it as a
+//! number). Names that cannot be written back into a host expression (IPv6 addresses) are
+//! listed as they are.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,9 +44,10 @@ type Set = Vec<Num>;
 /// `web01..web05,web07` -> `web[01-05,07]`, `rack1-n1..rack2-n3` -> `rack[1-2]-n[1-3]`.
 ///
 /// Every number in a name is folded (see the module docs); zero padding and mixed widths are
-/// kept (`web08`,`web09`,`web10` -> `web[08-10]`, `n08`,`n9` -> `n[9,08]`). Duplicates are
-/// removed and the result does not depend on the input order. Names that cannot be written
-/// back as a range (IPv6, labels with `:port`) are listed as they are. For names produced by
+/// kept (`web08`,`web09`,`web10` -> `web[08-10]`, `n08`,`n9` -> `n[9,08]`); `host:port`
+/// labels fold their host part (`127.0.0.[1-2]:2222`). Duplicates are removed and the result
+/// does not depend on the input order. Names that cannot be written back as a range (IPv6)
+/// are listed as they are. For names produced by
 /// [`super::expand_names`], expanding the result gives back exactly the same set.
 pub fn fold(names: &[String]) -> String {
     // (pattern text with %s, opaque) -> number vectors; opaque names keep their text.
@@ -92,10 +96,21 @@ enum Group {
 }
 
 /// Splits a foldable name into its pattern (`%s` for each number) and its numbers.
+///
+/// A `host:port` label folds its host part and keeps the port as literal text, since an
+/// element of a host expression has one port: `127.0.0.[1-2]:2222`.
 fn split(name: &str) -> Option<(String, Vec<Num>)> {
-    if name.is_empty() || !name.chars().all(is_name_char) {
+    let (host, port) = match name.split_once(':') {
+        None => (name, None),
+        Some((host, port)) => match port.parse::<u16>() {
+            Ok(n) if n > 0 && n.to_string() == port => (host, Some(port)),
+            _ => return None,
+        },
+    };
+    if host.is_empty() || !host.chars().all(is_name_char) {
         return None;
     }
+    let name = host;
     let mut pattern = String::with_capacity(name.len() + 4);
     let mut nums = Vec::new();
     let bytes = name.as_bytes();
@@ -119,6 +134,10 @@ fn split(name: &str) -> Option<(String, Vec<Num>)> {
             pattern.push(c);
             i += c.len_utf8();
         }
+    }
+    if let Some(port) = port {
+        pattern.push(':');
+        pattern.push_str(port);
     }
     Some((pattern, nums))
 }
@@ -439,7 +458,26 @@ mod tests {
     }
 
     #[test]
-    fn leaves_unfoldable_names_and_long_numbers_alone() {
+    fn folds_hosts_with_ports_and_leaves_the_rest_alone() {
+        let labels = [
+            "127.0.0.1:2222",
+            "127.0.0.2:2222",
+            "127.0.0.1:22",
+            "h1:022",
+            "h2:0",
+        ];
+        let folded = f(&labels);
+        assert_eq!(folded, "127.0.0.1:22,127.0.0.[1-2]:2222,h1:022,h2:0");
+        let back: Vec<String> = parse("127.0.0.1:22,127.0.0.[1-2]:2222")
+            .unwrap()
+            .into_iter()
+            .flat_map(|e| match e {
+                Element::Hosts(h) => h,
+                Element::File { .. } => Vec::new(),
+            })
+            .map(|h| h.label())
+            .collect();
+        assert_eq!(back, ["127.0.0.1:22", "127.0.0.1:2222", "127.0.0.2:2222"]);
         assert_eq!(
             f(&["::1", "fe80::2", "h:22", "h:23"]),
             "::1,fe80::2,h:22,h:23"
