@@ -23,7 +23,7 @@ use crate::sink::Sink;
 use crate::style::{Paint, DIM, ERROR, OK, WARN};
 use crate::{PrefixStyle, Reporter};
 use sortie_events::{Bucket, Counts, Event, Outcome};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io;
 use std::time::Duration;
@@ -261,14 +261,18 @@ impl SummaryReporter {
 /// keeps its message as it was. Entries without a message form one group.
 fn by_message<'a>(list: &[&'a Entry]) -> Vec<(Vec<&'a Entry>, Option<String>)> {
     let mut groups: Vec<(Option<String>, Vec<&'a Entry>)> = Vec::new();
+    let mut index: HashMap<Option<String>, usize> = HashMap::new();
     for e in list {
         let key = match &e.2 {
             Outcome::ConnectFailed { message, .. } => Some(generic_message(message, &e.0)),
             _ => None,
         };
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, hosts)) => hosts.push(e),
-            None => groups.push((key, vec![e])),
+        match index.get(&key) {
+            Some(&i) => groups[i].1.push(e),
+            None => {
+                index.insert(key.clone(), groups.len());
+                groups.push((key, vec![e]));
+            }
         }
     }
     groups
@@ -308,6 +312,9 @@ fn generic_message(message: &str, label: &str) -> String {
 fn replace_name(text: &str, name: &str) -> String {
     let continues =
         |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_');
+    if name.is_empty() {
+        return text.to_string();
+    }
     let lower = text.to_ascii_lowercase();
     let needle = name.to_ascii_lowercase();
     let mut out = String::with_capacity(text.len());
