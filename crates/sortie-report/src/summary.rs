@@ -396,6 +396,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn messages_name_their_own_host_as_a_placeholder() {
+        assert_eq!(
+            generic_message(
+                "127.0.0.1:2222: refused; key for [127.0.0.1]:2222",
+                "127.0.0.1:2222"
+            ),
+            "{host}: refused; key for [{host}]:2222"
+        );
+        assert_eq!(
+            generic_message("no key for web1, nor web10 or 10.0.0.1", "Web1"),
+            "no key for {host}, nor web10 or 10.0.0.1"
+        );
+        assert_eq!(
+            generic_message("[::1]:22 refused", "[::1]:22"),
+            "{host} refused"
+        );
+        assert_eq!(generic_message("::1 refused", "[::1]:22"), "{host} refused");
+        assert_eq!(
+            generic_message("10.0.0.10 refused", "10.0.0.1"),
+            "10.0.0.10 refused"
+        );
+    }
+
+    #[test]
     fn durations_read_naturally() {
         assert_eq!(format_duration(Duration::from_millis(4_240)), "4.2s");
         assert_eq!(format_duration(Duration::from_secs(62)), "1m02s");
