@@ -121,6 +121,8 @@ pub enum Command {
         SORTIE_OUTPUT, SORTIE_INVENTORY.\n\
         Precedence: command line > environment > inventory > ssh_config > config file > built-in.")]
     Config,
+    /// Print a launch's summary again and rewrite its report.json, from RUN_DIR/events.jsonl.
+    Report(ReportArgs),
 }
 
 /// `sortie completions`.
@@ -430,6 +432,14 @@ pub struct LaunchArgs {
     /// [`crate::config`], not an option).
     #[arg(skip)]
     pub defaults: sortie_inventory::Defaults,
+}
+
+/// `sortie report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// A launch's run directory (it holds events.jsonl).
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
 }
 
 /// Checks a duration option and keeps its text (for `--set run.duration=...`).

@@ -204,7 +204,10 @@ impl Settings {
                     .or(self.env_value(|l| &l.host_key_checking));
                 a.defaults = self.defaults();
             }
-            args::Command::Completions(_) | args::Command::Man | args::Command::Config => {}
+            args::Command::Completions(_)
+            | args::Command::Man
+            | args::Command::Config
+            | args::Command::Report(_) => {}
         }
     }
 

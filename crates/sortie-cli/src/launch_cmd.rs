@@ -1,18 +1,19 @@
 //! `sortie launch PLAN.toml`: load and place the plan, resolve its hosts into targets, run the
-//! library's launch, and show it: a live table on a terminal, a status line every few seconds
-//! otherwise, JSON Lines with `--json`; then the summary and the exit code (thresholds decide).
+//! library's launch, and show it with `sortie-report`'s [`LiveView`]: a live table on a
+//! terminal, a status line every few seconds otherwise, the run record's lines with `--json`;
+//! then the summary and the exit code (thresholds decide).
 
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sortie::launch::{
-    launch, render_notable, render_status, render_summary, LaunchEvent, LaunchOptions,
-};
+use indicatif::ProgressDrawTarget;
+use sortie::launch::{launch, render_summary, LaunchOptions, LaunchReport};
 use sortie::transport::{HostKeyChecking, Target, TransportKind};
 use sortie_inventory::{HostSpec, Overrides, Resolver, SelectRequest};
 use sortie_plan::launch::{GroupSource, HostResolution, Plan, PlanSpec, Transport};
+use sortie_report::launch::LiveView;
 
 use crate::args::LaunchArgs;
 use crate::exit::ExitCode;
@@ -34,13 +35,12 @@ pub async fn run(a: LaunchArgs, signals: crate::signals::Interrupts) -> miette::
     spec.check_controller_env(&|k| std::env::var(k).ok())
         .map_err(miette::Report::new)?;
     let targets = targets(&plan, &a)?;
-    let run_dir = a
-        .run_dir
-        .clone()
-        .unwrap_or_else(|| plan.run_dir(&sortie::launch::run_timestamp()));
+    let run_id = sortie::launch::new_run_id();
+    let run_dir = a.run_dir.clone().unwrap_or_else(|| plan.run_dir(&run_id));
 
     let cancel = sortie::CancellationToken::new();
     let options = LaunchOptions {
+        run_id: run_id.clone(),
         run_dir: Some(run_dir.clone()),
         fanout: a.fanout as usize,
         progress_interval: Duration::from_millis(250),
@@ -57,55 +57,79 @@ pub async fn run(a: LaunchArgs, signals: crate::signals::Interrupts) -> miette::
         "stopping every process",
     );
 
-    let mut view = View::new(a.json);
+    let mut view = live_view(a.json, &run_id);
     while let Some(ev) = handle.events.recv().await {
         view.event(&ev);
     }
-    view.clear();
+    if view.finish() {
+        eprintln!();
+    }
     let result = handle
         .result
         .await
         .map_err(|e| miette::miette!("the launch task failed: {e}"))?;
-    let summary = render_summary(&result.report);
-    let report_line = match &result.report_path {
-        Some(p) => format!(
+    let text = end_text(&result.report, result.report_path.as_deref());
+    if a.json {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    Ok(exit_code(&result.report))
+}
+
+/// What a launch prints at its end (and `sortie report` prints again): the summary, then where
+/// the report and the logs are.
+pub fn end_text(report: &LaunchReport, report_path: Option<&Path>) -> String {
+    let mut text = render_summary(report);
+    if let Some(p) = report_path {
+        let logs = p.with_file_name("logs");
+        text.push_str(&format!(
             "report: {}\nlogs:   {}\n",
             p.display(),
-            run_dir.join("logs").display()
-        ),
-        None => String::new(),
-    };
-    if a.json {
-        eprint!("{summary}{report_line}");
-    } else {
-        print!("{summary}{report_line}");
+            logs.display()
+        ));
     }
-    Ok(exit_code(&result))
+    text
+}
+
+/// The live view: `--json` lines on stdout, the table on a terminal's stderr, status lines
+/// on stderr otherwise.
+fn live_view(json: bool, run_id: &str) -> LiveView {
+    if json {
+        return LiveView::json(Box::new(std::io::stdout()), run_id);
+    }
+    let tty =
+        std::io::stderr().is_terminal() && std::env::var_os("TERM").is_some_and(|t| t != "dumb");
+    if tty {
+        LiveView::table(ProgressDrawTarget::stderr())
+    } else {
+        LiveView::lines(Box::new(std::io::stderr()))
+    }
 }
 
 /// Interrupted beats a failed threshold; without thresholds, any failed process fails the run;
-/// a run that passed but whose `[[collect]]` did not bring everything back exits 1.
-fn exit_code(result: &sortie::launch::LaunchResult) -> ExitCode {
-    let code = lifecycle_code(result);
-    if code == ExitCode::Ok && result.report.collections_incomplete() > 0 {
+/// a run that passed but whose `[[collect]]` did not bring everything back exits 1, and so
+/// does a run whose record ends before it finished (`sortie report` of a dead controller).
+pub fn exit_code(report: &LaunchReport) -> ExitCode {
+    let code = lifecycle_code(report);
+    if code == ExitCode::Ok && (report.collections_incomplete() > 0 || !report.finished) {
         ExitCode::CommandFailed
     } else {
         code
     }
 }
 
-fn lifecycle_code(result: &sortie::launch::LaunchResult) -> ExitCode {
-    if result.interrupted {
+fn lifecycle_code(report: &LaunchReport) -> ExitCode {
+    if report.interrupted {
         ExitCode::Interrupted
-    } else if !result.report.thresholds.is_empty() {
-        if result.thresholds_passed {
+    } else if !report.thresholds.is_empty() {
+        if report.thresholds_passed {
             ExitCode::Ok
         } else {
             ExitCode::ThresholdFailed
         }
-    } else if result.report.failed() > 0
-        || result
-            .report
+    } else if report.failed() > 0
+        || report
             .processes
             .iter()
             .any(|p| matches!(p.ending, sortie::launch::Ending::NeverStarted { .. }))
@@ -252,94 +276,5 @@ fn local_target(label: &str) -> Target {
         keepalive_interval: Duration::ZERO,
         keepalive_max: 0,
         kind: TransportKind::Local,
-    }
-}
-
-/// The live view: a redrawn block on a terminal, status lines otherwise, or JSON Lines.
-struct View {
-    json: bool,
-    tty: bool,
-    drawn: usize,
-    feed: Vec<String>,
-    last_status: Option<Instant>,
-    last: Option<LaunchEvent>,
-}
-
-const FEED: usize = 6;
-
-impl View {
-    fn new(json: bool) -> Self {
-        View {
-            json,
-            tty: !json
-                && std::io::stderr().is_terminal()
-                && std::env::var_os("TERM").is_some_and(|t| t != "dumb"),
-            drawn: 0,
-            feed: Vec::new(),
-            last_status: None,
-            last: None,
-        }
-    }
-
-    fn event(&mut self, ev: &LaunchEvent) {
-        if self.json {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", ev.to_json());
-            let _ = out.flush();
-            return;
-        }
-        if let Some(line) = render_notable(ev) {
-            if self.tty {
-                self.feed.push(line);
-                if self.feed.len() > FEED {
-                    self.feed.remove(0);
-                }
-            } else {
-                eprintln!("sortie: {line}");
-            }
-        }
-        match ev {
-            LaunchEvent::Progress { .. } => {
-                self.last = Some(ev.clone());
-                if self.tty {
-                    self.draw();
-                } else if self
-                    .last_status
-                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
-                {
-                    self.last_status = Some(Instant::now());
-                    let lines = render_status(ev);
-                    eprintln!("sortie: {}", lines.join(" |").replace("  ", " "));
-                }
-            }
-            LaunchEvent::PhaseChanged { phase, .. } if !self.tty => {
-                eprintln!("sortie: {}", format!("{phase:?}").to_lowercase());
-            }
-            _ => {}
-        }
-    }
-
-    fn draw(&mut self) {
-        let Some(ev) = &self.last else { return };
-        let mut lines = render_status(ev);
-        for f in &self.feed {
-            lines.push(format!("  ! {f}"));
-        }
-        let mut err = std::io::stderr().lock();
-        if self.drawn > 0 {
-            let _ = write!(err, "\x1b[{}F\x1b[J", self.drawn);
-        }
-        for l in &lines {
-            let _ = writeln!(err, "{l}");
-        }
-        let _ = err.flush();
-        self.drawn = lines.len();
-    }
-
-    /// Leaves the last table and the feed on screen, then a blank line.
-    fn clear(&mut self) {
-        if self.tty && self.drawn > 0 {
-            eprintln!();
-        }
     }
 }

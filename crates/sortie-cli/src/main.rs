@@ -7,6 +7,7 @@ mod exec_cmd;
 mod exit;
 mod hosts_cmd;
 mod launch_cmd;
+mod report_cmd;
 mod run_cmd;
 mod select;
 mod signals;
@@ -67,8 +68,10 @@ fn main() {
 }
 
 async fn dispatch(cli: args::Cli, matches: &clap::ArgMatches) -> ExitCode {
-    if let args::Command::Hosts(a) = cli.command {
-        return finish(hosts_cmd::run(a).await);
+    match cli.command {
+        args::Command::Hosts(a) => return finish(hosts_cmd::run(a).await),
+        args::Command::Report(a) => return finish(report_cmd::run(a)),
+        _ => {}
     }
     // Every command that contacts hosts listens for SIGINT, SIGTERM and SIGHUP before it does.
     let sig = match signals::Interrupts::install() {
@@ -87,9 +90,8 @@ async fn dispatch(cli: args::Cli, matches: &clap::ArgMatches) -> ExitCode {
         args::Command::Hosts(_)
         | args::Command::Completions(_)
         | args::Command::Man
-        | args::Command::Config => {
-            unreachable!("handled above")
-        }
+        | args::Command::Config
+        | args::Command::Report(_) => unreachable!("handled above"),
     };
     finish(result)
 }

@@ -6,7 +6,16 @@
 //! the events ([`Counts`]), so displays stay stateless and a recorded stream can be replayed
 //! through any reporter, which is how reporters are snapshot-tested without a network.
 //!
+//! Two streams share these conventions: [`Event`] (`exec`, `run`, `put`, `get`) and
+//! [`launch::LaunchEvent`] (`launch`, recorded to `events.jsonl`). In JSON, every event has an
+//! `"event"` field naming its kind in snake_case; durations are integer milliseconds in fields
+//! whose name ends in `_ms`; output bytes are lossy UTF-8 strings.
+//!
 //! This crate owns only data types and their JSON form; it does no I/O.
+
+#![warn(missing_docs)]
+
+pub mod launch;
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -199,8 +208,8 @@ pub enum Event {
     HostConnected {
         /// Host label.
         host: String,
-        /// Time from the start of the connection attempt.
-        #[serde(with = "secs")]
+        /// Time from the start of the connection attempt (`elapsed_ms` in JSON).
+        #[serde(rename = "elapsed_ms", with = "millis")]
         elapsed: Duration,
     },
     /// The host could not be used, or its connection was lost.
@@ -245,8 +254,8 @@ pub enum Event {
         job: u64,
         /// How it ended.
         outcome: Outcome,
-        /// Time from start to end (zero when it never started).
-        #[serde(with = "secs")]
+        /// Time from start to end (zero when it never started; `elapsed_ms` in JSON).
+        #[serde(rename = "elapsed_ms", with = "millis")]
         elapsed: Duration,
     },
     /// Counts changed.
@@ -263,8 +272,8 @@ pub enum Event {
     RunFinished {
         /// Final counts.
         counts: Counts,
-        /// Wall time of the run.
-        #[serde(with = "secs")]
+        /// Wall time of the run (`elapsed_ms` in JSON).
+        #[serde(rename = "elapsed_ms", with = "millis")]
         elapsed: Duration,
         /// True when the run was interrupted.
         interrupted: bool,
@@ -278,18 +287,17 @@ impl Event {
     }
 }
 
-/// Durations as fractional seconds in JSON.
-mod secs {
+/// Durations as integer milliseconds in JSON (the convention of both streams).
+mod millis {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e6)
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let v = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom)
+        Ok(Duration::from_millis(u64::deserialize(d)?))
     }
 }
 
@@ -324,7 +332,7 @@ mod tests {
         let line = ev.to_json_line();
         assert_eq!(
             line,
-            r#"{"event":"job_finished","host":"web01","job":3,"outcome":{"kind":"signaled","signal":"TERM","core_dumped":false},"elapsed":1.5}"#
+            r#"{"event":"job_finished","host":"web01","job":3,"outcome":{"kind":"signaled","signal":"TERM","core_dumped":false},"elapsed_ms":1500}"#
         );
         let back: Event = serde_json::from_str(&line).unwrap();
         assert_eq!(back, ev);

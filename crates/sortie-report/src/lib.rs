@@ -36,6 +36,7 @@
 mod fold;
 mod group;
 mod json;
+pub mod launch;
 mod line;
 mod outdir;
 mod sink;

@@ -4,7 +4,9 @@
 //! [`Msg`]s here; the coordinator `select!`s over them, the interrupt tokens, the start timer,
 //! the hold timer and the progress tick. It decides everything: which process starts when
 //! (dependencies, hosts, [`Gate`]), when the run holds and stops, which process is restarted
-//! or moved, and how each one ended. It emits [`LaunchEvent`]s and builds the report.
+//! or moved, and how each one ended. It emits [`LaunchEvent`]s; each one is recorded to the
+//! run's `events.jsonl` and folded into the report ([`ReportFold`]) as it is emitted, so the
+//! report never comes from the engine's own state.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -16,11 +18,15 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::event::{Ending, ExitInfo, LaunchEvent, Phase, ProcessRef, RoleCounts};
+use sortie_report::launch::{EventLog, ReportFold};
+
+use super::event::{
+    Ending, ExitInfo, LaunchEvent, Phase, PlannedHost, PlannedProcess, ProcessRef, RoleCounts,
+    ThresholdMetric, ThresholdSpec,
+};
 use super::gate::Gate;
 use super::hosts::HostPool;
 use super::process::{self, Attempt, Msg};
-use super::report::{evaluate, summarize, HostReport, LaunchReport, ProcessReport, StopCheck};
 use super::shell;
 use super::stage::{self, TransferRecord, TransferStep};
 use super::{LaunchOptions, LaunchResult};
@@ -45,22 +51,16 @@ enum St {
 struct P {
     role: usize,
     host: usize,
-    planned_host: usize,
     state: St,
     attempt: u32,
     restarts: u32,
     not_before: Instant,
     pgid: Option<u32>,
     started: Option<Instant>,
-    started_wall: Option<String>,
-    ready_wall: Option<String>,
-    ttr: Option<Duration>,
     ready_this_attempt: bool,
     failure: Option<Ending>,
     stop_requested: bool,
     ending: Option<Ending>,
-    exit: Option<ExitInfo>,
-    first_failure_line: Option<String>,
     log: Option<PathBuf>,
 }
 
@@ -102,12 +102,19 @@ pub(crate) struct Engine {
     stop_deadline: Option<Instant>,
     confirm_waiting: Vec<bool>,
     confirm_deadline: Option<Instant>,
-    stop_check: StopCheck,
-    /// Records of every plan transfer, in the order they ended.
-    transfers: Vec<TransferRecord>,
+    /// Hosts the leftover check asked (those that answered, once it is over).
+    hosts_checked: usize,
+    /// Hosts the leftover check could not ask, or that did not answer.
+    unchecked: Vec<String>,
+    /// Process groups found alive after the stop.
+    survivors: Vec<(String, u32)>,
     collect_waiting: Vec<bool>,
     /// Cancels the collections: a Ctrl-C while collecting, or the escalation.
     collect_cancel: CancellationToken,
+    /// The run record (`events.jsonl`), when the run has a directory.
+    log: Option<EventLog>,
+    /// The report, folded from the events as they are emitted.
+    fold: ReportFold,
 }
 
 impl Engine {
@@ -118,6 +125,7 @@ impl Engine {
         cancel: CancellationToken,
         escalate: CancellationToken,
         out: mpsc::Sender<LaunchEvent>,
+        log: Option<EventLog>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(super::QUEUE);
         let roles: Vec<Arc<Role>> = plan.roles.iter().cloned().map(Arc::new).collect();
@@ -156,22 +164,16 @@ impl Engine {
             procs.push(P {
                 role,
                 host,
-                planned_host: host,
                 state: St::Pending,
                 attempt: 0,
                 restarts: 0,
                 not_before: t0,
                 pgid: None,
                 started: None,
-                started_wall: None,
-                ready_wall: None,
-                ttr: None,
                 ready_this_attempt: false,
                 failure: None,
                 stop_requested: false,
                 ending: None,
-                exit: None,
-                first_failure_line: None,
                 log,
             });
         }
@@ -185,6 +187,7 @@ impl Engine {
         );
         let n_hosts = plan.hosts.len();
         let collect_cancel = escalate.child_token();
+        let fold = ReportFold::new(&options.run_id);
         Engine {
             plan: Arc::new(plan),
             roles,
@@ -212,10 +215,13 @@ impl Engine {
             stop_deadline: None,
             confirm_waiting: vec![false; n_hosts],
             confirm_deadline: None,
-            stop_check: StopCheck::default(),
-            transfers: Vec::new(),
+            hosts_checked: 0,
+            unchecked: Vec::new(),
+            survivors: Vec::new(),
             collect_waiting: vec![false; n_hosts],
             collect_cancel,
+            log,
+            fold,
         }
     }
 
@@ -223,8 +229,46 @@ impl Engine {
         ms(self.t0.elapsed())
     }
 
-    async fn emit(&self, ev: LaunchEvent) {
+    /// Records `ev` (run record, report fold), then sends it to the reporters.
+    async fn emit(&mut self, ev: LaunchEvent) {
+        if let Some(log) = &mut self.log {
+            log.write(&ev);
+        }
+        self.fold.apply(&ev);
         let _ = self.out.send(ev).await;
+    }
+
+    /// The first event: the placed plan as reporters need it.
+    fn started_event(&self) -> LaunchEvent {
+        let plan = &self.plan;
+        LaunchEvent::LaunchStarted {
+            plan: plan.name.clone(),
+            digest: plan.digest.clone(),
+            plan_path: plan.path.display().to_string(),
+            overrides: plan.overrides.clone(),
+            run_dir: (self.options.run_dir.as_ref()).map(|d| d.display().to_string()),
+            started_at: self.wall0.clone(),
+            processes: plan.processes.len(),
+            hosts: plan.hosts.len(),
+            roles: self.roles.iter().map(|r| r.name.clone()).collect(),
+            duration_ms: plan.run.duration.map(ms),
+            host_list: (plan.hosts.iter())
+                .map(|h| PlannedHost {
+                    host: h.label.clone(),
+                    group: h.group.clone(),
+                })
+                .collect(),
+            process_list: (plan.processes.iter().zip(&self.procs))
+                .map(|(s, p)| PlannedProcess {
+                    id: s.id.0.clone(),
+                    role: s.role.clone(),
+                    key: s.key.clone(),
+                    host: s.host.clone(),
+                    log: p.log.as_ref().map(|l| l.display().to_string()),
+                })
+                .collect(),
+            thresholds: plan.thresholds.iter().map(threshold_spec).collect(),
+        }
     }
 
     fn pref(&self, i: usize) -> ProcessRef {
@@ -246,15 +290,8 @@ impl Engine {
 
     /// Runs the launch to its end.
     pub(crate) async fn run(mut self) -> LaunchResult {
-        self.emit(LaunchEvent::LaunchStarted {
-            plan: self.plan.name.clone(),
-            digest: self.plan.digest.clone(),
-            processes: self.plan.processes.len(),
-            hosts: self.plan.hosts.len(),
-            roles: self.roles.iter().map(|r| r.name.clone()).collect(),
-            duration_ms: self.plan.run.duration.map(ms),
-        })
-        .await;
+        let started = self.started_event();
+        self.emit(started).await;
         self.set_phase(Phase::Starting).await;
         let mut uploads = by_host(&self.plan, &self.plan.uploads);
         for (i, pool) in self.pools.iter().enumerate() {
@@ -481,7 +518,6 @@ impl Engine {
         p.attempt += 1;
         p.state = St::Starting;
         p.started = Some(now);
-        p.started_wall = Some(now_wall());
         p.pgid = None;
         p.failure = None;
         p.stop_requested = false;
@@ -498,6 +534,7 @@ impl Engine {
             process,
             attempt,
             at_ms,
+            started_at: Some(now_wall()),
         })
         .await;
         tokio::spawn(process::run(Attempt {
@@ -610,11 +647,8 @@ impl Engine {
                     if r.step == TransferStep::Collect {
                         self.collect_waiting[host] = false;
                     }
-                    self.emit(LaunchEvent::TransferFinished {
-                        transfer: r.clone(),
-                    })
-                    .await;
-                    self.transfers.push(r);
+                    self.emit(LaunchEvent::TransferFinished { transfer: r })
+                        .await;
                 }
             }
             Msg::Spawned { idx, attempt, pgid } => {
@@ -659,8 +693,18 @@ impl Engine {
                 }
                 let reason = format!("could not start: {error}");
                 self.procs[idx].state = St::Pending;
-                if self.may_restart(idx) {
-                    self.procs[idx].restarts += 1;
+                let will_restart = self.may_restart(idx);
+                let process = self.pref(idx);
+                let at_ms = self.at();
+                self.emit(LaunchEvent::ProcessStartFailed {
+                    process,
+                    error: error.to_string(),
+                    will_restart,
+                    at_ms,
+                })
+                .await;
+                if will_restart {
+                    self.restarting(idx).await;
                     self.procs[idx].not_before = Instant::now() + self.options.restart_delay;
                     if !matches!(self.hosts[host], HostState::Up) {
                         self.move_or_never(idx, &reason).await;
@@ -691,7 +735,6 @@ impl Engine {
                 if p.failure.is_some() || p.stop_requested {
                     return;
                 }
-                p.first_failure_line.get_or_insert(line.clone());
                 self.fail(idx, Ending::Failed { pattern, line }).await;
                 self.stop_one(idx);
             }
@@ -716,7 +759,11 @@ impl Engine {
             Msg::StopFailed { host, message } => {
                 let label = self.plan.hosts[host].label.clone();
                 tracing::warn!("{label}: {message}");
-                self.stop_check.errors.push(format!("{label}: {message}"));
+                self.emit(LaunchEvent::StopFailed {
+                    host: label,
+                    message,
+                })
+                .await;
             }
             Msg::Survivors { host, result } => {
                 self.confirm_waiting[host] = false;
@@ -724,7 +771,7 @@ impl Engine {
                 match result {
                     Ok(list) if !list.is_empty() => {
                         for g in &list {
-                            self.stop_check.survivors.push((label.clone(), *g));
+                            self.survivors.push((label.clone(), *g));
                         }
                         let pool = self.pools[host].clone();
                         let _ = pool.script(shell::kill_script(&list)).await;
@@ -732,8 +779,8 @@ impl Engine {
                     Ok(_) => {}
                     Err(e) => {
                         tracing::debug!("survivor check on {label} failed: {e}");
-                        self.stop_check.unchecked.push(label);
-                        self.stop_check.hosts_checked -= 1;
+                        self.unchecked.push(label);
+                        self.hosts_checked -= 1;
                     }
                 }
             }
@@ -746,14 +793,13 @@ impl Engine {
         p.state = St::Ready;
         p.ready_this_attempt = true;
         let ttr = p.started.map_or(Duration::ZERO, |s| now - s);
-        p.ttr = Some(ttr);
-        p.ready_wall = Some(now_wall());
         let process = self.pref(i);
         let at_ms = self.at();
         self.emit(LaunchEvent::ProcessReady {
             process,
             time_to_ready_ms: ms(ttr),
             at_ms,
+            ready_at: Some(now_wall()),
         })
         .await;
     }
@@ -812,7 +858,6 @@ impl Engine {
             at_ms,
         })
         .await;
-        self.procs[i].exit = Some(info.clone());
         if self.procs[i].failure.is_none() {
             if self.procs[i].stop_requested {
                 let ending = if self.procs[i].ready_this_attempt {
@@ -840,8 +885,8 @@ impl Engine {
         }
         // A failure: restart when allowed, else record it.
         if self.may_restart(i) {
+            self.restarting(i).await;
             let p = &mut self.procs[i];
-            p.restarts += 1;
             p.state = St::Pending;
             p.not_before = Instant::now() + self.options.restart_delay;
             p.ending = p.failure.take();
@@ -854,6 +899,20 @@ impl Engine {
             p.state = St::Done;
             p.ending = p.failure.clone();
         }
+    }
+
+    /// Counts a restart of process `i` and says so.
+    async fn restarting(&mut self, i: usize) {
+        self.procs[i].restarts += 1;
+        let restarts = self.procs[i].restarts;
+        let process = self.pref(i);
+        let at_ms = self.at();
+        self.emit(LaunchEvent::ProcessRestarting {
+            process,
+            restarts,
+            at_ms,
+        })
+        .await;
     }
 
     // ----- stopping -----
@@ -986,12 +1045,10 @@ impl Engine {
                 continue;
             }
             if !matches!(self.hosts[h], HostState::Up) || !self.pools[h].is_up().await {
-                self.stop_check
-                    .unchecked
-                    .push(self.plan.hosts[h].label.clone());
+                self.unchecked.push(self.plan.hosts[h].label.clone());
                 continue;
             }
-            self.stop_check.hosts_checked += 1;
+            self.hosts_checked += 1;
             self.confirm_waiting[h] = true;
             let pool = self.pools[h].clone();
             let tx = self.tx.clone();
@@ -1084,17 +1141,16 @@ impl Engine {
             let p = &mut self.procs[i];
             if p.role == r && matches!(p.state, St::Starting | St::Ready) {
                 p.state = St::Done;
-                p.exit = Some(ExitInfo {
-                    note: Some("no exit seen after the stop sequence".into()),
-                    ..Default::default()
-                });
                 p.ending = Some(p.failure.clone().unwrap_or(if p.ready_this_attempt {
                     Ending::ReadyThenStopped
                 } else {
                     Ending::StoppedBeforeReady
                 }));
                 let process = self.pref(i);
-                let exit = self.procs[i].exit.clone().unwrap_or_default();
+                let exit = ExitInfo {
+                    note: Some("no exit seen after the stop sequence".into()),
+                    ..Default::default()
+                };
                 let at_ms = self.at();
                 self.emit(LaunchEvent::ProcessStopped {
                     process,
@@ -1166,16 +1222,14 @@ impl Engine {
         for h in 0..self.pools.len() {
             if std::mem::take(&mut self.confirm_waiting[h]) {
                 // The check never answered: say so rather than report the host clean.
-                self.stop_check.hosts_checked -= 1;
-                self.stop_check
-                    .unchecked
-                    .push(self.plan.hosts[h].label.clone());
+                self.hosts_checked -= 1;
+                self.unchecked.push(self.plan.hosts[h].label.clone());
             }
         }
         self.emit(LaunchEvent::StopConfirmed {
-            hosts_checked: self.stop_check.hosts_checked,
-            unchecked: self.stop_check.unchecked.clone(),
-            survivors: self.stop_check.survivors.clone(),
+            hosts_checked: self.hosts_checked,
+            unchecked: self.unchecked.clone(),
+            survivors: self.survivors.clone(),
         })
         .await;
     }
@@ -1210,7 +1264,7 @@ impl Engine {
             };
             if let Some(why) = why {
                 skipped.extend(list.iter().map(|(i, t)| {
-                    TransferRecord::skipped(TransferStep::Collect, *i, t, &label, why.clone())
+                    stage::skipped(TransferStep::Collect, *i, t, &label, why.clone())
                 }));
                 continue;
             }
@@ -1225,11 +1279,8 @@ impl Engine {
             });
         }
         for r in skipped {
-            self.emit(LaunchEvent::TransferFinished {
-                transfer: r.clone(),
-            })
-            .await;
-            self.transfers.push(r);
+            self.emit(LaunchEvent::TransferFinished { transfer: r })
+                .await;
         }
         self.collect_waiting.iter().any(|w| *w)
     }
@@ -1239,108 +1290,54 @@ impl Engine {
         for pool in &self.pools {
             pool.close().await;
         }
-        let plan = self.plan.clone();
-        let processes: Vec<ProcessReport> = self
-            .procs
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let s = &plan.processes[i];
-                ProcessReport {
-                    id: s.id.0.clone(),
-                    role: s.role.clone(),
-                    key: s.key.clone(),
-                    host: plan.hosts[p.host].label.clone(),
-                    planned_host: plan.hosts[p.planned_host].label.clone(),
-                    attempts: p.attempt,
-                    restarts: p.restarts,
-                    started_at: p.started_wall.clone(),
-                    ready_at: p.ready_wall.clone(),
-                    time_to_ready_ms: p.ttr.map(ms),
-                    ending: p.ending.clone().unwrap_or(Ending::NeverStarted {
-                        reason: "unknown".into(),
-                    }),
-                    exit: p.exit.clone(),
-                    first_failure_line: p.first_failure_line.clone(),
-                    pgid: p.pgid,
-                    log: p
-                        .log
-                        .as_ref()
-                        .filter(|_| p.attempt > 0)
-                        .map(|l| l.display().to_string()),
-                }
-            })
-            .collect();
-        let role_names: Vec<String> = self.roles.iter().map(|r| r.name.clone()).collect();
-        let roles = summarize(&role_names, &processes);
-        let thresholds = evaluate(&plan.thresholds, &processes);
-        let thresholds_passed = thresholds.iter().all(|t| t.passed);
-        let hosts = plan
-            .hosts
-            .iter()
-            .enumerate()
-            .map(|(h, ph)| HostReport {
-                host: ph.label.clone(),
-                group: ph.group.clone(),
-                connected: !matches!(self.hosts[h], HostState::Failed(_) | HostState::Connecting),
-                error: match &self.hosts[h] {
-                    HostState::Failed(m) | HostState::Lost(m) => Some(m.clone()),
-                    _ => None,
-                },
-                placed: plan
-                    .processes
-                    .iter()
-                    .filter(|s| s.host == ph.label)
-                    .map(|s| s.id.0.clone())
-                    .collect(),
-            })
-            .collect();
-        let report = LaunchReport {
-            plan: plan.name.clone(),
-            digest: plan.digest.clone(),
-            plan_path: plan.path.display().to_string(),
-            overrides: plan.overrides.clone(),
-            run_dir: self
-                .options
-                .run_dir
-                .as_ref()
-                .map(|d| d.display().to_string()),
-            started_at: self.wall0.clone(),
-            finished_at: now_wall(),
-            elapsed_ms: self.at(),
-            interrupted: self.interrupted,
-            hosts,
-            processes,
-            roles,
-            thresholds,
-            thresholds_passed,
-            stop_check: self.stop_check.clone(),
-            transfers: std::mem::take(&mut self.transfers),
-        };
-        let mut report_path = None;
-        if let Some(dir) = &self.options.run_dir {
-            let path = dir.join("report.json");
-            match serde_json::to_vec_pretty(&report) {
-                Ok(bytes) => match std::fs::write(&path, bytes) {
-                    Ok(()) => report_path = Some(path),
-                    Err(e) => tracing::warn!("cannot write {}: {e}", path.display()),
-                },
-                Err(e) => tracing::warn!("cannot serialise the report: {e}"),
-            }
-        }
+        // The verdicts come from the events so far: every process has ended.
+        let thresholds_passed = self.fold.report().thresholds_passed;
         let elapsed_ms = self.at();
+        let roles = self.counts();
         self.emit(LaunchEvent::LaunchFinished {
             interrupted: self.interrupted,
             thresholds_passed,
             elapsed_ms,
+            finished_at: now_wall(),
+            roles,
         })
         .await;
+        let report = self.fold.report();
+        let report_path = self.options.run_dir.as_ref().and_then(|dir| {
+            report
+                .write_to(dir)
+                .map_err(|e| tracing::warn!("cannot write the report in {}: {e}", dir.display()))
+                .ok()
+        });
         LaunchResult {
             interrupted: self.interrupted,
             thresholds_passed,
             report,
             report_path,
         }
+    }
+}
+
+/// A plan threshold as the run record carries it.
+fn threshold_spec(t: &sortie_plan::launch::Threshold) -> ThresholdSpec {
+    use sortie_plan::launch::{Bound, Metric};
+    let (mut min, mut max) = (None, None);
+    for b in &t.bounds {
+        match b {
+            Bound::Min(v) => min = Some(*v),
+            Bound::Max(v) => max = Some(*v),
+        }
+    }
+    ThresholdSpec {
+        metric: match t.metric {
+            Metric::ReadyRatio => ThresholdMetric::ReadyRatio,
+            Metric::TimeToReady { percentile } => ThresholdMetric::TimeToReady { percentile },
+            Metric::Failed => ThresholdMetric::Failed,
+            Metric::Restarts => ThresholdMetric::Restarts,
+        },
+        role: t.role.clone(),
+        min,
+        max,
     }
 }
 

@@ -12,9 +12,11 @@
 //!
 //! The plan comes validated and placed from [`sortie_plan::launch`]; hosts come as transport
 //! [`Target`]s (the CLI resolves them with `sortie-inventory`). The launch emits an ordered
-//! stream of [`LaunchEvent`]s, writes each process's output to
-//! `<run-dir>/logs/<role>/<key>@<host>.log` and, at the end, `<run-dir>/report.json`. It knows
-//! nothing about terminals: [`render_status`] and [`render_summary`] return text.
+//! stream of [`LaunchEvent`]s and, with a run directory, records each one as it happens to
+//! `<run-dir>/events.jsonl` (the run record, see [`sortie_report::launch`]), writes each
+//! process's output to `<run-dir>/logs/<role>/<key>@<host>.log` and, at the end,
+//! `<run-dir>/report.json`, a fold over the events. It knows nothing about terminals: the
+//! reporters in [`sortie_report::launch`] turn events into text.
 //!
 //! Cancellation: cancelling the `cancel` token (first Ctrl-C) goes straight to the stop phase;
 //! cancelling [`LaunchHandle::escalate`] (second Ctrl-C) sends KILL to every process at once.
@@ -34,7 +36,7 @@
 //! let cancel = sortie::CancellationToken::new();
 //! let mut handle = launch(Arc::new(LocalTransport), plan, targets, LaunchOptions::default(), cancel)?;
 //! while let Some(ev) = handle.events.recv().await {
-//!     println!("{}", serde_json::to_string(&ev)?);
+//!     println!("{}", ev.to_json());
 //! }
 //! let result = handle.result.await?;
 //! assert!(result.thresholds_passed);
@@ -46,7 +48,6 @@ pub mod event;
 mod gate;
 mod hosts;
 mod process;
-pub mod report;
 mod shell;
 mod stage;
 
@@ -61,9 +62,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::transport::{Target, Transport};
+use sortie_report::launch::EventLog;
 
-pub use event::{Ending, ExitInfo, LaunchEvent, Phase, ProcessRef, RoleCounts};
-pub use report::{
+pub use event::{Ending, ExitInfo, LaunchEvent, LaunchRecord, Phase, ProcessRef, RoleCounts};
+pub use sortie_report::launch::{
     render_notable, render_status, render_summary, short_duration, HostReport, LaunchReport,
     Percentiles, ProcessReport, RoleSummary, StopCheck, ThresholdResult,
 };
@@ -78,7 +80,9 @@ pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// Options of a launch that are not in the plan.
 #[derive(Clone)]
 pub struct LaunchOptions {
-    /// Where logs and `report.json` go; `None` writes no file.
+    /// The run's id, in every record line (default: a new [`new_run_id`]).
+    pub run_id: String,
+    /// Where `events.jsonl`, logs and `report.json` go; `None` writes no file.
     pub run_dir: Option<PathBuf>,
     /// Connections being opened at once, over all hosts.
     pub fanout: usize,
@@ -96,6 +100,7 @@ pub struct LaunchOptions {
 impl Default for LaunchOptions {
     fn default() -> Self {
         LaunchOptions {
+            run_id: new_run_id(),
             run_dir: None,
             fanout: 64,
             progress_interval: Duration::from_millis(500),
@@ -109,6 +114,7 @@ impl Default for LaunchOptions {
 impl std::fmt::Debug for LaunchOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LaunchOptions")
+            .field("run_id", &self.run_id)
             .field("run_dir", &self.run_dir)
             .field("fanout", &self.fanout)
             .field("progress_interval", &self.progress_interval)
@@ -120,6 +126,8 @@ impl std::fmt::Debug for LaunchOptions {
 
 /// A launch in progress.
 pub struct LaunchHandle {
+    /// The run's id (as in [`LaunchOptions::run_id`]).
+    pub run_id: String,
     /// Events in order; ends after [`LaunchEvent::LaunchFinished`].
     pub events: mpsc::Receiver<LaunchEvent>,
     /// Resolves once the launch ended.
@@ -199,32 +207,36 @@ pub fn launch(
             source,
         })?;
     }
+    let log =
+        match &options.run_dir {
+            Some(dir) => Some(EventLog::create(dir, &options.run_id).map_err(|source| {
+                LaunchError::RunDir {
+                    path: dir.clone(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
     let (out, events) = mpsc::channel(QUEUE);
     let escalate = CancellationToken::new();
-    let engine = engine::Engine::new(plan, pools, options, cancel, escalate.clone(), out);
+    let run_id = options.run_id.clone();
+    let engine = engine::Engine::new(plan, pools, options, cancel, escalate.clone(), out, log);
     let result = tokio::spawn(engine.run());
     Ok(LaunchHandle {
+        run_id,
         events,
         result,
         escalate,
     })
 }
 
-/// A run-directory timestamp for now, in local time: `20260501-120000`.
-pub fn run_timestamp() -> String {
-    chrono::Local::now().format("%Y%m%d-%H%M%S").to_string()
-}
-
-impl LaunchEvent {
-    /// The event as one line of JSON (no trailing newline), as `--json` prints it.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-    }
-}
-
-impl LaunchReport {
-    /// The report as pretty JSON (what `report.json` holds).
-    pub fn to_json_pretty(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
-    }
+/// A new run id: local time to the millisecond and a random part, `20260501-120000.123-3f9a0c`.
+/// It names the run directory (the plan's `{timestamp}`), so two launches of a plan in the
+/// same second (or millisecond) get different directories.
+pub fn new_run_id() -> String {
+    format!(
+        "{}-{:06x}",
+        chrono::Local::now().format("%Y%m%d-%H%M%S%.3f"),
+        fastrand::u32(..1 << 24)
+    )
 }

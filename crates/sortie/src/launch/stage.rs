@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::Serialize;
+pub use sortie_events::launch::{TransferOutcome, TransferRecord, TransferStep};
 use sortie_plan::launch::{Plan, Transfer};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -23,124 +23,38 @@ use crate::transfer::{
 };
 use crate::transport::Connection;
 
-/// Which list of the plan a transfer comes from (ordered as they run: uploads first).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TransferStep {
-    /// `[[upload]]`: local to the host, before the host's first start.
-    Upload,
-    /// `[[collect]]`: from the host into the run directory, after the stop.
-    Collect,
+/// A record for a transfer that was not attempted on `host`.
+pub(crate) fn skipped(
+    step: TransferStep,
+    index: usize,
+    t: &Transfer,
+    host: &str,
+    why: String,
+) -> TransferRecord {
+    let mut r = TransferRecord::new(step, index, host, t.src.clone(), t.dest.clone());
+    r.errors.push(why);
+    r
 }
 
-/// How one transfer went on one host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TransferOutcome {
-    /// Every file arrived (or was already identical).
-    Ok,
-    /// At least one file failed, or the host's transfer could not go on.
-    Failed,
-    /// Not attempted (host unreachable or lost, an earlier upload failed, interrupted).
-    Skipped,
-}
-
-/// One transfer of the plan on one host, as recorded in the report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct TransferRecord {
-    /// Upload or collect.
-    pub step: TransferStep,
-    /// Position in the plan's `[[upload]]` or `[[collect]]` list (0-based).
-    pub index: usize,
-    /// Host label.
-    pub host: String,
-    /// Source, with `{host}` expanded (a local path for uploads).
-    pub src: String,
-    /// Destination, with `{host}` expanded (a local directory for collections).
-    pub dest: String,
-    /// How it went.
-    pub outcome: TransferOutcome,
-    /// Files written.
-    pub files: u64,
-    /// Files left alone because they were already identical.
-    pub unchanged: u64,
-    /// Bytes of file content moved.
-    pub bytes: u64,
-    /// Per-file failures, or why it was skipped.
-    pub errors: Vec<String>,
-    /// Wall time, in milliseconds.
-    pub elapsed_ms: u64,
-}
-
-impl TransferRecord {
-    fn new(step: TransferStep, index: usize, host: &str, src: String, dest: String) -> Self {
-        TransferRecord {
-            step,
-            index,
-            host: host.to_string(),
-            src,
-            dest,
-            outcome: TransferOutcome::Skipped,
-            files: 0,
-            unchanged: 0,
-            bytes: 0,
-            errors: Vec::new(),
-            elapsed_ms: 0,
+/// Fills a record in from the transfer's result.
+fn finish(rec: &mut TransferRecord, result: Result<TransferReport, TransferError>, t0: Instant) {
+    rec.elapsed_ms = t0.elapsed().as_millis() as u64;
+    match result {
+        Ok(rep) => {
+            rec.files = rep.stats.files;
+            rec.unchanged = rep.stats.skipped;
+            rec.bytes = rep.stats.bytes;
+            rec.errors = rep.errors.iter().map(ToString::to_string).collect();
+            rec.outcome = if rep.errors.is_empty() {
+                TransferOutcome::Ok
+            } else {
+                TransferOutcome::Failed
+            };
         }
-    }
-
-    /// A record for a transfer that was not attempted on `host`.
-    pub(crate) fn skipped(
-        step: TransferStep,
-        index: usize,
-        t: &Transfer,
-        host: &str,
-        why: String,
-    ) -> Self {
-        let mut r = TransferRecord::new(step, index, host, t.src.clone(), t.dest.clone());
-        r.errors.push(why);
-        r
-    }
-
-    fn finish(&mut self, result: Result<TransferReport, TransferError>, t0: Instant) {
-        self.elapsed_ms = t0.elapsed().as_millis() as u64;
-        match result {
-            Ok(rep) => {
-                self.files = rep.stats.files;
-                self.unchanged = rep.stats.skipped;
-                self.bytes = rep.stats.bytes;
-                self.errors = rep.errors.iter().map(ToString::to_string).collect();
-                self.outcome = if rep.errors.is_empty() {
-                    TransferOutcome::Ok
-                } else {
-                    TransferOutcome::Failed
-                };
-            }
-            Err(e) => {
-                self.errors.push(e.to_string());
-                self.outcome = TransferOutcome::Failed;
-            }
+        Err(e) => {
+            rec.errors.push(e.to_string());
+            rec.outcome = TransferOutcome::Failed;
         }
-    }
-
-    /// `upload #1 bin -> /opt/kvs/ failed: <first error>` when it failed, else `None`.
-    pub fn failure(&self) -> Option<String> {
-        (self.outcome == TransferOutcome::Failed).then(|| {
-            format!(
-                "{} failed: {}",
-                self.name(),
-                self.errors.first().map_or("", String::as_str)
-            )
-        })
-    }
-
-    /// `upload#1 ./bin -> /opt/kvs/` style name for messages (1-based, as a person counts).
-    pub fn name(&self) -> String {
-        let step = match self.step {
-            TransferStep::Upload => "upload",
-            TransferStep::Collect => "collect",
-        };
-        format!("{step} #{} {} -> {}", self.index + 1, self.src, self.dest)
     }
 }
 
@@ -196,7 +110,7 @@ pub(crate) async fn upload(
     let mut failed: Option<String> = None;
     for (index, t) in uploads {
         if let Some(why) = &failed {
-            out.push(TransferRecord::skipped(
+            out.push(skipped(
                 TransferStep::Upload,
                 *index,
                 t,
@@ -224,7 +138,7 @@ pub(crate) async fn upload(
             }
             Err(e) => Err(e.into()),
         };
-        rec.finish(result, t0);
+        finish(&mut rec, result, t0);
         failed = rec.failure();
         out.push(rec);
     }
@@ -267,7 +181,7 @@ pub(crate) async fn collect(
             }
             Err(e) => Err(e.into()),
         };
-        rec.finish(result, t0);
+        finish(&mut rec, result, t0);
         out.push(rec);
     }
     out

@@ -1,276 +1,16 @@
-//! The end-of-run report of a launch, its statistics and thresholds, and the text a person
-//! reads (live status lines and the final summary).
-//!
-//! Owns [`LaunchReport`] (written as `report.json`), time-to-ready percentiles, threshold
-//! verdicts, and two pure renderers: [`render_status`] (a few lines from a
-//! [`LaunchEvent::Progress`]) and [`render_summary`]. Nothing here touches a terminal; the
-//! CLI decides where the text goes.
+//! The text a person reads about a launch: the live status lines, one line per notable event,
+//! and the end-of-run summary. Pure functions of events or of the folded report; where the text
+//! goes (terminal, stderr, a file) is the caller's business.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use serde::Serialize;
-use sortie_plan::launch::{Bound, Metric, Threshold};
+use sortie_events::launch::{
+    Ending, LaunchEvent, RoleCounts, TransferOutcome, TransferRecord, TransferStep,
+};
 
-use super::event::{Ending, ExitInfo, LaunchEvent, RoleCounts};
-use super::stage::{TransferOutcome, TransferRecord, TransferStep};
-
-/// One process in the report.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ProcessReport {
-    /// `ROLE/KEY` or `ROLE/KEY#N`.
-    pub id: String,
-    /// Role name.
-    pub role: String,
-    /// Key.
-    pub key: String,
-    /// Host it ran on last.
-    pub host: String,
-    /// Host the plan placed it on (differs after a move).
-    pub planned_host: String,
-    /// Attempts started.
-    pub attempts: u32,
-    /// Restarts (attempts after a failure).
-    pub restarts: u32,
-    /// Start of the last attempt (RFC 3339, UTC).
-    pub started_at: Option<String>,
-    /// When it became ready (last attempt that did).
-    pub ready_at: Option<String>,
-    /// Time from start to ready, in milliseconds.
-    pub time_to_ready_ms: Option<u64>,
-    /// How it ended.
-    pub ending: Ending,
-    /// Its exit.
-    pub exit: Option<ExitInfo>,
-    /// The first line that marked it failed (fail pattern), over all attempts.
-    pub first_failure_line: Option<String>,
-    /// Its process group on the host (last attempt).
-    pub pgid: Option<u32>,
-    /// Its log file, when logs are written.
-    pub log: Option<String>,
-}
-
-/// Time-to-ready percentiles of a role, in milliseconds.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Percentiles {
-    /// Median.
-    pub p50: u64,
-    /// 90th percentile.
-    pub p90: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// Maximum.
-    pub max: u64,
-}
-
-/// Per-role summary.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RoleSummary {
-    /// Role name.
-    pub role: String,
-    /// Processes planned.
-    pub planned: usize,
-    /// Processes that became ready at least once.
-    pub ready: usize,
-    /// Processes by ending label (`ready-then-stopped`, `failed`, ...).
-    pub endings: BTreeMap<String, usize>,
-    /// Restarts.
-    pub restarts: u32,
-    /// Time-to-ready percentiles over processes that became ready.
-    pub time_to_ready: Option<Percentiles>,
-}
-
-/// A threshold and its verdict.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ThresholdResult {
-    /// The metric (`ready_ratio`, `p99_time_to_ready`, ...).
-    pub metric: String,
-    /// The role it applies to (`None`: all processes).
-    pub role: Option<String>,
-    /// Lower bound (seconds for time metrics).
-    pub min: Option<f64>,
-    /// Upper bound (seconds for time metrics).
-    pub max: Option<f64>,
-    /// The measured value (seconds for time metrics); `None` when nothing was measured.
-    pub value: Option<f64>,
-    /// Whether it held.
-    pub passed: bool,
-}
-
-/// A host in the report.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct HostReport {
-    /// Label.
-    pub host: String,
-    /// Plan group it came from.
-    pub group: String,
-    /// Whether it connected.
-    pub connected: bool,
-    /// Connect failure or loss.
-    pub error: Option<String>,
-    /// Processes the plan placed on it.
-    pub placed: Vec<String>,
-}
-
-/// The end-of-run check for leftover processes.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct StopCheck {
-    /// Hosts checked.
-    pub hosts_checked: usize,
-    /// Hosts that could not be checked (lost or never connected but used).
-    pub unchecked: Vec<String>,
-    /// `(host, pgid)` found alive after the stop (then killed).
-    pub survivors: Vec<(String, u32)>,
-    /// Stop scripts that could not run (`host: reason`).
-    pub errors: Vec<String>,
-}
-
-/// The report of a launch (`report.json`). Holds no environment value.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct LaunchReport {
-    /// Plan name.
-    pub plan: String,
-    /// SHA-256 of the plan file.
-    pub digest: String,
-    /// Plan file.
-    pub plan_path: String,
-    /// `--set` overrides applied.
-    pub overrides: Vec<String>,
-    /// Run directory, when one was written.
-    pub run_dir: Option<String>,
-    /// Start (RFC 3339, UTC).
-    pub started_at: String,
-    /// End (RFC 3339, UTC).
-    pub finished_at: String,
-    /// Length of the run, in milliseconds.
-    pub elapsed_ms: u64,
-    /// Whether it was interrupted.
-    pub interrupted: bool,
-    /// Hosts and placement.
-    pub hosts: Vec<HostReport>,
-    /// Every process.
-    pub processes: Vec<ProcessReport>,
-    /// Per-role summaries, in dependency order.
-    pub roles: Vec<RoleSummary>,
-    /// Threshold verdicts.
-    pub thresholds: Vec<ThresholdResult>,
-    /// Whether every threshold held.
-    pub thresholds_passed: bool,
-    /// Leftover-process check.
-    pub stop_check: StopCheck,
-    /// The plan's `[[upload]]` and `[[collect]]` transfers, one record per transfer and host.
-    pub transfers: Vec<TransferRecord>,
-}
-
-impl LaunchReport {
-    /// Collections that failed or were skipped on a host (missing logs).
-    pub fn collections_incomplete(&self) -> usize {
-        self.transfers
-            .iter()
-            .filter(|t| t.step == TransferStep::Collect && t.outcome != TransferOutcome::Ok)
-            .count()
-    }
-
-    /// Number of processes whose ending is a failure.
-    pub fn failed(&self) -> usize {
-        self.processes
-            .iter()
-            .filter(|p| p.ending.is_failure())
-            .count()
-    }
-}
-
-/// Nearest-rank percentile of sorted values (`p` in 1..=100).
-pub(crate) fn percentile(sorted: &[u64], p: u8) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((f64::from(p) / 100.0) * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
-
-/// Summaries per role from the processes.
-pub(crate) fn summarize(roles: &[String], processes: &[ProcessReport]) -> Vec<RoleSummary> {
-    roles
-        .iter()
-        .map(|r| {
-            let mine: Vec<&ProcessReport> = processes.iter().filter(|p| &p.role == r).collect();
-            let mut ttr: Vec<u64> = mine.iter().filter_map(|p| p.time_to_ready_ms).collect();
-            ttr.sort_unstable();
-            let mut endings = BTreeMap::new();
-            for p in &mine {
-                *endings.entry(p.ending.label().to_string()).or_insert(0) += 1;
-            }
-            RoleSummary {
-                role: r.clone(),
-                planned: mine.len(),
-                ready: ttr.len(),
-                endings,
-                restarts: mine.iter().map(|p| p.restarts).sum(),
-                time_to_ready: (!ttr.is_empty()).then(|| Percentiles {
-                    p50: percentile(&ttr, 50).unwrap_or(0),
-                    p90: percentile(&ttr, 90).unwrap_or(0),
-                    p99: percentile(&ttr, 99).unwrap_or(0),
-                    max: *ttr.last().unwrap_or(&0),
-                }),
-            }
-        })
-        .collect()
-}
-
-/// Evaluates the plan's thresholds over the processes.
-pub(crate) fn evaluate(
-    thresholds: &[Threshold],
-    processes: &[ProcessReport],
-) -> Vec<ThresholdResult> {
-    thresholds
-        .iter()
-        .map(|t| {
-            let mine: Vec<&ProcessReport> = processes
-                .iter()
-                .filter(|p| t.role.as_ref().is_none_or(|r| &p.role == r))
-                .collect();
-            let value = match t.metric {
-                Metric::ReadyRatio => {
-                    let ready = mine.iter().filter(|p| p.time_to_ready_ms.is_some()).count();
-                    Some(if mine.is_empty() {
-                        1.0
-                    } else {
-                        ready as f64 / mine.len() as f64
-                    })
-                }
-                Metric::TimeToReady { percentile: p } => {
-                    let mut v: Vec<u64> = mine.iter().filter_map(|p| p.time_to_ready_ms).collect();
-                    v.sort_unstable();
-                    percentile(&v, p).map(|ms| ms as f64 / 1000.0)
-                }
-                Metric::Failed => {
-                    Some(mine.iter().filter(|p| p.ending.is_failure()).count() as f64)
-                }
-                Metric::Restarts => Some(mine.iter().map(|p| f64::from(p.restarts)).sum()),
-            };
-            let (mut min, mut max) = (None, None);
-            for b in &t.bounds {
-                match b {
-                    Bound::Min(v) => min = Some(*v),
-                    Bound::Max(v) => max = Some(*v),
-                }
-            }
-            let passed = value.is_some_and(|v| {
-                min.is_none_or(|m| v >= m - 1e-9) && max.is_none_or(|m| v <= m + 1e-9)
-            });
-            ThresholdResult {
-                metric: t.metric.to_string(),
-                role: t.role.clone(),
-                min,
-                max,
-                value,
-                passed,
-            }
-        })
-        .collect()
-}
+use super::report::{LaunchReport, ProcessReport};
 
 /// `850ms`, `1.24s`, `2m05s`.
 pub fn short_duration(d: Duration) -> String {
@@ -403,6 +143,14 @@ pub fn render_summary(r: &LaunchReport) -> String {
         ms(r.elapsed_ms),
         if r.interrupted { " (interrupted)" } else { "" }
     );
+    if !r.finished {
+        let _ = writeln!(
+            o,
+            "warning: the run did not finish: its record ends {} after the start (the \
+             controller stopped); processes whose end was not seen are counted as unfinished",
+            ms(r.elapsed_ms)
+        );
+    }
     let width = r
         .roles
         .iter()
@@ -420,7 +168,10 @@ pub fn render_summary(r: &LaunchReport) -> String {
             Some(p) => (ms(p.p50), ms(p.p90), ms(p.p99), ms(p.max)),
             None => ("-".into(), "-".into(), "-".into(), "-".into()),
         };
-        let endings: Vec<String> = s.endings.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        // report.json spells endings in snake_case; people read them with hyphens.
+        let endings: Vec<String> = (s.endings.iter())
+            .map(|(k, v)| format!("{} {v}", k.replace('_', "-")))
+            .collect();
         let mut line = format!(
             "  {:<width$} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}  {}",
             s.role,
@@ -559,7 +310,7 @@ fn render_transfers(o: &mut String, transfers: &[TransferRecord]) {
             "{step} #{} {src} -> {target}: ok on {ok} of {} hosts, {files} files, {}",
             first.index + 1,
             list.len(),
-            crate::transfer::human_bytes(bytes)
+            human_bytes(bytes)
         );
         if unchanged > 0 {
             let _ = write!(line, ", {unchanged} unchanged");
@@ -592,18 +343,18 @@ fn render_transfers(o: &mut String, transfers: &[TransferRecord]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(percentile(&v, 50), Some(50));
-        assert_eq!(percentile(&v, 99), Some(99));
-        assert_eq!(percentile(&v, 100), Some(100));
-        assert_eq!(percentile(&[7], 1), Some(7));
-        assert_eq!(percentile(&[], 50), None);
-        assert_eq!(percentile(&[10, 20, 30], 50), Some(20));
+/// `512 B`, `1.5 KiB`, `3.2 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
     }
 }

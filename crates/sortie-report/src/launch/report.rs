@@ -1,0 +1,664 @@
+//! The launch report (`report.json`) as a fold over the launch's events.
+//!
+//! Owns [`LaunchReport`] and its parts, [`ReportFold`] (events in, report out), time-to-ready
+//! percentiles and threshold verdicts. No event carries the report: the live run and
+//! `sortie report RUN_DIR` fold the same events and get the same report.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use sortie_events::launch::{
+    Ending, ExitInfo, LaunchEvent, PlannedHost, PlannedProcess, ProcessRef, ThresholdMetric,
+    ThresholdSpec, TransferOutcome, TransferRecord, TransferStep, SCHEMA_VERSION,
+};
+
+/// One process in the report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessReport {
+    /// `ROLE/KEY` or `ROLE/KEY#N`.
+    pub id: String,
+    /// Role name.
+    pub role: String,
+    /// Key.
+    pub key: String,
+    /// Host it ran on last.
+    pub host: String,
+    /// Host the plan placed it on (differs after a move).
+    pub planned_host: String,
+    /// Attempts started.
+    pub attempts: u32,
+    /// Restarts (attempts after a failure).
+    pub restarts: u32,
+    /// Start of the last attempt (RFC 3339, UTC).
+    pub started_at: Option<String>,
+    /// When it became ready (last attempt that did).
+    pub ready_at: Option<String>,
+    /// Time from start to ready, in milliseconds.
+    pub time_to_ready_ms: Option<u64>,
+    /// How it ended.
+    pub ending: Ending,
+    /// Its exit.
+    pub exit: Option<ExitInfo>,
+    /// The first line that marked it failed (fail pattern), over all attempts.
+    pub first_failure_line: Option<String>,
+    /// Its process group on the host (last attempt).
+    pub pgid: Option<u32>,
+    /// Its log file, when logs are written.
+    pub log: Option<String>,
+}
+
+/// Time-to-ready percentiles of a role, in milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Maximum.
+    pub max: u64,
+}
+
+/// Per-role summary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoleSummary {
+    /// Role name.
+    pub role: String,
+    /// Processes planned.
+    pub planned: usize,
+    /// Processes that became ready at least once.
+    pub ready: usize,
+    /// Processes by ending kind (`ready_then_stopped`, `failed`, ...).
+    pub endings: BTreeMap<String, usize>,
+    /// Restarts.
+    pub restarts: u32,
+    /// Time-to-ready percentiles over processes that became ready.
+    pub time_to_ready: Option<Percentiles>,
+}
+
+/// A threshold and its verdict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    /// The metric (`ready_ratio`, `p99_time_to_ready`, ...).
+    pub metric: String,
+    /// The role it applies to (`None`: all processes).
+    pub role: Option<String>,
+    /// Lower bound (seconds for time metrics).
+    pub min: Option<f64>,
+    /// Upper bound (seconds for time metrics).
+    pub max: Option<f64>,
+    /// The measured value (seconds for time metrics); `None` when nothing was measured.
+    pub value: Option<f64>,
+    /// Whether it held.
+    pub passed: bool,
+}
+
+/// A host in the report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostReport {
+    /// Label.
+    pub host: String,
+    /// Plan group it came from.
+    pub group: String,
+    /// Whether it connected.
+    pub connected: bool,
+    /// Connect failure or loss.
+    pub error: Option<String>,
+    /// Processes the plan placed on it.
+    pub placed: Vec<String>,
+}
+
+/// The end-of-run check for leftover processes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StopCheck {
+    /// Hosts checked.
+    pub hosts_checked: usize,
+    /// Hosts that could not be checked (lost or never connected but used).
+    pub unchecked: Vec<String>,
+    /// `(host, pgid)` found alive after the stop (then killed).
+    pub survivors: Vec<(String, u32)>,
+    /// Stop scripts that could not run (`host: reason`).
+    pub errors: Vec<String>,
+}
+
+/// The report of a launch (`report.json`, schema in docs/report-json.md). Holds no environment
+/// value. Built by [`ReportFold`] from the events alone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LaunchReport {
+    /// Schema version of the run record it was folded from.
+    pub v: u32,
+    /// The run's id.
+    pub run_id: String,
+    /// False when the record ends before [`LaunchEvent::LaunchFinished`] (the controller
+    /// died): what is known is reported, and processes whose end was not seen are
+    /// `unfinished`.
+    pub finished: bool,
+    /// Plan name.
+    pub plan: String,
+    /// SHA-256 of the plan file.
+    pub digest: String,
+    /// Plan file.
+    pub plan_path: String,
+    /// `--set` overrides applied.
+    pub overrides: Vec<String>,
+    /// Run directory, when one was written.
+    pub run_dir: Option<String>,
+    /// Start (RFC 3339, UTC).
+    pub started_at: String,
+    /// End (RFC 3339, UTC); empty when the run did not finish.
+    pub finished_at: String,
+    /// Length of the run, in milliseconds.
+    pub elapsed_ms: u64,
+    /// Whether it was interrupted.
+    pub interrupted: bool,
+    /// Hosts and placement.
+    pub hosts: Vec<HostReport>,
+    /// Every process.
+    pub processes: Vec<ProcessReport>,
+    /// Per-role summaries, in dependency order.
+    pub roles: Vec<RoleSummary>,
+    /// Threshold verdicts.
+    pub thresholds: Vec<ThresholdResult>,
+    /// Whether every threshold held.
+    pub thresholds_passed: bool,
+    /// Leftover-process check.
+    pub stop_check: StopCheck,
+    /// The plan's `[[upload]]` and `[[collect]]` transfers, one record per transfer and host.
+    pub transfers: Vec<TransferRecord>,
+}
+
+impl LaunchReport {
+    /// Collections that failed or were skipped on a host (missing logs).
+    pub fn collections_incomplete(&self) -> usize {
+        self.transfers
+            .iter()
+            .filter(|t| t.step == TransferStep::Collect && t.outcome != TransferOutcome::Ok)
+            .count()
+    }
+
+    /// Number of processes whose ending is a failure.
+    pub fn failed(&self) -> usize {
+        self.processes
+            .iter()
+            .filter(|p| p.ending.is_failure())
+            .count()
+    }
+}
+
+/// Nearest-rank percentile of sorted values (`p` in 1..=100).
+fn percentile(sorted: &[u64], p: u8) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((f64::from(p) / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// Summaries per role from the processes.
+fn summarize(roles: &[String], processes: &[ProcessReport]) -> Vec<RoleSummary> {
+    roles
+        .iter()
+        .map(|r| {
+            let mine: Vec<&ProcessReport> = processes.iter().filter(|p| &p.role == r).collect();
+            let mut ttr: Vec<u64> = mine.iter().filter_map(|p| p.time_to_ready_ms).collect();
+            ttr.sort_unstable();
+            let mut endings = BTreeMap::new();
+            for p in &mine {
+                *endings.entry(p.ending.kind().to_string()).or_insert(0) += 1;
+            }
+            RoleSummary {
+                role: r.clone(),
+                planned: mine.len(),
+                ready: ttr.len(),
+                endings,
+                restarts: mine.iter().map(|p| p.restarts).sum(),
+                time_to_ready: (!ttr.is_empty()).then(|| Percentiles {
+                    p50: percentile(&ttr, 50).unwrap_or(0),
+                    p90: percentile(&ttr, 90).unwrap_or(0),
+                    p99: percentile(&ttr, 99).unwrap_or(0),
+                    max: *ttr.last().unwrap_or(&0),
+                }),
+            }
+        })
+        .collect()
+}
+
+/// Evaluates the plan's thresholds over the processes.
+fn evaluate(thresholds: &[ThresholdSpec], processes: &[ProcessReport]) -> Vec<ThresholdResult> {
+    thresholds
+        .iter()
+        .map(|t| {
+            let mine: Vec<&ProcessReport> = processes
+                .iter()
+                .filter(|p| t.role.as_ref().is_none_or(|r| &p.role == r))
+                .collect();
+            let value = match t.metric {
+                ThresholdMetric::ReadyRatio => {
+                    let ready = mine.iter().filter(|p| p.time_to_ready_ms.is_some()).count();
+                    Some(if mine.is_empty() {
+                        1.0
+                    } else {
+                        ready as f64 / mine.len() as f64
+                    })
+                }
+                ThresholdMetric::TimeToReady { percentile: p } => {
+                    let mut v: Vec<u64> = mine.iter().filter_map(|p| p.time_to_ready_ms).collect();
+                    v.sort_unstable();
+                    percentile(&v, p).map(|ms| ms as f64 / 1000.0)
+                }
+                ThresholdMetric::Failed => {
+                    Some(mine.iter().filter(|p| p.ending.is_failure()).count() as f64)
+                }
+                ThresholdMetric::Restarts => Some(mine.iter().map(|p| f64::from(p.restarts)).sum()),
+            };
+            let (min, max) = (t.min, t.max);
+            let passed = value.is_some_and(|v| {
+                min.is_none_or(|m| v >= m - 1e-9) && max.is_none_or(|m| v <= m + 1e-9)
+            });
+            ThresholdResult {
+                metric: t.metric.to_string(),
+                role: t.role.clone(),
+                min,
+                max,
+                value,
+                passed,
+            }
+        })
+        .collect()
+}
+
+/// What the fold knows about one process.
+#[derive(Clone, Debug, Default)]
+struct ProcFold {
+    host: Option<String>,
+    attempts: u32,
+    restarts: u32,
+    started_at: Option<String>,
+    ready_at: Option<String>,
+    time_to_ready_ms: Option<u64>,
+    ready_this_attempt: bool,
+    exited_this_attempt: bool,
+    failure: Option<Ending>,
+    ending: Option<Ending>,
+    exit: Option<ExitInfo>,
+    first_failure_line: Option<String>,
+    pgid: Option<u32>,
+}
+
+/// What the fold knows about one host.
+#[derive(Clone, Debug, Default)]
+struct HostFold {
+    connected: bool,
+    error: Option<String>,
+}
+
+/// Builds the [`LaunchReport`] from a launch's events, one at a time: the report is a fold
+/// over the stream, so the live run and `sortie report RUN_DIR` give the same report.
+///
+/// ```
+/// use sortie_report::launch::ReportFold;
+/// let mut fold = ReportFold::new("20260501-120000.000-abc123");
+/// // for ev in events { fold.apply(&ev); }
+/// let report = fold.report();
+/// assert!(!report.finished);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ReportFold {
+    run_id: String,
+    started: Option<Started>,
+    procs: Vec<ProcFold>,
+    by_id: HashMap<String, usize>,
+    hosts: Vec<HostFold>,
+    host_idx: HashMap<String, usize>,
+    stop_check: StopCheck,
+    transfers: Vec<TransferRecord>,
+    last_ms: u64,
+    finished: Option<Finished>,
+}
+
+#[derive(Clone, Debug)]
+struct Started {
+    plan: String,
+    digest: String,
+    plan_path: String,
+    overrides: Vec<String>,
+    run_dir: Option<String>,
+    started_at: String,
+    roles: Vec<String>,
+    hosts: Vec<PlannedHost>,
+    processes: Vec<PlannedProcess>,
+    thresholds: Vec<ThresholdSpec>,
+}
+
+#[derive(Clone, Debug)]
+struct Finished {
+    interrupted: bool,
+    elapsed_ms: u64,
+    finished_at: String,
+}
+
+impl ReportFold {
+    /// An empty fold for run `run_id`.
+    pub fn new(run_id: &str) -> Self {
+        ReportFold {
+            run_id: run_id.to_string(),
+            started: None,
+            procs: Vec::new(),
+            by_id: HashMap::new(),
+            hosts: Vec::new(),
+            host_idx: HashMap::new(),
+            stop_check: StopCheck::default(),
+            transfers: Vec::new(),
+            last_ms: 0,
+            finished: None,
+        }
+    }
+
+    /// Whether [`LaunchEvent::LaunchFinished`] was seen.
+    pub fn is_finished(&self) -> bool {
+        self.finished.is_some()
+    }
+
+    fn proc(&mut self, p: &ProcessRef) -> Option<&mut ProcFold> {
+        let i = *self.by_id.get(&p.id)?;
+        let f = &mut self.procs[i];
+        f.host = Some(p.host.clone());
+        Some(f)
+    }
+
+    fn host(&mut self, label: &str) -> Option<&mut HostFold> {
+        let i = *self.host_idx.get(label)?;
+        Some(&mut self.hosts[i])
+    }
+
+    /// Takes one event into account.
+    pub fn apply(&mut self, ev: &LaunchEvent) {
+        if let Some(ms) = ev.at_ms() {
+            self.last_ms = self.last_ms.max(ms);
+        }
+        match ev {
+            LaunchEvent::LaunchStarted { .. } => self.started(ev),
+            LaunchEvent::HostConnected { host, .. } => {
+                if let Some(h) = self.host(host) {
+                    h.connected = true;
+                }
+            }
+            LaunchEvent::HostFailed { host, message } | LaunchEvent::HostLost { host, message } => {
+                if let Some(h) = self.host(host) {
+                    h.error = Some(message.clone());
+                }
+            }
+            LaunchEvent::TransferFinished { transfer } => self.transfers.push(transfer.clone()),
+            LaunchEvent::StopFailed { host, message } => {
+                self.stop_check.errors.push(format!("{host}: {message}"));
+            }
+            LaunchEvent::StopConfirmed {
+                hosts_checked,
+                unchecked,
+                survivors,
+            } => {
+                self.stop_check.hosts_checked = *hosts_checked;
+                self.stop_check.unchecked = unchecked.clone();
+                self.stop_check.survivors = survivors.clone();
+            }
+            LaunchEvent::LaunchFinished {
+                interrupted,
+                elapsed_ms,
+                finished_at,
+                ..
+            } => {
+                self.finished = Some(Finished {
+                    interrupted: *interrupted,
+                    elapsed_ms: *elapsed_ms,
+                    finished_at: finished_at.clone(),
+                });
+            }
+            _ => self.process_event(ev),
+        }
+    }
+
+    fn started(&mut self, ev: &LaunchEvent) {
+        let LaunchEvent::LaunchStarted {
+            plan,
+            digest,
+            plan_path,
+            overrides,
+            run_dir,
+            started_at,
+            roles,
+            host_list,
+            process_list,
+            thresholds,
+            ..
+        } = ev
+        else {
+            return;
+        };
+        self.by_id = (process_list.iter().enumerate())
+            .map(|(i, p)| (p.id.clone(), i))
+            .collect();
+        self.procs = vec![ProcFold::default(); process_list.len()];
+        self.host_idx = (host_list.iter().enumerate())
+            .map(|(i, h)| (h.host.clone(), i))
+            .collect();
+        self.hosts = vec![HostFold::default(); host_list.len()];
+        self.started = Some(Started {
+            plan: plan.clone(),
+            digest: digest.clone(),
+            plan_path: plan_path.clone(),
+            overrides: overrides.clone(),
+            run_dir: run_dir.clone(),
+            started_at: started_at.clone(),
+            roles: roles.clone(),
+            hosts: host_list.clone(),
+            processes: process_list.clone(),
+            thresholds: thresholds.clone(),
+        });
+    }
+
+    /// The per-process events. The rules mirror the engine's: an ending is a failure once the
+    /// attempt both failed and exited (in either order), a stop's ending depends on whether
+    /// the attempt became ready, and a restart keeps the failure as the ending until the next
+    /// attempt ends.
+    fn process_event(&mut self, ev: &LaunchEvent) {
+        match ev {
+            LaunchEvent::ProcessStarting {
+                process,
+                attempt,
+                started_at,
+                ..
+            } => {
+                if let Some(p) = self.proc(process) {
+                    p.attempts = *attempt;
+                    p.started_at = started_at.clone();
+                    p.pgid = None;
+                    p.failure = None;
+                    p.ready_this_attempt = false;
+                    p.exited_this_attempt = false;
+                }
+            }
+            LaunchEvent::ProcessStarted { process, pgid, .. } => {
+                if let Some(p) = self.proc(process) {
+                    p.pgid = *pgid;
+                }
+            }
+            LaunchEvent::ProcessReady {
+                process,
+                time_to_ready_ms,
+                ready_at,
+                ..
+            } => {
+                if let Some(p) = self.proc(process) {
+                    p.ready_this_attempt = true;
+                    p.time_to_ready_ms = Some(*time_to_ready_ms);
+                    p.ready_at = ready_at.clone();
+                }
+            }
+            LaunchEvent::ProcessFailed {
+                process, ending, ..
+            } => {
+                if let Some(p) = self.proc(process) {
+                    if let Ending::Failed { line, .. } = ending {
+                        p.first_failure_line.get_or_insert_with(|| line.clone());
+                    }
+                    p.failure = Some(ending.clone());
+                    if p.exited_this_attempt {
+                        p.ending = p.failure.clone();
+                    }
+                }
+            }
+            LaunchEvent::ProcessExited { process, exit, .. } => {
+                if let Some(p) = self.proc(process) {
+                    p.exit = Some(exit.clone());
+                    p.exited_this_attempt = true;
+                    if p.failure.is_some() {
+                        p.ending = p.failure.clone();
+                    }
+                }
+            }
+            LaunchEvent::ProcessStopped { process, exit, .. } => {
+                if let Some(p) = self.proc(process) {
+                    p.exit = Some(exit.clone());
+                    p.ending = Some(p.failure.clone().unwrap_or(if p.ready_this_attempt {
+                        Ending::ReadyThenStopped
+                    } else {
+                        Ending::StoppedBeforeReady
+                    }));
+                }
+            }
+            LaunchEvent::ProcessRestarting {
+                process, restarts, ..
+            } => {
+                if let Some(p) = self.proc(process) {
+                    p.restarts = *restarts;
+                    if p.failure.is_some() {
+                        p.ending = p.failure.take();
+                    }
+                }
+            }
+            LaunchEvent::ProcessNeverStarted { process, reason } => {
+                if let Some(p) = self.proc(process) {
+                    p.ending = Some(Ending::NeverStarted {
+                        reason: reason.clone(),
+                    });
+                }
+            }
+            LaunchEvent::ProcessMoved { process, .. }
+            | LaunchEvent::ProcessLost { process, .. }
+            | LaunchEvent::ProcessStartFailed { process, .. } => {
+                self.proc(process);
+            }
+            _ => {}
+        }
+    }
+
+    /// The report as far as the events go. Before [`LaunchEvent::LaunchFinished`], processes
+    /// whose end was not seen are `unfinished` and the report says it did not finish.
+    pub fn report(&self) -> LaunchReport {
+        let finished = self.finished.as_ref();
+        let Some(st) = &self.started else {
+            return self.empty_report();
+        };
+        let processes: Vec<ProcessReport> = (st.processes.iter().zip(&self.procs))
+            .map(|(s, p)| ProcessReport {
+                id: s.id.clone(),
+                role: s.role.clone(),
+                key: s.key.clone(),
+                host: p.host.clone().unwrap_or_else(|| s.host.clone()),
+                planned_host: s.host.clone(),
+                attempts: p.attempts,
+                restarts: p.restarts,
+                started_at: p.started_at.clone(),
+                ready_at: p.ready_at.clone(),
+                time_to_ready_ms: p.time_to_ready_ms,
+                ending: p.ending.clone().unwrap_or_else(|| match finished {
+                    Some(_) => Ending::NeverStarted {
+                        reason: "unknown".into(),
+                    },
+                    None => Ending::Unfinished,
+                }),
+                exit: p.exit.clone(),
+                first_failure_line: p.first_failure_line.clone(),
+                pgid: p.pgid,
+                log: s.log.clone().filter(|_| p.attempts > 0),
+            })
+            .collect();
+        let roles = summarize(&st.roles, &processes);
+        let thresholds = evaluate(&st.thresholds, &processes);
+        let thresholds_passed = thresholds.iter().all(|t| t.passed);
+        let hosts = (st.hosts.iter().zip(&self.hosts))
+            .map(|(ph, h)| HostReport {
+                host: ph.host.clone(),
+                group: ph.group.clone(),
+                connected: h.connected,
+                error: h.error.clone(),
+                placed: (st.processes.iter())
+                    .filter(|s| s.host == ph.host)
+                    .map(|s| s.id.clone())
+                    .collect(),
+            })
+            .collect();
+        LaunchReport {
+            v: SCHEMA_VERSION,
+            run_id: self.run_id.clone(),
+            finished: finished.is_some(),
+            plan: st.plan.clone(),
+            digest: st.digest.clone(),
+            plan_path: st.plan_path.clone(),
+            overrides: st.overrides.clone(),
+            run_dir: st.run_dir.clone(),
+            started_at: st.started_at.clone(),
+            finished_at: finished.map(|f| f.finished_at.clone()).unwrap_or_default(),
+            elapsed_ms: finished.map_or(self.last_ms, |f| f.elapsed_ms),
+            interrupted: finished.is_some_and(|f| f.interrupted),
+            hosts,
+            processes,
+            roles,
+            thresholds,
+            thresholds_passed,
+            stop_check: self.stop_check.clone(),
+            transfers: self.transfers.clone(),
+        }
+    }
+
+    fn empty_report(&self) -> LaunchReport {
+        LaunchReport {
+            v: SCHEMA_VERSION,
+            run_id: self.run_id.clone(),
+            finished: false,
+            plan: String::new(),
+            digest: String::new(),
+            plan_path: String::new(),
+            overrides: Vec::new(),
+            run_dir: None,
+            started_at: String::new(),
+            finished_at: String::new(),
+            elapsed_ms: self.last_ms,
+            interrupted: false,
+            hosts: Vec::new(),
+            processes: Vec::new(),
+            roles: Vec::new(),
+            thresholds: Vec::new(),
+            thresholds_passed: true,
+            stop_check: self.stop_check.clone(),
+            transfers: self.transfers.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50), Some(50));
+        assert_eq!(percentile(&v, 99), Some(99));
+        assert_eq!(percentile(&v, 100), Some(100));
+        assert_eq!(percentile(&[7], 1), Some(7));
+        assert_eq!(percentile(&[], 50), None);
+        assert_eq!(percentile(&[10, 20, 30], 50), Some(20));
+    }
+}
