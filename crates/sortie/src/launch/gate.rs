@@ -2,7 +2,7 @@
 //!
 //! Owns the timing rules that are not about dependencies or hosts: the role's `rate`, the
 //! run-wide `rate`, `min_spacing_per_key` (between two starts of the same key in a role) and
-//! `max_starting`. Pure and synchronous: the coordinator asks [`Gate::earliest`] and tells
+//! `max_starting`. Pure and synchronous: the core asks [`Gate::earliest`] and tells
 //! [`Gate::record`] when it started something; time is passed in, so the rules are tested
 //! without a clock.
 

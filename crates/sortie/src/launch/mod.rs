@@ -43,6 +43,7 @@
 //! # Ok(()) }
 //! ```
 
+mod core;
 mod engine;
 pub mod event;
 mod gate;

@@ -1,10 +1,10 @@
 //! One attempt of one process: start it, follow its output to its exit.
 //!
-//! Owns what happens per line, off the coordinator: writing the process's log file (each line
+//! Owns what happens per line, off the core: writing the process's log file (each line
 //! time-stamped on arrival and flushed per chunk, so an interrupted run loses nothing),
 //! matching the role's ready and fail patterns, and the readiness deadline. It reports to the
-//! coordinator with [`Msg`]s and decides nothing itself: stopping and restarting are the
-//! coordinator's.
+//! driver ([`super::engine`]) with [`Msg`]s and decides nothing itself: stopping and restarting
+//! are the core's ([`super::core`]).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -20,7 +20,7 @@ use super::hosts::HostPool;
 use crate::runner::LineSplitter;
 use crate::transport::{Command, Exit, ProcessEvent, SpawnError};
 
-/// What tasks tell the coordinator.
+/// What tasks tell the driver (which turns them into inputs of the core).
 #[derive(Debug)]
 pub(crate) enum Msg {
     /// Host `host` connected.

@@ -1,0 +1,418 @@
+//! The launch core with inputs and a fake clock: no runtime, no transport, no process. Each
+//! test feeds what the driver would report and checks the actions a driver would perform.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sortie_events::launch::{Ending, LaunchEvent, Phase};
+use tokio::time::Instant;
+
+use super::{Action, Core, Input, Settings};
+use crate::transport::Exit;
+
+const MS: Duration = Duration::from_millis(1);
+
+/// A core for `roles` (TOML) over three channels, at fake instant `t0`.
+fn core(roles: &str, run: &str) -> (Core, Instant) {
+    let text = format!(
+        "[data.channels]\nvalues = [\"c1\", \"c2\", \"c3\"]\ncolumn = \"channel\"\n{roles}\n[run]\n{run}\n"
+    );
+    let spec = sortie_plan::launch::load_str("plan.toml", &text, ".".as_ref(), &[])
+        .expect("plan is valid");
+    let plan = spec.place(&Default::default()).expect("plan places");
+    let settings = Settings {
+        run_id: "test".into(),
+        run_dir: None,
+        restart_delay: Duration::from_secs(1),
+        stop_patience: Duration::from_secs(15),
+        controller_env: Arc::new(|_| None),
+    };
+    let t0 = Instant::now();
+    (Core::new(plan, settings, t0, chrono::Utc::now()), t0)
+}
+
+/// The processes started by `actions`: (index, attempt).
+fn starts(actions: &[Action]) -> Vec<(usize, u32)> {
+    (actions.iter())
+        .filter_map(|a| match a {
+            Action::Start { idx, attempt, .. } => Some((*idx, *attempt)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(actions: &[Action]) -> Vec<&LaunchEvent> {
+    (actions.iter())
+        .filter_map(|a| match a {
+            Action::Emit(ev) => Some(ev),
+            _ => None,
+        })
+        .collect()
+}
+
+fn phases(actions: &[Action]) -> Vec<Phase> {
+    (events(actions).into_iter())
+        .filter_map(|e| match e {
+            LaunchEvent::PhaseChanged { phase, .. } => Some(*phase),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Stop actions as (host, pgids, first signal).
+fn stops(actions: &[Action]) -> Vec<(usize, Vec<u32>, String)> {
+    (actions.iter())
+        .filter_map(|a| match a {
+            Action::Stop {
+                host, pgids, steps, ..
+            } => Some((*host, pgids.clone(), steps[0].0.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+const MASTERS_AND_VIEWERS: &str = r#"
+[roles.master]
+hosts = "h1"
+for_each = "channels"
+command = "m {channel}"
+ready = 'UP'
+stop = [{ signal = "INT", grace = "2s" }]
+[roles.viewer]
+hosts = "h2"
+for_each = "channels"
+after = "master"
+after_mode = "same-key"
+command = "v {channel}"
+ready = 'UP'
+stop = [{ signal = "TERM", grace = "1s" }]
+"#;
+
+#[test]
+fn nothing_starts_before_its_host_is_up_and_viewers_wait_for_their_masters_ready_line() {
+    let (mut c, t0) = core(MASTERS_AND_VIEWERS, "duration = \"10s\"");
+    let a = c.on(Input::Begin, t0);
+    assert!(starts(&a).is_empty());
+    assert!(matches!(
+        events(&a)[0],
+        LaunchEvent::LaunchStarted { processes: 6, .. }
+    ));
+    let a = c.on(
+        Input::HostUp {
+            host: 0,
+            elapsed: MS,
+        },
+        t0,
+    );
+    assert_eq!(
+        starts(&a),
+        vec![(0, 1), (1, 1), (2, 1)],
+        "the three masters"
+    );
+    let a = c.on(
+        Input::HostUp {
+            host: 1,
+            elapsed: MS,
+        },
+        t0,
+    );
+    assert!(
+        starts(&a).is_empty(),
+        "no viewer before its master is ready"
+    );
+    let a = c.on(Input::Ready { idx: 1, attempt: 1 }, t0 + 300 * MS);
+    assert_eq!(starts(&a), vec![(4, 1)], "the viewer of c2 only");
+    assert!(events(&a).iter().any(|e| matches!(e,
+        LaunchEvent::ProcessReady { process, time_to_ready_ms: 300, .. } if process.id == "master/c2")));
+}
+
+#[test]
+fn a_failed_master_leaves_its_viewer_never_started_and_the_hold_ends_with_dependents_first() {
+    let (mut c, t0) = core(MASTERS_AND_VIEWERS, "duration = \"10s\"");
+    c.on(Input::Begin, t0);
+    c.on(
+        Input::HostUp {
+            host: 0,
+            elapsed: MS,
+        },
+        t0,
+    );
+    c.on(
+        Input::HostUp {
+            host: 1,
+            elapsed: MS,
+        },
+        t0,
+    );
+    for idx in 0..3 {
+        let pgid = Some(100 + idx as u32);
+        c.on(
+            Input::Spawned {
+                idx,
+                attempt: 1,
+                pgid,
+            },
+            t0 + MS,
+        );
+    }
+    c.on(Input::Ready { idx: 0, attempt: 1 }, t0 + 10 * MS);
+    c.on(Input::Ready { idx: 1, attempt: 1 }, t0 + 10 * MS);
+    let line = "error 0x5d".to_string();
+    let a = c.on(
+        Input::FailLine {
+            idx: 2,
+            attempt: 1,
+            pattern: "error".into(),
+            line: line.clone(),
+        },
+        t0 + 20 * MS,
+    );
+    // the failed master is stopped with its role's sequence
+    assert_eq!(stops(&a), vec![(0, vec![102], "INT".to_string())]);
+    let a = c.on(
+        Input::Exited {
+            idx: 2,
+            attempt: 1,
+            exit: Exit::Signal {
+                name: "INT".into(),
+                core_dumped: false,
+            },
+            host_up: true,
+        },
+        t0 + 30 * MS,
+    );
+    assert!(events(&a).iter().any(|e| matches!(e,
+        LaunchEvent::ProcessNeverStarted { process, reason }
+            if process.id == "viewer/c3" && reason.contains("master/c3, which failed"))));
+    for (idx, pgid) in [(3, 200), (4, 201)] {
+        c.on(
+            Input::Spawned {
+                idx,
+                attempt: 1,
+                pgid: Some(pgid),
+            },
+            t0 + 40 * MS,
+        );
+        c.on(Input::Ready { idx, attempt: 1 }, t0 + 50 * MS);
+    }
+    assert_eq!(
+        c.wake(),
+        Some(t0 + 50 * MS + Duration::from_secs(10)),
+        "the hold's end"
+    );
+    // the hold ends: viewers (TERM) are stopped before masters (INT)
+    let a = c.on(Input::Timer, t0 + 50 * MS + Duration::from_secs(10));
+    assert_eq!(phases(&a), vec![Phase::Stopping]);
+    assert_eq!(stops(&a), vec![(1, vec![200, 201], "TERM".to_string())]);
+    let mut a = Vec::new();
+    for idx in [3, 4] {
+        a = c.on(
+            Input::Exited {
+                idx,
+                attempt: 1,
+                exit: Exit::Code(0),
+                host_up: true,
+            },
+            t0 + Duration::from_secs(11),
+        );
+    }
+    assert_eq!(stops(&a), vec![(0, vec![100, 101], "INT".to_string())]);
+    assert_eq!(c.report().processes[3].ending, Ending::ReadyThenStopped);
+    assert_eq!(
+        c.report().processes[2].ending,
+        Ending::Failed {
+            pattern: "error".into(),
+            line
+        }
+    );
+}
+
+#[test]
+fn a_process_that_never_exits_is_given_up_after_the_graces_and_the_patience() {
+    let (mut c, t0) = core(
+        r#"
+[roles.w]
+hosts = "h1"
+for_each = "channels"
+command = "w"
+stop = [{ signal = "INT", grace = "3s" }, { signal = "TERM", grace = "1s" }]
+"#,
+        "duration = \"1s\"",
+    );
+    c.on(Input::Begin, t0);
+    c.on(
+        Input::HostUp {
+            host: 0,
+            elapsed: MS,
+        },
+        t0,
+    );
+    for idx in 0..3 {
+        // no ready pattern: ready as soon as it runs
+        c.on(
+            Input::Spawned {
+                idx,
+                attempt: 1,
+                pgid: Some(10 + idx as u32),
+            },
+            t0,
+        );
+    }
+    let a = c.on(Input::Timer, t0 + Duration::from_secs(1));
+    assert_eq!(stops(&a).len(), 1);
+    // graces (4 s) + patience (15 s)
+    let late = t0 + Duration::from_secs(20);
+    assert_eq!(c.wake(), Some(late));
+    let a = c.on(Input::Timer, late);
+    let stopped = (events(&a).into_iter())
+        .filter(|e| {
+            matches!(e, LaunchEvent::ProcessStopped { exit, .. }
+            if exit.note.as_deref() == Some("no exit seen after the stop sequence"))
+        })
+        .count();
+    assert_eq!(stopped, 3);
+    assert_eq!(phases(&a), vec![Phase::Confirming]);
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::Confirm { host: 0, pgids } if pgids == &[10, 11, 12])));
+}
+
+#[test]
+fn on_failure_restarts_after_the_delay_and_counts_the_restart() {
+    let (mut c, t0) = core(
+        r#"
+[roles.w]
+hosts = "h1"
+for_each = "channels"
+command = "w"
+ready = 'UP'
+restart = "on-failure"
+max_restarts = 1
+"#,
+        "",
+    );
+    c.on(Input::Begin, t0);
+    c.on(
+        Input::HostUp {
+            host: 0,
+            elapsed: MS,
+        },
+        t0,
+    );
+    c.on(
+        Input::Spawned {
+            idx: 0,
+            attempt: 1,
+            pgid: Some(7),
+        },
+        t0,
+    );
+    let a = c.on(
+        Input::Exited {
+            idx: 0,
+            attempt: 1,
+            exit: Exit::Code(3),
+            host_up: true,
+        },
+        t0 + 100 * MS,
+    );
+    assert!(events(&a).iter().any(|e| matches!(
+        e,
+        LaunchEvent::ProcessFailed {
+            ending: Ending::ExitedEarly { code: Some(3), .. },
+            will_restart: true,
+            ..
+        }
+    )));
+    assert!(events(&a)
+        .iter()
+        .any(|e| matches!(e, LaunchEvent::ProcessRestarting { restarts: 1, .. })));
+    assert!(starts(&a).is_empty(), "not before the restart delay");
+    assert_eq!(c.wake(), Some(t0 + 1100 * MS));
+    let a = c.on(Input::Timer, t0 + 1100 * MS);
+    assert_eq!(starts(&a), vec![(0, 2)]);
+    // a stale input about the first attempt changes nothing
+    let a = c.on(Input::Ready { idx: 0, attempt: 1 }, t0 + 1200 * MS);
+    assert!(events(&a).is_empty());
+}
+
+#[test]
+fn interrupt_then_escalation_kills_every_running_group_at_once() {
+    let (mut c, t0) = core(MASTERS_AND_VIEWERS, "");
+    c.on(Input::Begin, t0);
+    c.on(
+        Input::HostUp {
+            host: 0,
+            elapsed: MS,
+        },
+        t0,
+    );
+    c.on(
+        Input::Spawned {
+            idx: 0,
+            attempt: 1,
+            pgid: Some(50),
+        },
+        t0,
+    );
+    c.on(
+        Input::Spawned {
+            idx: 1,
+            attempt: 1,
+            pgid: Some(51),
+        },
+        t0,
+    );
+    let a = c.on(Input::Interrupt, t0 + MS);
+    assert!(c.interrupted());
+    assert_eq!(phases(&a), vec![Phase::Stopping]);
+    // the viewers never started (their host never came up): masters get INT
+    assert!(
+        events(&a)
+            .iter()
+            .filter(|e| matches!(e, LaunchEvent::ProcessNeverStarted { .. }))
+            .count()
+            >= 3
+    );
+    assert_eq!(stops(&a), vec![(0, vec![50, 51], "INT".to_string())]);
+    let a = c.on(Input::Escalate, t0 + 2 * MS);
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::Kill { host: 0, pgids, wait: false } if pgids == &[50, 51])));
+    // the patience restarts without the graces
+    assert_eq!(c.wake(), Some(t0 + 2 * MS + Duration::from_secs(15)));
+}
+
+#[test]
+fn the_last_event_carries_the_final_counts_and_the_threshold_verdict() {
+    let (mut c, t0) = core(
+        r#"
+[roles.w]
+hosts = "h1"
+for_each = "channels"
+command = "w"
+[[thresholds]]
+metric = "ready_ratio"
+min = 1.0
+"#,
+        "duration = \"1s\"",
+    );
+    c.on(Input::Begin, t0);
+    c.on(
+        Input::HostFailed {
+            host: 0,
+            message: "refused".into(),
+        },
+        t0,
+    );
+    assert!(c.is_done(), "nothing could start, nothing to stop or check");
+    let a = c.finish(t0 + MS);
+    match events(&a)[..] {
+        [LaunchEvent::LaunchFinished {
+            thresholds_passed: false,
+            roles,
+            ..
+        }] => assert_eq!(roles[0].never_started, 3),
+        ref other => panic!("{other:?}"),
+    }
+}
