@@ -90,6 +90,12 @@ pub enum Command {
         Ctrl-C, SIGTERM or SIGHUP stop every process with its role's stop sequence and write the \
         report; a second one kills at once.")]
     Launch(LaunchArgs),
+    /// Print a launch's summary again and rewrite its report.json, from RUN_DIR/events.jsonl.
+    #[command(after_help = "Examples:\n  \
+        sortie report runs/local-demo-20260501-120000.123-3f9a0c\n\n\
+        A run whose controller died (its events.jsonl ends early) is reported as far as it \
+        went, and the summary says it did not finish.")]
+    Report(ReportArgs),
     /// Copy local files and directories to every selected host.
     #[command(after_help = "Examples:\n  \
         sortie put -g all -r build/ /opt/kvs/\n  \
@@ -121,8 +127,6 @@ pub enum Command {
         SORTIE_OUTPUT, SORTIE_INVENTORY.\n\
         Precedence: command line > environment > inventory > ssh_config > config file > built-in.")]
     Config,
-    /// Print a launch's summary again and rewrite its report.json, from RUN_DIR/events.jsonl.
-    Report(ReportArgs),
 }
 
 /// `sortie completions`.
