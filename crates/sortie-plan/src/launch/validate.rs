@@ -5,7 +5,7 @@
 //! constraints (`unique_key`, `max_per_key`, same-key partners) and the process list of each
 //! role in start order. Placement on hosts is `place`'s job.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +15,8 @@ use regex::Regex;
 use sortie_inventory::hostexpr::{self, HostSpec};
 use sortie_inventory::{InventoryError, Origin};
 use toml::Spanned;
+
+mod role;
 
 use super::error::{PlanError, Source};
 use super::model::*;
@@ -498,7 +500,8 @@ fn load_data(
     Ok(set)
 }
 
-/// Validates the raw plan into a [`PlanSpec`] (everything but placement).
+/// Validates the raw plan into a [`PlanSpec`] (everything but placement), section by section:
+/// name, groups, data, the role graph, each role, run settings, thresholds and transfers.
 pub(crate) fn validate(
     raw: RawPlan,
     src: Source,
@@ -511,9 +514,65 @@ pub(crate) fn validate(
         src: &src,
         base_dir: &base_dir,
     };
+    let name = plan_name(&ck, raw.name.as_ref(), &path)?;
+    let (defaults, mut groups) = host_groups(&ck, raw.defaults.as_ref(), raw.groups)?;
+    let inventory = raw.inventory.as_ref().map(|i| base_dir.join(i.get_ref()));
+    let mut data: HashMap<String, DataSet> = HashMap::new();
+    for (dname, d) in in_file_order(raw.data) {
+        let set = load_data(&ck, &dname, d)?;
+        data.insert(dname.into_inner(), set);
+    }
+    let roles_span = raw.roles.span();
+    let graph = role_graph(&ck, roles_span, in_file_order(raw.roles.into_inner()))?;
+    let ctx = role::RolesContext {
+        data: &data,
+        group_names: groups.iter().map(|g| g.name.clone()).collect(),
+        has_inventory: inventory.is_some(),
+    };
+    let (roles, work, inventory_groups) = role::roles(&ck, &ctx, graph.roles, &graph.order)?;
+    let run = run_settings(&ck, raw.run)?;
+    let role_ref = |r: &Option<Spanned<String>>| role_ref(&ck, &graph.names, r);
+    let mut thresholds = Vec::new();
+    for t in &raw.thresholds {
+        let t = t.get_ref();
+        thresholds.push(threshold(&ck, t, role_ref(&t.role)?)?);
+    }
+    let uploads = transfers(&ck, &raw.upload, true, &role_ref)?;
+    let collects = transfers(&ck, &raw.collect, false, &role_ref)?;
+    for g in inventory_groups {
+        groups.push(HostGroup {
+            name: g,
+            source: GroupSource::Inventory(inventory.clone().expect("checked with the role")),
+            connection: defaults.clone(),
+        });
+    }
+    Ok(PlanSpec {
+        name,
+        digest,
+        path,
+        base_dir,
+        overrides,
+        defaults,
+        inventory,
+        groups,
+        roles,
+        run,
+        thresholds,
+        uploads,
+        collects,
+        work,
+        source: Arc::new(src),
+        landed: Vec::new(),
+    })
+}
 
-    // name
-    let name = match &raw.name {
+/// The plan's name: `name`, else the file's stem when it is a valid name, else `plan`.
+fn plan_name(
+    ck: &Checker<'_>,
+    name: Option<&Spanned<String>>,
+    path: &Path,
+) -> Result<String, PlanError> {
+    Ok(match name {
         Some(n) if !is_name(n.get_ref()) => {
             return Err(ck.err(
                 "sortie::plan::bad_value",
@@ -529,14 +588,21 @@ pub(crate) fn validate(
             .map(|s| s.to_string_lossy().into_owned())
             .filter(|s| is_name(s))
             .unwrap_or_else(|| "plan".into()),
-    };
+    })
+}
 
-    // connection defaults and groups
-    let defaults = match &raw.defaults {
+/// `[defaults]` and `[groups.NAME]`: connection settings and where each group's hosts come
+/// from.
+fn host_groups(
+    ck: &Checker<'_>,
+    defaults: Option<&Spanned<RawConnection>>,
+    raw: Named<RawGroup>,
+) -> Result<(Connection, Vec<HostGroup>), PlanError> {
+    let defaults = match defaults {
         Some(d) => {
             let d = d.get_ref();
             connection(
-                &ck,
+                ck,
                 &d.user,
                 &d.port,
                 &d.identity_file,
@@ -546,13 +612,12 @@ pub(crate) fn validate(
         }
         None => Connection::default(),
     };
-    let inventory = raw.inventory.as_ref().map(|i| base_dir.join(i.get_ref()));
     let mut groups = Vec::new();
-    for (gname, g) in in_file_order(raw.groups) {
+    for (gname, g) in in_file_order(raw) {
         let gspan = gname.span();
         let g = g.into_inner();
         let conn = connection(
-            &ck,
+            ck,
             &g.user,
             &g.port,
             &g.identity_file,
@@ -562,7 +627,7 @@ pub(crate) fn validate(
         .or(&defaults);
         let source =
             match (&g.hosts, &g.command) {
-                (Some(h), None) => GroupSource::Hosts(expand_hosts(&ck, h)?),
+                (Some(h), None) => GroupSource::Hosts(expand_hosts(ck, h)?),
                 (None, Some(c)) if !c.get_ref().trim().is_empty() => {
                     GroupSource::Command(c.get_ref().clone())
                 }
@@ -583,17 +648,22 @@ pub(crate) fn validate(
             connection: conn,
         });
     }
+    Ok((defaults, groups))
+}
 
-    // data sets
-    let mut data: HashMap<String, DataSet> = HashMap::new();
-    for (dname, d) in in_file_order(raw.data) {
-        let set = load_data(&ck, &dname, d)?;
-        data.insert(dname.into_inner(), set);
-    }
+/// The roles, checked as a graph: valid names, known `after` roles, no cycle, and the
+/// dependency order (each role after the one it depends on, otherwise file order).
+struct RoleGraph {
+    names: Vec<String>,
+    order: Vec<usize>,
+    roles: Vec<(Spanned<String>, Spanned<RawRole>)>,
+}
 
-    // roles: names and dependency graph first
-    let roles_span = raw.roles.span();
-    let raw_roles = in_file_order(raw.roles.into_inner());
+fn role_graph(
+    ck: &Checker<'_>,
+    roles_span: Range<usize>,
+    raw_roles: Vec<(Spanned<String>, Spanned<RawRole>)>,
+) -> Result<RoleGraph, PlanError> {
     if raw_roles.is_empty() {
         return Err(ck.err(
             "sortie::plan::no_roles",
@@ -615,9 +685,33 @@ pub(crate) fn validate(
             ));
         }
     }
-    let index: HashMap<&str, usize> = names
-        .iter()
-        .enumerate()
+    let parent = role_parents(ck, &names, &raw_roles)?;
+    check_cycles(ck, &names, &raw_roles, &parent)?;
+    let mut order = Vec::new();
+    let mut placed = vec![false; raw_roles.len()];
+    while order.len() < raw_roles.len() {
+        for i in 0..raw_roles.len() {
+            if !placed[i] && parent[i].is_none_or(|p| placed[p]) {
+                placed[i] = true;
+                order.push(i);
+                break;
+            }
+        }
+    }
+    Ok(RoleGraph {
+        names,
+        order,
+        roles: raw_roles,
+    })
+}
+
+/// The role each role runs `after`, by index.
+fn role_parents(
+    ck: &Checker<'_>,
+    names: &[String],
+    raw_roles: &[(Spanned<String>, Spanned<RawRole>)],
+) -> Result<Vec<Option<usize>>, PlanError> {
+    let index: HashMap<&str, usize> = (names.iter().enumerate())
         .map(|(i, n)| (n.as_str(), i))
         .collect();
     let mut parent: Vec<Option<usize>> = vec![None; raw_roles.len()];
@@ -637,6 +731,16 @@ pub(crate) fn validate(
             }
         }
     }
+    Ok(parent)
+}
+
+/// Refuses a dependency cycle, naming it from the role whose `after` closes it.
+fn check_cycles(
+    ck: &Checker<'_>,
+    names: &[String],
+    raw_roles: &[(Spanned<String>, Spanned<RawRole>)],
+    parent: &[Option<usize>],
+) -> Result<(), PlanError> {
     for start in 0..raw_roles.len() {
         let mut path = vec![start];
         let mut cur = start;
@@ -665,473 +769,13 @@ pub(crate) fn validate(
             cur = p;
         }
     }
-    // dependency order: each role after its parent, otherwise file order
-    let mut order = Vec::new();
-    let mut placed = vec![false; raw_roles.len()];
-    while order.len() < raw_roles.len() {
-        for i in 0..raw_roles.len() {
-            if !placed[i] && parent[i].is_none_or(|p| placed[p]) {
-                placed[i] = true;
-                order.push(i);
-                break;
-            }
-        }
-    }
+    Ok(())
+}
 
-    let mut raw_slots: Vec<Option<(Spanned<String>, Spanned<RawRole>)>> =
-        raw_roles.into_iter().map(Some).collect();
-    let mut roles: Vec<Role> = Vec::new();
-    let mut work: Vec<RoleWork> = Vec::new();
-    let group_names: HashSet<&str> = groups.iter().map(|g| g.name.as_str()).collect();
-    let mut inventory_groups: Vec<String> = Vec::new();
-    for i in order {
-        let (rname, r) = raw_slots[i].take().expect("each role is taken once");
-        let rspan = rname.span();
-        let rname = rname.into_inner();
-        let r = r.into_inner();
-
-        // hosts
-        let (hosts, hosts_span, group) = match (&r.hosts, &r.group) {
-            (Some(h), None) => (RoleHosts::Inline(expand_hosts(&ck, h)?), h.span(), None),
-            (None, Some(g)) => {
-                if !group_names.contains(g.get_ref().as_str()) {
-                    if inventory.is_none() {
-                        return Err(ck.err(
-                            "sortie::plan::unknown_group",
-                            g.span(),
-                            format!("unknown group {:?}", g.get_ref()),
-                            "no such group",
-                            "define it under [groups], or refer to an inventory file with inventory = \"sortie.toml\"",
-                        ));
-                    }
-                    if !inventory_groups.contains(g.get_ref()) {
-                        inventory_groups.push(g.get_ref().clone());
-                    }
-                }
-                (
-                    RoleHosts::Group(g.get_ref().clone()),
-                    g.span(),
-                    Some(g.get_ref().clone()),
-                )
-            }
-            _ => {
-                return Err(ck.err(
-                    "sortie::plan::bad_role",
-                    rspan,
-                    format!("role {rname:?} needs exactly one of hosts or group"),
-                    "this role",
-                    "write hosts = \"10.0.1.[10-13]\" or group = \"masters\"",
-                ))
-            }
-        };
-
-        // data
-        let set = match &r.for_each {
-            None => None,
-            Some(f) => match data.get(f.get_ref()) {
-                Some(s) => Some(s),
-                None => {
-                    let mut known: Vec<&String> = data.keys().collect();
-                    known.sort();
-                    return Err(ck.err(
-                        "sortie::plan::unknown_data",
-                        f.span(),
-                        format!("unknown data set {:?}", f.get_ref()),
-                        "no such data set",
-                        if known.is_empty() {
-                            "define it under [data.NAME]".to_owned()
-                        } else {
-                            format!(
-                                "data sets of this plan: {}",
-                                known
-                                    .iter()
-                                    .map(|s| s.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            )
-                        },
-                    ));
-                }
-            },
-        };
-        let data_columns = set.map(DataSet::columns).unwrap_or_default();
-        let rows = set.map_or_else(|| vec![Vec::new()], DataSet::rows);
-        let key_columns = Columns::new(data_columns.iter().cloned().map(Some).collect())
-            .expect("CSV headers and inline columns are unique");
-        let mut all = data_columns.clone();
-        all.extend(PLAN_PLACEHOLDERS.iter().map(|s| (*s).to_owned()));
-        let columns = Columns::new(all.iter().cloned().map(Some).collect())
-            .expect("reserved names were refused above");
-
-        let what = |field: &str| format!("role {rname:?} {field}");
-        let command = ck.template(&r.command, &what("command"), &columns)?;
-        let key_text = match &r.key {
-            Some(k) => k.get_ref().clone(),
-            None => match data_columns.first() {
-                Some(c) => format!("{{{c}}}"),
-                None => rname.clone(),
-            },
-        };
-        let key_tpl = match &r.key {
-            Some(k) => ck.template(k, &what("key"), &key_columns)?,
-            None => Template::parse_named("key", &key_text, &key_columns)
-                .expect("the default key names an existing column"),
-        };
-        let key_col = key_tpl
-            .placeholders()
-            .find_map(|p| match p.kind {
-                PlaceholderKind::Column(c) => Some(c),
-                _ => None,
-            })
-            .unwrap_or(0);
-
-        let mut env = Vec::new();
-        let mut env_names: HashSet<String> = HashSet::new();
-        for (k, v) in in_file_order(r.env) {
-            if !is_env_name(k.get_ref()) {
-                return Err(ck.err(
-                    "sortie::plan::bad_env",
-                    k.span(),
-                    format!("invalid environment variable name {:?}", k.get_ref()),
-                    "here",
-                    "use letters, digits and '_', not starting with a digit",
-                ));
-            }
-            let t = ck.template(&v, &what(&format!("env {}", k.get_ref())), &columns)?;
-            env_names.insert(k.get_ref().clone());
-            env.push((k.into_inner(), t));
-        }
-        let mut from_controller = Vec::new();
-        for v in &r.env_from_controller {
-            if !is_env_name(v.get_ref()) || !env_names.insert(v.get_ref().clone()) {
-                return Err(ck.err(
-                    "sortie::plan::bad_env",
-                    v.span(),
-                    format!("invalid or repeated environment variable {:?}", v.get_ref()),
-                    "here",
-                    "name each variable once, in env or in env_from_controller",
-                ));
-            }
-            from_controller.push(v.get_ref().clone());
-        }
-
-        // working directory
-        let fresh_dir = r.fresh_dir.as_ref().is_some_and(|f| *f.get_ref());
-        if fresh_dir && r.workdir.is_none() {
-            return Err(ck.err(
-                "sortie::plan::bad_role",
-                r.fresh_dir.as_ref().map_or(rspan.clone(), |f| f.span()),
-                "fresh_dir needs a workdir (fresh directories are made under it)",
-                "here",
-                "add workdir = \"/path/on/the/host\"",
-            ));
-        }
-        for l in &r.links {
-            let bad = l.get_ref().is_empty()
-                || l.get_ref().starts_with('/')
-                || l.get_ref().split('/').any(|p| p == "..");
-            if !fresh_dir || bad {
-                return Err(ck.err(
-                    "sortie::plan::bad_role",
-                    l.span(),
-                    if bad {
-                        format!(
-                            "link {:?} must be a relative path inside workdir",
-                            l.get_ref()
-                        )
-                    } else {
-                        "links need fresh_dir = true".to_owned()
-                    },
-                    "here",
-                    "links name files of workdir to symlink into each fresh directory",
-                ));
-            }
-        }
-
-        let slots = match &r.slots {
-            Some(s) if *s.get_ref() == 0 => {
-                return Err(ck.err(
-                    "sortie::plan::bad_value",
-                    s.span(),
-                    "slots must be at least 1",
-                    "here",
-                    "remove slots for no limit",
-                ))
-            }
-            s => s.as_ref().map(|s| *s.get_ref()),
-        };
-        let rate = r
-            .rate
-            .as_ref()
-            .map(|v| ck.rate(v, &what("rate")))
-            .transpose()?;
-        let spacing = r
-            .min_spacing_per_key
-            .as_ref()
-            .map(|v| ck.duration(v, &what("min_spacing_per_key")))
-            .transpose()?;
-        let ready = r
-            .ready
-            .as_ref()
-            .map(|v| ck.regex(v, &what("ready")))
-            .transpose()?;
-        let ready_timeout = r
-            .ready_timeout
-            .as_ref()
-            .map(|v| ck.duration(v, &what("ready_timeout")))
-            .transpose()?
-            .unwrap_or(DEFAULT_READY_TIMEOUT);
-        let fail = r
-            .fail
-            .iter()
-            .map(|v| ck.regex(v, &what("fail")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let stop = match &r.stop {
-            None => vec![DEFAULT_STOP],
-            Some(steps) => {
-                let mut out = Vec::new();
-                for s in steps.get_ref() {
-                    let s = s.get_ref();
-                    let signal = Signal::parse(s.signal.get_ref()).ok_or_else(|| {
-                        ck.err(
-                            "sortie::plan::bad_signal",
-                            s.signal.span(),
-                            format!("unknown signal {:?}", s.signal.get_ref()),
-                            "unknown signal",
-                            "use INT, TERM, HUP, QUIT, USR1, USR2 or KILL",
-                        )
-                    })?;
-                    let grace = s
-                        .grace
-                        .as_ref()
-                        .map(|g| ck.duration(g, &what("stop grace")))
-                        .transpose()?
-                        .unwrap_or(DEFAULT_STOP.grace);
-                    out.push(StopStep { signal, grace });
-                }
-                out
-            }
-        };
-        let restart = match r.restart.as_ref().map(|s| s.get_ref().as_str()) {
-            None | Some("never") => {
-                if let Some(m) = &r.max_restarts {
-                    return Err(ck.err(
-                        "sortie::plan::bad_role",
-                        m.span(),
-                        "max_restarts needs restart = \"on-failure\"",
-                        "here",
-                        "add restart = \"on-failure\" or remove max_restarts",
-                    ));
-                }
-                RestartPolicy::Never
-            }
-            Some("on-failure") => RestartPolicy::OnFailure {
-                max_restarts: r
-                    .max_restarts
-                    .as_ref()
-                    .map_or(DEFAULT_MAX_RESTARTS, |m| *m.get_ref()),
-            },
-            Some(other) => {
-                return Err(ck.err(
-                    "sortie::plan::bad_value",
-                    r.restart.as_ref().map_or(0..0, |s| s.span()),
-                    format!("unknown restart policy {other:?}"),
-                    "here",
-                    "use \"never\" or \"on-failure\"",
-                ))
-            }
-        };
-        let after = match (&r.after, &r.after_mode) {
-            (None, Some(m)) => {
-                return Err(ck.err(
-                    "sortie::plan::bad_role",
-                    m.span(),
-                    "after_mode needs after",
-                    "here",
-                    "add after = \"ROLE\"",
-                ))
-            }
-            (None, None) => None,
-            (Some(a), mode) => Some(Dependency {
-                role: a.get_ref().clone(),
-                mode: match mode.as_ref().map(|m| m.get_ref().as_str()) {
-                    None | Some("role-ready") => DependencyMode::RoleReady,
-                    Some("same-key") => DependencyMode::SameKey,
-                    Some(other) => {
-                        return Err(ck.err(
-                            "sortie::plan::bad_value",
-                            mode.as_ref().map_or(0..0, |m| m.span()),
-                            format!("unknown after_mode {other:?}"),
-                            "here",
-                            "use \"same-key\" or \"role-ready\"",
-                        ))
-                    }
-                },
-            }),
-        };
-
-        // processes and constraints
-        let count = r.count.as_ref().map_or(1, |c| *c.get_ref());
-        let count_span = r.count.as_ref().map(|c| c.span());
-        if count == 0 {
-            return Err(ck.err(
-                "sortie::plan::bad_value",
-                count_span.clone().unwrap_or(rspan.clone()),
-                "count must be at least 1",
-                "here",
-                "remove the role to run none",
-            ));
-        }
-        let unique_key = r.unique_key.as_ref().is_some_and(|u| *u.get_ref());
-        let max_per_key = r.max_per_key.as_ref().map(|m| *m.get_ref());
-        let limit = if unique_key { Some(1) } else { max_per_key };
-        if let Some(limit) = limit {
-            if count > limit {
-                return Err(ck.err(
-                    "sortie::plan::constraint",
-                    count_span.clone().unwrap_or(rspan.clone()),
-                    format!(
-                        "count = {count} processes per row, but {} allows {limit} per key",
-                        if unique_key {
-                            "unique_key"
-                        } else {
-                            "max_per_key"
-                        }
-                    ),
-                    "too many per key",
-                    "lower count or raise max_per_key",
-                ));
-            }
-        }
-        let mut per_key: HashMap<String, u32> = HashMap::new();
-        let mut pending = Vec::new();
-        let ctx = Context {
-            host: "",
-            slot: 0,
-            seq: 0,
-        };
-        for (row, values) in rows.iter().enumerate() {
-            let key = render_raw(&key_tpl, values, &ctx);
-            if key.is_empty() {
-                let set = set.expect("an empty key needs data values");
-                return Err(set.cell_error(
-                    &ck,
-                    "sortie::plan::empty_key",
-                    row,
-                    key_col,
-                    format!("role {rname:?}: the key of this row is empty"),
-                    "give every row a key value",
-                ));
-            }
-            for _ in 0..count {
-                let n = per_key.entry(key.clone()).or_insert(0);
-                *n += 1;
-                if let Some(limit) = limit.filter(|l| *n > *l) {
-                    let set = set.expect("a repeated key with count <= limit needs data rows");
-                    let message = if unique_key {
-                        format!("role {rname:?} has unique_key = true, but key {key:?} appears again in this row")
-                    } else {
-                        format!("role {rname:?} allows {limit} process(es) per key (max_per_key), but this row makes {} for key {key:?}", *n)
-                    };
-                    return Err(set.cell_error(
-                        &ck,
-                        "sortie::plan::constraint",
-                        row,
-                        key_col,
-                        message,
-                        "remove the duplicate row or relax the constraint",
-                    ));
-                }
-                pending.push(Pending {
-                    key: key.clone(),
-                    instance: *n,
-                    row,
-                    values: values.clone(),
-                });
-            }
-        }
-        // Start order: first instance of every key, then the second ... (spreads same-key starts)
-        pending.sort_by_key(|p| p.instance);
-        let numbered = per_key.values().any(|&n| n > 1);
-
-        // same-key partners must exist
-        if let Some(dep) = &after {
-            if dep.mode == DependencyMode::SameKey {
-                let j = roles
-                    .iter()
-                    .position(|x| x.name == dep.role)
-                    .expect("dependencies come first in dependency order");
-                let keys: HashSet<&str> = work[j].pending.iter().map(|p| p.key.as_str()).collect();
-                if let Some(p) = pending.iter().find(|p| !keys.contains(p.key.as_str())) {
-                    let message = format!(
-                        "role {rname:?} runs after {:?} by same key, but {:?} has no process with key {:?}",
-                        dep.role, dep.role, p.key
-                    );
-                    let help =
-                        "add the key to the other role's data, or use after_mode = \"role-ready\"";
-                    return Err(match set {
-                        Some(set) => set.cell_error(
-                            &ck,
-                            "sortie::plan::missing_partner",
-                            p.row,
-                            key_col,
-                            message,
-                            help,
-                        ),
-                        None => ck.err(
-                            "sortie::plan::missing_partner",
-                            r.after.as_ref().map_or(rspan.clone(), |a| a.span()),
-                            message,
-                            "here",
-                            help,
-                        ),
-                    });
-                }
-            }
-        }
-
-        roles.push(Role {
-            name: rname.clone(),
-            hosts,
-            for_each: r.for_each.as_ref().map(|f| f.get_ref().clone()),
-            count,
-            key: key_text,
-            command: r.command.get_ref().clone(),
-            env: env
-                .iter()
-                .map(|(k, t)| (k.clone(), t.text().to_owned()))
-                .collect(),
-            env_from_controller: from_controller,
-            workdir: r.workdir.as_ref().map(|w| w.get_ref().clone()),
-            fresh_dir,
-            links: r.links.iter().map(|l| l.get_ref().clone()).collect(),
-            slots,
-            rate,
-            min_spacing_per_key: spacing,
-            ready,
-            ready_timeout,
-            fail,
-            stop,
-            restart,
-            after,
-            unique_key,
-            max_per_key,
-        });
-        work.push(RoleWork {
-            columns: data_columns,
-            command,
-            env,
-            pending,
-            numbered,
-            hosts_span,
-            slots_span: r.slots.as_ref().map(|s| s.span()),
-            group,
-        });
-    }
-
-    // run settings
-    let run = raw.run.map(Spanned::into_inner).unwrap_or_default();
-    let run = RunSettings {
+/// `[run]`.
+fn run_settings(ck: &Checker<'_>, run: Option<Spanned<RawRun>>) -> Result<RunSettings, PlanError> {
+    let run = run.map(Spanned::into_inner).unwrap_or_default();
+    Ok(RunSettings {
         duration: run
             .duration
             .as_ref()
@@ -1147,99 +791,80 @@ pub(crate) fn validate(
             .map(|d| ck.rate(d, "run rate"))
             .transpose()?,
         max_starting: run.max_starting.as_ref().map(|m| *m.get_ref()),
-    };
-
-    let role_ref = |r: &Option<Spanned<String>>| -> Result<Option<String>, PlanError> {
-        match r {
-            None => Ok(None),
-            Some(r) if index.contains_key(r.get_ref().as_str()) => Ok(Some(r.get_ref().clone())),
-            Some(r) => Err(ck.err(
-                "sortie::plan::unknown_role",
-                r.span(),
-                format!("unknown role {:?}", r.get_ref()),
-                "no such role",
-                format!("roles of this plan: {}", names.join(", ")),
-            )),
-        }
-    };
-    let mut thresholds = Vec::new();
-    for t in &raw.thresholds {
-        let t = t.get_ref();
-        thresholds.push(threshold(&ck, t, role_ref(&t.role)?)?);
-    }
-    let transfers =
-        |list: &[Spanned<RawTransfer>], upload: bool| -> Result<Vec<Transfer>, PlanError> {
-            list.iter()
-                .map(|t| {
-                    let t = t.get_ref();
-                    for v in [&t.src, &t.dest] {
-                        if v.get_ref().trim().is_empty() {
-                            return Err(ck.err(
-                                "sortie::plan::bad_value",
-                                v.span(),
-                                "empty path",
-                                "here",
-                                "give a path",
-                            ));
-                        }
-                    }
-                    let (local, remote) = if upload {
-                        (&t.src, &t.dest)
-                    } else {
-                        (&t.dest, &t.src)
-                    };
-                    check_remote_template(&ck, remote)?;
-                    if upload {
-                        let path = local_source(ck.base_dir, local.get_ref());
-                        if let Err(e) = std::fs::symlink_metadata(&path) {
-                            return Err(ck.err(
-                                "sortie::plan::upload_source",
-                                local.span(),
-                                format!("cannot read {}: {e}", path.display()),
-                                "this upload's source",
-                                "paths are relative to the plan's directory; nothing was contacted",
-                            ));
-                        }
-                    } else {
-                        check_collect_dest(&ck, local)?;
-                    }
-                    Ok(Transfer {
-                        src: t.src.get_ref().clone(),
-                        dest: t.dest.get_ref().clone(),
-                        role: role_ref(&t.role)?,
-                    })
-                })
-                .collect()
-        };
-    let uploads = transfers(&raw.upload, true)?;
-    let collects = transfers(&raw.collect, false)?;
-
-    for g in inventory_groups {
-        groups.push(HostGroup {
-            name: g,
-            source: GroupSource::Inventory(inventory.clone().expect("checked above")),
-            connection: defaults.clone(),
-        });
-    }
-
-    Ok(PlanSpec {
-        name,
-        digest,
-        path,
-        base_dir,
-        overrides,
-        defaults,
-        inventory,
-        groups,
-        roles,
-        run,
-        thresholds,
-        uploads,
-        collects,
-        work,
-        source: Arc::new(src),
-        landed: Vec::new(),
     })
+}
+
+/// A `role = "..."` of a threshold or transfer: a role of the plan.
+fn role_ref(
+    ck: &Checker<'_>,
+    names: &[String],
+    r: &Option<Spanned<String>>,
+) -> Result<Option<String>, PlanError> {
+    match r {
+        None => Ok(None),
+        Some(r) if names.contains(r.get_ref()) => Ok(Some(r.get_ref().clone())),
+        Some(r) => Err(ck.err(
+            "sortie::plan::unknown_role",
+            r.span(),
+            format!("unknown role {:?}", r.get_ref()),
+            "no such role",
+            format!("roles of this plan: {}", names.join(", ")),
+        )),
+    }
+}
+
+/// Checks a `role = "..."` reference (see [`role_ref`]).
+type RoleRef<'a> = dyn Fn(&Option<Spanned<String>>) -> Result<Option<String>, PlanError> + 'a;
+
+/// `[[upload]]` (`upload`) or `[[collect]]`: paths present, remote templates valid, an
+/// upload's source readable, a collection's destination inside the run directory.
+fn transfers(
+    ck: &Checker<'_>,
+    list: &[Spanned<RawTransfer>],
+    upload: bool,
+    role_ref: &RoleRef<'_>,
+) -> Result<Vec<Transfer>, PlanError> {
+    list.iter()
+        .map(|t| {
+            let t = t.get_ref();
+            for v in [&t.src, &t.dest] {
+                if v.get_ref().trim().is_empty() {
+                    return Err(ck.err(
+                        "sortie::plan::bad_value",
+                        v.span(),
+                        "empty path",
+                        "here",
+                        "give a path",
+                    ));
+                }
+            }
+            let (local, remote) = if upload {
+                (&t.src, &t.dest)
+            } else {
+                (&t.dest, &t.src)
+            };
+            check_remote_template(ck, remote)?;
+            if upload {
+                let path = local_source(ck.base_dir, local.get_ref());
+                if let Err(e) = std::fs::symlink_metadata(&path) {
+                    return Err(ck.err(
+                        "sortie::plan::upload_source",
+                        local.span(),
+                        format!("cannot read {}: {e}", path.display()),
+                        "this upload's source",
+                        "paths are relative to the plan's directory; nothing was contacted",
+                    ));
+                }
+            } else {
+                check_collect_dest(ck, local)?;
+            }
+            Ok(Transfer {
+                src: t.src.get_ref().clone(),
+                dest: t.dest.get_ref().clone(),
+                role: role_ref(&t.role)?,
+            })
+        })
+        .collect()
 }
 
 fn threshold(
