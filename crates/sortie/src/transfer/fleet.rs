@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::{
-    expand_remote, get_with, put_tree, remote, GetOptions, LocalTree, PutOptions, TemplateError,
+    expand_remote, get_with, put_tree, GetOptions, LocalTree, PutOptions, TemplateError,
     TransferCtx, TransferError, TransferReport, TransferStats,
 };
 use crate::runner::{Coordinator, RunResult, QUEUE};
@@ -134,7 +134,7 @@ pub fn get(
             let opts = opts.clone();
             let dir = local_dir.join(label);
             async move {
-                let fs = remote::open(&conn, opts.method)
+                let fs = super::open_remote(&conn, opts.method)
                     .await
                     .map_err(|e| super::session_error(e, opts.method))?;
                 get_with(fs.as_ref(), &remotes, &dir, &opts, &ctx).await

@@ -331,7 +331,7 @@ pub async fn get_files(
     opts: &GetOptions,
     ctx: &TransferCtx,
 ) -> Result<TransferReport, TransferError> {
-    let fs = remote::open(conn, opts.method)
+    let fs = open_remote(conn, opts.method)
         .await
         .map_err(|e| session_error(e, opts.method))?;
     get_with(fs.as_ref(), remotes, local_dir, opts, ctx).await
@@ -356,7 +356,7 @@ pub(crate) async fn put_tree(
     opts: &PutOptions,
     ctx: &TransferCtx,
 ) -> Result<TransferReport, TransferError> {
-    let fs = remote::open(conn, opts.method)
+    let fs = open_remote(conn, opts.method)
         .await
         .map_err(|e| session_error(e, opts.method))?;
     let mut put = Put {
@@ -889,4 +889,24 @@ async fn get_file(
             Err(e)
         }
     }
+}
+
+/// Opens the remote side: SFTP when allowed and offered, else the exec-channel fallback.
+pub(crate) async fn open_remote(
+    conn: &Arc<dyn Connection>,
+    method: Method,
+) -> Result<Box<dyn RemoteFs>, RError> {
+    if method != Method::Exec {
+        match sftp::SftpFs::open(conn.as_ref()).await {
+            Ok(fs) => return Ok(Box::new(fs)),
+            Err(remote::SftpOpenError::Refused(why)) if method == Method::Auto => {
+                tracing::debug!("no SFTP ({why}); using the exec-channel fallback");
+            }
+            Err(remote::SftpOpenError::Refused(why)) => {
+                return Err(RError::Other(format!("SFTP unavailable: {why}")))
+            }
+            Err(remote::SftpOpenError::Failed(e)) => return Err(e),
+        }
+    }
+    Ok(Box::new(shell::ShellFs::new(conn.clone())))
 }

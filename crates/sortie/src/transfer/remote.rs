@@ -1,8 +1,9 @@
 //! The remote side behind one trait: [`RemoteFs`], implemented by SFTP ([`super::sftp`]) and by
 //! the exec-channel fallback ([`super::shell`]). The put/get logic is written once against it.
+//! This module knows neither implementation (they depend on it, not the other way round);
+//! [`super::open_remote`] picks one.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
@@ -78,26 +79,6 @@ pub(crate) trait RemoteFs: Send + Sync {
         progress: &Progress,
         cancel: &CancellationToken,
     ) -> RResult<u64>;
-}
-
-/// Opens the remote side: SFTP when allowed and offered, else the exec-channel fallback.
-pub(crate) async fn open(
-    conn: &Arc<dyn Connection>,
-    method: Method,
-) -> Result<Box<dyn RemoteFs>, RError> {
-    if method != Method::Exec {
-        match super::sftp::SftpFs::open(conn.as_ref()).await {
-            Ok(fs) => return Ok(Box::new(fs)),
-            Err(SftpOpenError::Refused(why)) if method == Method::Auto => {
-                tracing::debug!("no SFTP ({why}); using the exec-channel fallback");
-            }
-            Err(SftpOpenError::Refused(why)) => {
-                return Err(RError::Other(format!("SFTP unavailable: {why}")))
-            }
-            Err(SftpOpenError::Failed(e)) => return Err(e),
-        }
-    }
-    Ok(Box::new(super::shell::ShellFs::new(conn.clone())))
 }
 
 /// Why SFTP could not be opened.
