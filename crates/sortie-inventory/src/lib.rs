@@ -12,6 +12,7 @@
 //! The parsers take `&str` and never touch the file system, for tests and fuzzing:
 //! [`hostexpr::parse`], [`inventory::parse_str`], [`sshconfig::parse_str`].
 
+#![warn(missing_docs)]
 // ParseError carries its source text for miette; errors are the cold path, and boxing them
 // would hide the public line/column fields behind accessors.
 #![allow(clippy::result_large_err)]

@@ -45,6 +45,8 @@
 //! assert_eq!(known.algorithms_for("web1", 22), ["ssh-ed25519"]);
 //! ```
 
+#![warn(missing_docs)]
+
 mod key;
 mod parse;
 mod pattern;

@@ -33,6 +33,8 @@
 //! This crate owns presentation only: wording, layout, colour, files. It must not schedule,
 //! retry or decide outcomes; what it shows comes from the events alone.
 
+#![warn(missing_docs)]
+
 mod fold;
 mod group;
 mod json;

@@ -29,6 +29,8 @@
 //! assert!(ok, "{}", sshd.log());
 //! ```
 
+#![warn(missing_docs)]
+
 mod agent;
 mod error;
 mod keys;

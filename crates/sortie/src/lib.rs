@@ -36,6 +36,8 @@
 //! # });
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod hosts;
 pub mod launch;
 pub mod limits;
