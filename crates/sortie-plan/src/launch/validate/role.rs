@@ -84,35 +84,7 @@ fn role(
     let set = role_data(ck, ctx, &r)?;
     let c = commands(ck, &rname, &r, set)?;
     let fresh_dir = working_dir(ck, rspan.clone(), &r)?;
-    let what = |field: &str| format!("role {rname:?} {field}");
-    let slots = match &r.slots {
-        Some(s) if *s.get_ref() == 0 => {
-            return Err(ck.err(
-                "sortie::plan::bad_value",
-                s.span(),
-                "slots must be at least 1",
-                "here",
-                "remove slots for no limit",
-            ))
-        }
-        s => s.as_ref().map(|s| *s.get_ref()),
-    };
-    let rate = (r.rate.as_ref())
-        .map(|v| ck.rate(v, &what("rate")))
-        .transpose()?;
-    let spacing = (r.min_spacing_per_key.as_ref())
-        .map(|v| ck.duration(v, &what("min_spacing_per_key")))
-        .transpose()?;
-    let ready = (r.ready.as_ref())
-        .map(|v| ck.regex(v, &what("ready")))
-        .transpose()?;
-    let ready_timeout = (r.ready_timeout.as_ref())
-        .map(|v| ck.duration(v, &what("ready_timeout")))
-        .transpose()?
-        .unwrap_or(DEFAULT_READY_TIMEOUT);
-    let fail = (r.fail.iter())
-        .map(|v| ck.regex(v, &what("fail")))
-        .collect::<Result<Vec<_>, _>>()?;
+    let t = timing(ck, &rname, &r)?;
     let stop = stop_sequence(ck, &rname, &r)?;
     let restart = restart_policy(ck, &r)?;
     let after = dependency(ck, &r)?;
@@ -145,12 +117,12 @@ fn role(
         workdir: r.workdir.as_ref().map(|w| w.get_ref().clone()),
         fresh_dir,
         links: r.links.iter().map(|l| l.get_ref().clone()).collect(),
-        slots,
-        rate,
-        min_spacing_per_key: spacing,
-        ready,
-        ready_timeout,
-        fail,
+        slots: t.slots,
+        rate: t.rate,
+        min_spacing_per_key: t.spacing,
+        ready: t.ready,
+        ready_timeout: t.ready_timeout,
+        fail: t.fail,
         stop,
         restart,
         after,
@@ -360,6 +332,57 @@ fn working_dir(ck: &Checker<'_>, rspan: Range<usize>, r: &RawRole) -> Result<boo
         }
     }
     Ok(fresh_dir)
+}
+
+/// A role's pace and readiness.
+struct Timing {
+    slots: Option<u32>,
+    rate: Option<crate::units::Rate>,
+    spacing: Option<std::time::Duration>,
+    ready: Option<regex::Regex>,
+    ready_timeout: std::time::Duration,
+    fail: Vec<regex::Regex>,
+}
+
+/// `slots`, `rate`, `min_spacing_per_key`, `ready`, `ready_timeout` and `fail`.
+fn timing(ck: &Checker<'_>, rname: &str, r: &RawRole) -> Result<Timing, PlanError> {
+    let what = |field: &str| format!("role {rname:?} {field}");
+    let slots = match &r.slots {
+        Some(s) if *s.get_ref() == 0 => {
+            return Err(ck.err(
+                "sortie::plan::bad_value",
+                s.span(),
+                "slots must be at least 1",
+                "here",
+                "remove slots for no limit",
+            ))
+        }
+        s => s.as_ref().map(|s| *s.get_ref()),
+    };
+    let rate = (r.rate.as_ref())
+        .map(|v| ck.rate(v, &what("rate")))
+        .transpose()?;
+    let spacing = (r.min_spacing_per_key.as_ref())
+        .map(|v| ck.duration(v, &what("min_spacing_per_key")))
+        .transpose()?;
+    let ready = (r.ready.as_ref())
+        .map(|v| ck.regex(v, &what("ready")))
+        .transpose()?;
+    let ready_timeout = (r.ready_timeout.as_ref())
+        .map(|v| ck.duration(v, &what("ready_timeout")))
+        .transpose()?
+        .unwrap_or(DEFAULT_READY_TIMEOUT);
+    let fail = (r.fail.iter())
+        .map(|v| ck.regex(v, &what("fail")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Timing {
+        slots,
+        rate,
+        spacing,
+        ready,
+        ready_timeout,
+        fail,
+    })
 }
 
 /// `stop`: signals and graces (default: TERM, 10 s, then KILL).
