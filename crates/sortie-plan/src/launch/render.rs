@@ -73,6 +73,23 @@ pub fn render_dry_run(plan: &Plan) -> String {
 /// Renders the dry run: roles, placement, start schedule, thresholds.
 pub fn render_dry_run_with(plan: &Plan, opts: &DryRunOptions) -> String {
     let mut o = String::new();
+    dry_run_header(&mut o, plan);
+    let _ = writeln!(o, "\nroles (in start order):");
+    for role in &plan.roles {
+        let procs: Vec<&ProcessSpec> = plan.processes_of(&role.name).collect();
+        role_facts(&mut o, role, &procs);
+        role_stop_and_env(&mut o, role, &procs);
+    }
+    let width = plan.hosts.iter().map(|h| h.label.len()).max().unwrap_or(0);
+    dry_run_placement(&mut o, plan, opts, width);
+    dry_run_schedule(&mut o, plan, opts, width);
+    dry_run_thresholds(&mut o, plan);
+    dry_run_transfers(&mut o, plan);
+    o
+}
+
+/// The plan line and the run settings.
+fn dry_run_header(o: &mut String, plan: &Plan) {
     let short = plan.digest.get(..12).unwrap_or(&plan.digest);
     let _ = writeln!(
         o,
@@ -97,104 +114,109 @@ pub fn render_dry_run_with(plan: &Plan, opts: &DryRunOptions) -> String {
         let _ = write!(o, "; at most {m} starting at once");
     }
     let _ = writeln!(o, "; run dir {}", plan.run_dir("<timestamp>").display());
+}
 
-    let _ = writeln!(o, "\nroles (in start order):");
-    for role in &plan.roles {
-        let procs: Vec<&ProcessSpec> = plan.processes_of(&role.name).collect();
-        let mut labels: Vec<String> = procs.iter().map(|p| p.host.clone()).collect();
-        labels.sort();
-        labels.dedup();
-        let from = match &role.hosts {
-            RoleHosts::Group(g) => format!(" (group {g})"),
-            RoleHosts::Inline(_) => String::new(),
-        };
-        let _ = writeln!(
-            o,
-            "  {}: {} process(es) on {}{from}",
-            role.name,
-            procs.len(),
-            fold(&labels)
-        );
-        let mut facts = Vec::new();
-        if let Some(d) = &role.for_each {
-            facts.push(format!("for each row of {d} x{}", role.count));
+/// A role's hosts, data, key, pace, dependency and readiness.
+fn role_facts(o: &mut String, role: &Role, procs: &[&ProcessSpec]) {
+    let mut labels: Vec<String> = procs.iter().map(|p| p.host.clone()).collect();
+    labels.sort();
+    labels.dedup();
+    let from = match &role.hosts {
+        RoleHosts::Group(g) => format!(" (group {g})"),
+        RoleHosts::Inline(_) => String::new(),
+    };
+    let _ = writeln!(
+        o,
+        "  {}: {} process(es) on {}{from}",
+        role.name,
+        procs.len(),
+        fold(&labels)
+    );
+    let mut facts = Vec::new();
+    if let Some(d) = &role.for_each {
+        facts.push(format!("for each row of {d} x{}", role.count));
+    }
+    facts.push(format!("key {}", role.key));
+    if let Some(s) = role.slots {
+        facts.push(format!("{s} slot(s) per host"));
+    }
+    if let Some(r) = &role.rate {
+        facts.push(format!("rate {}", rate(r)));
+    }
+    if let Some(s) = role.min_spacing_per_key {
+        facts.push(format!("{} between starts of one key", dur(s)));
+    }
+    let _ = writeln!(o, "    {}", facts.join(", "));
+    let mut facts = Vec::new();
+    if let Some(d) = &role.after {
+        facts.push(match d.mode {
+            DependencyMode::SameKey => format!("after {} (same key)", d.role),
+            DependencyMode::RoleReady => format!("after all of {} ready", d.role),
+        });
+    }
+    match &role.ready {
+        Some(r) => facts.push(format!(
+            "ready on /{}/ within {}",
+            r.as_str(),
+            dur(role.ready_timeout)
+        )),
+        None => facts.push("ready when started".into()),
+    }
+    if !role.fail.is_empty() {
+        facts.push(format!("{} fail pattern(s)", role.fail.len()));
+    }
+    let _ = writeln!(o, "    {}", facts.join(", "));
+}
+
+/// A role's stop sequence, restart policy, and its first process's environment and directory.
+fn role_stop_and_env(o: &mut String, role: &Role, procs: &[&ProcessSpec]) {
+    let mut stop: Vec<String> = role
+        .stop
+        .iter()
+        .map(|s| format!("{} {}", s.signal.name(), dur(s.grace)))
+        .collect();
+    stop.push("KILL".into());
+    let restart = match role.restart {
+        RestartPolicy::Never => "never".to_owned(),
+        RestartPolicy::OnFailure { max_restarts } => {
+            format!("on failure, at most {max_restarts}")
         }
-        facts.push(format!("key {}", role.key));
-        if let Some(s) = role.slots {
-            facts.push(format!("{s} slot(s) per host"));
-        }
-        if let Some(r) = &role.rate {
-            facts.push(format!("rate {}", rate(r)));
-        }
-        if let Some(s) = role.min_spacing_per_key {
-            facts.push(format!("{} between starts of one key", dur(s)));
-        }
-        let _ = writeln!(o, "    {}", facts.join(", "));
-        let mut facts = Vec::new();
-        if let Some(d) = &role.after {
-            facts.push(match d.mode {
-                DependencyMode::SameKey => format!("after {} (same key)", d.role),
-                DependencyMode::RoleReady => format!("after all of {} ready", d.role),
-            });
-        }
-        match &role.ready {
-            Some(r) => facts.push(format!(
-                "ready on /{}/ within {}",
-                r.as_str(),
-                dur(role.ready_timeout)
-            )),
-            None => facts.push("ready when started".into()),
-        }
-        if !role.fail.is_empty() {
-            facts.push(format!("{} fail pattern(s)", role.fail.len()));
-        }
-        let _ = writeln!(o, "    {}", facts.join(", "));
-        let mut stop: Vec<String> = role
-            .stop
+    };
+    let _ = writeln!(o, "    stop: {}; restart: {restart}", stop.join(" -> "));
+    if let Some(p) = procs.first() {
+        let mut env: Vec<String> = p
+            .env
             .iter()
-            .map(|s| format!("{} {}", s.signal.name(), dur(s.grace)))
+            .map(|e| match &e.value {
+                EnvValue::Literal(v) => format!("{}={v}", e.name),
+                EnvValue::FromController => format!("{}=<from sortie's environment>", e.name),
+            })
             .collect();
-        stop.push("KILL".into());
-        let restart = match role.restart {
-            RestartPolicy::Never => "never".to_owned(),
-            RestartPolicy::OnFailure { max_restarts } => {
-                format!("on failure, at most {max_restarts}")
-            }
-        };
-        let _ = writeln!(o, "    stop: {}; restart: {restart}", stop.join(" -> "));
-        if let Some(p) = procs.first() {
-            let mut env: Vec<String> = p
-                .env
-                .iter()
-                .map(|e| match &e.value {
-                    EnvValue::Literal(v) => format!("{}={v}", e.name),
-                    EnvValue::FromController => format!("{}=<from sortie's environment>", e.name),
-                })
-                .collect();
-            if env.is_empty() {
-                env.push("(none)".into());
-            }
-            let _ = writeln!(o, "    env: {}", env.join(" "));
-            if let Some(f) = &p.fresh_dir {
-                let links: Vec<&str> = f.links.iter().map(|(l, _)| l.as_str()).collect();
-                let _ = writeln!(
-                    o,
-                    "    cwd: fresh directory per process, e.g. {}{}",
-                    f.path,
-                    if links.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (links {})", links.join(", "))
-                    }
-                );
-            } else if let Some(c) = &p.cwd {
-                let _ = writeln!(o, "    cwd: {c}");
-            }
+        if env.is_empty() {
+            env.push("(none)".into());
+        }
+        let _ = writeln!(o, "    env: {}", env.join(" "));
+        if let Some(f) = &p.fresh_dir {
+            let links: Vec<&str> = f.links.iter().map(|(l, _)| l.as_str()).collect();
+            let _ = writeln!(
+                o,
+                "    cwd: fresh directory per process, e.g. {}{}",
+                f.path,
+                if links.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (links {})", links.join(", "))
+                }
+            );
+        } else if let Some(c) = &p.cwd {
+            let _ = writeln!(o, "    cwd: {c}");
         }
     }
+}
 
+/// Per host, the processes of each role.
+fn dry_run_placement(o: &mut String, plan: &Plan, opts: &DryRunOptions, width: usize) {
     let _ = writeln!(o, "\nplacement:");
-    let width = plan.hosts.iter().map(|h| h.label.len()).max().unwrap_or(0);
     for host in &plan.hosts {
         let mut first = true;
         for role in &plan.roles {
@@ -223,7 +245,10 @@ pub fn render_dry_run_with(plan: &Plan, opts: &DryRunOptions) -> String {
             );
         }
     }
+}
 
+/// Per role, when its processes start.
+fn dry_run_schedule(o: &mut String, plan: &Plan, opts: &DryRunOptions, width: usize) {
     let _ = writeln!(o, "\nstart schedule (offsets from each role's start):");
     for role in &plan.roles {
         let procs: Vec<&ProcessSpec> = plan.processes_of(&role.name).collect();
@@ -258,7 +283,10 @@ pub fn render_dry_run_with(plan: &Plan, opts: &DryRunOptions) -> String {
             );
         }
     }
+}
 
+/// The plan's thresholds.
+fn dry_run_thresholds(o: &mut String, plan: &Plan) {
     if !plan.thresholds.is_empty() {
         let _ = writeln!(o, "\nthresholds:");
         for t in &plan.thresholds {
@@ -282,6 +310,10 @@ pub fn render_dry_run_with(plan: &Plan, opts: &DryRunOptions) -> String {
             let _ = writeln!(o, "  {} ({scope}) {}", t.metric, bounds.join(" and "));
         }
     }
+}
+
+/// The plan's uploads and collections.
+fn dry_run_transfers(o: &mut String, plan: &Plan) {
     for (what, list) in [("upload", &plan.uploads), ("collect", &plan.collects)] {
         for t in list {
             let scope = t
@@ -301,5 +333,4 @@ pub fn render_dry_run_with(plan: &Plan, opts: &DryRunOptions) -> String {
             );
         }
     }
-    o
 }
