@@ -15,13 +15,13 @@
 //!   first line wins. `ConnectTimeout none` leaves the option unset, so a later line can set it;
 //! * `Host` patterns use `*` and `?`, `!pattern` negates (a negated match deactivates the
 //!   block), and are matched case-sensitively against the host as given;
-//! * `Match all|host|originalhost|user|localuser` with `!` negation and comma pattern lists.
-//!   `Match host` tests the `HostName` known at that point (with `%h` expanded), lower-cased.
-//!   Other criteria (`exec`, `canonical`, `final`, `localnetwork`, `tagged`, ...) are refused
-//!   with an error naming file:line:column, unless a supported criterion on the same line is
-//!   already false (then the line cannot match whatever they say, as in OpenSSH, where all
-//!   criteria must hold). `final` is always refused because it makes OpenSSH re-read the whole
-//!   configuration. `CanonicalizeHostname yes|always` is refused for the same reason;
+//! * `Match` with every OpenSSH 9 criterion (all, canonical, final, exec, host, originalhost,
+//!   user, localuser, localnetwork, tagged), `criterion value` or `criterion=value`, `!`
+//!   negation and comma pattern lists. `Match host` tests the `HostName` known at that point
+//!   (with `%h` expanded), lower-cased. `exec` runs `$SHELL -c CMD` only when the criteria before
+//!   it held, once per host and pass. sortie does not canonicalise: as OpenSSH with
+//!   `CanonicalizeHostname no`, a `Match final` asks for a second pass where `canonical`/`final`
+//!   hold and `Host` lines match the host name; `CanonicalizeHostname yes|always` is refused;
 //! * `Include` takes globs; relative paths are relative to `~/.ssh` in user files (including the
 //!   `-F` file) and to the system config directory in the system file; an `Include` inside a
 //!   `Host`/`Match` block only applies while that block is active; nesting is limited to 16;
@@ -33,7 +33,7 @@
 //! Keywords used: HostName (`%h`, `%%`), User, Port, IdentityFile, IdentitiesOnly, ProxyJump,
 //! ProxyCommand, UserKnownHostsFile, GlobalKnownHostsFile, StrictHostKeyChecking,
 //! ConnectTimeout, ServerAliveInterval, ServerAliveCountMax, HostKeyAlias, HashKnownHosts,
-//! CanonicalizeHostname, Host, Match, Include.
+//! CanonicalizeHostname, Tag, Host, Match, Include.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -239,6 +239,8 @@ pub struct SshOptions {
     /// `CanonicalizeHostname`: `Some(None)` = no; `Some(Some(what))` = canonicalisation was
     /// asked for (`what` names the value and where), which [`SshOptions::finish`] refuses.
     pub canonicalize: Option<Option<String>>,
+    /// `Tag`: the name `Match tagged` tests (OpenSSH's `-P`).
+    pub tag: Option<String>,
 }
 
 /// The effective OpenSSH settings of one host, after defaults and expansions (what `ssh -G`
@@ -310,11 +312,15 @@ impl Pos {
 #[derive(Debug, Clone)]
 enum Criterion {
     All,
+    Canonical,
+    Final,
+    Exec(String),
     Host(String),
     OriginalHost(String),
     User(String),
     LocalUser(String),
-    Unsupported(String),
+    LocalNetwork(Vec<(std::net::IpAddr, u8)>),
+    Tagged(String),
 }
 
 #[derive(Debug, Clone)]
@@ -345,6 +351,7 @@ enum Setting {
     HostKeyAlias(String),
     HashKnownHosts(bool),
     Canonicalize(Option<String>),
+    Tag(String),
 }
 
 #[derive(Debug, Clone)]
@@ -357,6 +364,7 @@ struct Entry {
 #[derive(Debug, Clone, Default)]
 pub struct SshConfig {
     entries: Vec<Vec<Entry>>,
+    execs: Arc<ExecCache>,
 }
 
 /// Parses one ssh_config text. `Include` lines are checked but not followed (use
@@ -373,6 +381,7 @@ pub fn parse_str(text: &str, origin_path: &Path) -> Result<SshConfig, ParseError
     })?;
     Ok(SshConfig {
         entries: vec![entries],
+        execs: Arc::default(),
     })
 }
 
@@ -440,15 +449,58 @@ impl SshConfig {
 
     /// Applies the configuration for `host_arg` (the host as given, which `Host` patterns are
     /// matched against) to `opts`, setting only what is still unset.
+    ///
+    /// As OpenSSH with `CanonicalizeHostname no`: one pass over the files, then, when a
+    /// `Match final` was met, a second (final) pass where `Host` lines match the host name
+    /// found by the first pass and `Match canonical`/`Match final` hold.
     pub fn apply(
         &self,
         host_arg: &str,
         opts: &mut SshOptions,
         env: &LocalEnv,
     ) -> Result<(), InventoryError> {
+        let mut pass = Pass {
+            host: host_arg,
+            host_arg,
+            final_pass: false,
+            want_final: false,
+            env,
+            execs: &self.execs,
+        };
         for file in &self.entries {
             let mut active = true;
-            eval(file, &mut active, false, host_arg, opts, env)?;
+            eval(file, &mut active, false, &mut pass, opts)?;
+        }
+        if !pass.want_final {
+            return Ok(());
+        }
+        let mut host = match &opts.hostname {
+            Some(h) => {
+                expand_hostname(&h.value, host_arg).map_err(|m| InventoryError::Resolve {
+                    host: host_arg.into(),
+                    origin: h.origin.clone(),
+                    message: m,
+                    help: "HostName only knows %h and %%".into(),
+                })?
+            }
+            None => host_arg.to_string(),
+        };
+        if !is_ip(&host) {
+            host = host.to_ascii_lowercase();
+        }
+        let origin = opts
+            .hostname
+            .as_ref()
+            .map_or_else(|| "host argument".to_string(), |h| h.origin.clone());
+        opts.hostname = Some(Sourced::new(host.replace('%', "%%"), origin));
+        let mut pass = Pass {
+            host: &host,
+            final_pass: true,
+            ..pass
+        };
+        for file in &self.entries {
+            let mut active = true;
+            eval(file, &mut active, false, &mut pass, opts)?;
         }
         Ok(())
     }
@@ -760,6 +812,7 @@ fn parse_setting(
         "hostname" => Setting::HostName(one()?.text.clone()),
         "user" => Setting::User(one()?.text.clone()),
         "hostkeyalias" => Setting::HostKeyAlias(one()?.text.clone()),
+        "tag" => Setting::Tag(one()?.text.clone()),
         "port" => {
             let a = one()?;
             match a.text.parse::<u16>() {
@@ -832,6 +885,14 @@ fn parse_setting(
     Ok(Some(s))
 }
 
+/// Splits a Match attribute word written `criterion=value` (OpenSSH accepts both forms).
+fn split_criterion(word: &str) -> (&str, Option<&str>) {
+    match word.split_once('=') {
+        Some((n, v)) => (n, Some(v)),
+        None => (word, None),
+    }
+}
+
 fn parse_match(
     args: &[Arg],
     kw_pos: &Pos,
@@ -843,12 +904,13 @@ fn parse_match(
     while i < args.len() {
         let a = &args[i];
         i += 1;
-        let (negate, name) = match a.text.strip_prefix('!') {
+        let (negate, word) = match a.text.strip_prefix('!') {
             Some(n) => (true, n),
             None => (false, a.text.as_str()),
         };
+        let (name, inline) = split_criterion(word);
         let name_l = name.to_ascii_lowercase();
-        if name_l == "all" {
+        if name_l == "all" && inline.is_none() {
             if attributes > 1 || i < args.len() {
                 return Err(at(a)
                     .error(
@@ -868,29 +930,48 @@ fn parse_match(
             continue;
         }
         attributes += 1;
-        if name_l == "canonical" || name_l == "final" {
+        if inline.is_none() && (name_l == "canonical" || name_l == "final") {
+            let kind = if name_l == "final" {
+                Criterion::Final
+            } else {
+                Criterion::Canonical
+            };
             out.push(Crit {
                 negate,
-                kind: Criterion::Unsupported(name_l),
+                kind,
                 pos: at(a),
             });
             continue;
         }
-        let Some(value) = args.get(i) else {
+        let value = match inline {
+            Some(v) if !v.is_empty() || name_l == "tagged" => v.to_string(),
+            _ => match args.get(i) {
+                Some(v) if inline.is_none() || !v.text.is_empty() => {
+                    i += 1;
+                    v.text.clone()
+                }
+                _ => {
+                    return Err(at(a)
+                        .error(format!("Missing Match criteria for {name}"), None)
+                        .into())
+                }
+            },
+        };
+        if value.is_empty() && name_l != "tagged" {
             return Err(at(a)
                 .error(format!("Missing Match criteria for {name}"), None)
                 .into());
-        };
-        i += 1;
-        let v = value.text.clone();
+        }
         let kind = match name_l.as_str() {
-            "host" => Criterion::Host(v),
-            "originalhost" => Criterion::OriginalHost(v),
-            "user" => Criterion::User(v),
-            "localuser" => Criterion::LocalUser(v),
-            "exec" | "localnetwork" | "tagged" | "canonical" | "final" => {
-                Criterion::Unsupported(name_l.clone())
-            }
+            "host" => Criterion::Host(value),
+            "originalhost" => Criterion::OriginalHost(value),
+            "user" => Criterion::User(value),
+            "localuser" => Criterion::LocalUser(value),
+            "exec" => Criterion::Exec(value),
+            "tagged" => Criterion::Tagged(value),
+            "localnetwork" => Criterion::LocalNetwork(
+                parse_cidr_list(&value).map_err(|m| LoadError::from(at(a).error(m, None)))?,
+            ),
             _ => {
                 return Err(at(a)
                     .error(
@@ -912,6 +993,99 @@ fn parse_match(
             .into());
     }
     Ok(out)
+}
+
+/// OpenSSH's `addr_match_cidr_list` syntax: comma-separated `addr[/len]`, no negation; a
+/// network must have its host bits zero.
+fn parse_cidr_list(list: &str) -> Result<Vec<(std::net::IpAddr, u8)>, String> {
+    use std::net::IpAddr;
+    let mut out = Vec::new();
+    for entry in list.split(',') {
+        if entry.is_empty() {
+            return Err(format!("empty entry in localnetwork list \"{list}\""));
+        }
+        let (addr, len) = match entry.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (entry, None),
+        };
+        let invalid = || format!("Invalid network entry \"{entry}\" in Match localnetwork");
+        let ip: IpAddr = addr.parse().map_err(|_| invalid())?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            None => max,
+            Some(l) => l.parse::<u32>().map_err(|_| invalid())?,
+        };
+        let inconsistent = || format!("Inconsistent mask length for network \"{entry}\"");
+        if len > max {
+            return Err(inconsistent());
+        }
+        let len = len as u8;
+        if ip_bits(ip) & !prefix_mask(ip, len) != 0 {
+            return Err(inconsistent());
+        }
+        out.push((ip, len));
+    }
+    Ok(out)
+}
+
+fn ip_bits(ip: std::net::IpAddr) -> u128 {
+    match ip {
+        std::net::IpAddr::V4(a) => u32::from(a) as u128,
+        std::net::IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+fn prefix_mask(ip: std::net::IpAddr, len: u8) -> u128 {
+    let width = if ip.is_ipv4() { 32 } else { 128 };
+    if len == 0 {
+        return 0;
+    }
+    let ones = u128::MAX << (128 - u32::from(len));
+    ones >> (128 - width)
+}
+
+fn cidr_contains(net: &(std::net::IpAddr, u8), ip: std::net::IpAddr) -> bool {
+    net.0.is_ipv4() == ip.is_ipv4()
+        && ip_bits(ip) & prefix_mask(ip, net.1) == ip_bits(net.0) & prefix_mask(ip, net.1)
+}
+
+/// Addresses of the local interfaces that are up (what `Match localnetwork` tests).
+fn local_addresses() -> Vec<std::net::IpAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut out = Vec::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a list we free below with freeifaddrs; we only read it.
+    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
+        return out;
+    }
+    let mut cur = ifap;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_flags & libc::IFF_UP as u32 == 0 {
+            continue;
+        }
+        // SAFETY: ifa_addr is non-null and its family says which sockaddr it is.
+        unsafe {
+            match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                        sin.sin_addr.s_addr,
+                    ))));
+                }
+                libc::AF_INET6 => {
+                    let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    out.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+                }
+                _ => {}
+            }
+        }
+    }
+    // SAFETY: ifap came from a successful getifaddrs.
+    unsafe { libc::freeifaddrs(ifap) };
+    out
 }
 
 /// OpenSSH `convtime`: `90`, `1m30s`, `2h`, units s m h d w (either case).
@@ -946,27 +1120,40 @@ fn parse_time(s: &str) -> Option<u64> {
     (total <= i32::MAX as u64).then_some(total)
 }
 
+/// What one evaluation pass over the files knows about the host.
+struct Pass<'a> {
+    /// What `Host` lines match: the host as given, or in the final pass the host name.
+    host: &'a str,
+    /// The host as given (`Match originalhost`, `%n`).
+    host_arg: &'a str,
+    /// The second pass OpenSSH makes after canonicalisation or for `Match final`.
+    final_pass: bool,
+    /// Set when a `Match final` (not negated) is met: a final pass is wanted.
+    want_final: bool,
+    env: &'a LocalEnv,
+    execs: &'a ExecCache,
+}
+
 fn eval(
     entries: &[Entry],
     active: &mut bool,
     never_match: bool,
-    host_arg: &str,
+    p: &mut Pass<'_>,
     o: &mut SshOptions,
-    env: &LocalEnv,
 ) -> Result<(), InventoryError> {
     for e in entries {
         match &e.setting {
             Setting::Host(pats) => {
-                *active = !never_match && host_matches(host_arg, pats);
+                *active = !never_match && host_matches(p.host, pats);
             }
             Setting::Match(crits) => {
-                let r = eval_match(crits, host_arg, o, env, never_match)?;
+                let r = eval_match(crits, p, o)?;
                 *active = !never_match && r;
             }
             Setting::Include(files) => {
                 let outer = *active;
                 for f in files {
-                    eval(f, active, never_match || !outer, host_arg, o, env)?;
+                    eval(f, active, never_match || !outer, p, o)?;
                     *active = outer;
                 }
             }
@@ -975,6 +1162,161 @@ fn eval(
         }
     }
     Ok(())
+}
+
+/// The host `Match host` and `%h` in `Match exec` see: in the first pass the HostName known
+/// so far with `%h` expanded (not lower-cased), in the final pass the final host name.
+fn match_host(p: &Pass<'_>, o: &SshOptions) -> Result<String, InventoryError> {
+    match &o.hostname {
+        Some(h) if p.final_pass => Ok(unescape_percent(&h.value)),
+        Some(h) => expand_hostname(&h.value, p.host_arg).map_err(|m| InventoryError::Resolve {
+            host: p.host_arg.into(),
+            origin: h.origin.clone(),
+            message: m,
+            help: "HostName only knows %h and %%".into(),
+        }),
+        None => Ok(p.host_arg.to_string()),
+    }
+}
+
+/// Evaluates one Match line as OpenSSH's `match_cfg_line`: every criterion must hold; `exec`
+/// runs only when every criterion before it held.
+fn eval_match(crits: &[Crit], p: &mut Pass<'_>, o: &SshOptions) -> Result<bool, InventoryError> {
+    let host = match_host(p, o)?;
+    let user = o.user.as_deref().unwrap_or(&p.env.user);
+    let mut result = true;
+    for c in crits {
+        let r = match &c.kind {
+            Criterion::All => {
+                if result {
+                    result = !c.negate;
+                }
+                continue;
+            }
+            Criterion::Canonical => p.final_pass,
+            Criterion::Final => {
+                p.want_final |= !c.negate;
+                p.final_pass
+            }
+            Criterion::Host(list) => match_pattern_list(&host.to_ascii_lowercase(), list, true),
+            Criterion::OriginalHost(list) => {
+                match_pattern_list(&p.host_arg.to_ascii_lowercase(), list, true)
+            }
+            Criterion::User(list) => match_pattern_list(user, list, false),
+            Criterion::LocalUser(list) => match_pattern_list(&p.env.user, list, false),
+            Criterion::LocalNetwork(nets) => local_addresses()
+                .into_iter()
+                .any(|ip| nets.iter().any(|n| cidr_contains(n, ip))),
+            Criterion::Tagged(list) => match o.tag.as_deref().unwrap_or("") {
+                "" => list.is_empty(),
+                tag => match_pattern_list(tag, list, false),
+            },
+            Criterion::Exec(cmd) => {
+                if !result {
+                    continue;
+                }
+                let cmd = expand_exec(cmd, &host, p, o).map_err(|m| InventoryError::Resolve {
+                    host: p.host_arg.into(),
+                    origin: c.pos.origin(),
+                    message: m,
+                    help: "Match exec knows %C %L %d %h %k %l %n %p %r %u %i %%".into(),
+                })?;
+                p.execs.run(p.host_arg, p.final_pass, &cmd, &c.pos)?
+            }
+        };
+        if r == c.negate {
+            result = false;
+        }
+    }
+    Ok(result)
+}
+
+/// Expands the tokens of a `Match exec` command as OpenSSH 9.2 does.
+fn expand_exec(cmd: &str, host: &str, p: &Pass<'_>, o: &SshOptions) -> Result<String, String> {
+    let env = p.env;
+    let port = o.port.unwrap_or(22).to_string();
+    let user = o.user.clone().unwrap_or_else(|| env.user.clone());
+    let short_local = env.hostname.split('.').next().unwrap_or("").to_string();
+    percent_expand(cmd, &|c| {
+        Some(match c {
+            'C' => connection_hash(&env.hostname, host, &port, &user),
+            'L' => short_local.clone(),
+            'd' => env.home.to_string_lossy().into_owned(),
+            'h' => host.to_string(),
+            'k' => o.host_key_alias.clone().unwrap_or_else(|| host.to_string()),
+            'l' => env.hostname.clone(),
+            'n' => p.host_arg.to_string(),
+            'p' => port.clone(),
+            'r' => user.clone(),
+            'u' => env.user.clone(),
+            'i' => env.uid.to_string(),
+            _ => return None,
+        })
+    })
+}
+
+/// OpenSSH 9.2's `%C`: the SHA-1 of local host name, host name, port and remote user, in hex.
+pub fn connection_hash(local: &str, host: &str, port: &str, user: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let mut h = Sha1::new();
+    for part in [local, host, port, user] {
+        h.update(part.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Results of `Match exec` commands, so each runs once per host (and pass), however often
+/// sortie resolves that host.
+#[derive(Debug, Default)]
+struct ExecCache(std::sync::Mutex<std::collections::HashMap<(String, bool, String), bool>>);
+
+impl ExecCache {
+    /// Runs `cmd` as OpenSSH's `execute_in_shell`: `$SHELL -c CMD` (or `/bin/sh`), stdin and
+    /// stdout on /dev/null, stderr inherited; true when it exits 0; an error when it cannot be
+    /// started or dies from a signal.
+    fn run(
+        &self,
+        host_arg: &str,
+        final_pass: bool,
+        cmd: &str,
+        pos: &Pos,
+    ) -> Result<bool, InventoryError> {
+        use std::process::{Command, Stdio};
+        let key = (host_arg.to_string(), final_pass, cmd.to_string());
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = cache.get(&key) {
+            return Ok(*r);
+        }
+        let fail = |message: String| InventoryError::Resolve {
+            host: host_arg.into(),
+            origin: pos.origin(),
+            message,
+            help: "fix the Match exec command or its shell ($SHELL)".into(),
+        };
+        let shell = std::env::var_os("SHELL")
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "/bin/sh".into());
+        let status = Command::new(&shell)
+            .arg("-c")
+            .arg(cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .status()
+            .map_err(|e| {
+                fail(format!(
+                    "Match exec: cannot run shell \"{}\": {e}",
+                    Path::new(&shell).display()
+                ))
+            })?;
+        let Some(code) = status.code() else {
+            return Err(fail(format!(
+                "Match exec: command '{cmd}' exited abnormally ({status})"
+            )));
+        };
+        cache.insert(key, code == 0);
+        Ok(code == 0)
+    }
 }
 
 fn apply_setting(s: &Setting, pos: &Pos, o: &mut SshOptions) {
@@ -1028,6 +1370,7 @@ fn apply_setting(s: &Setting, pos: &Pos, o: &mut SshOptions) {
         Setting::ServerAliveCountMax(v) => set(&mut o.server_alive_count_max, v),
         Setting::HostKeyAlias(v) => set(&mut o.host_key_alias, v),
         Setting::HashKnownHosts(v) => set(&mut o.hash_known_hosts, v),
+        Setting::Tag(v) => set(&mut o.tag, v),
         Setting::Canonicalize(v) => {
             if o.canonicalize.is_none() {
                 o.canonicalize = Some(v.as_ref().map(|t| format!("{t} ({})", pos.origin())));
@@ -1098,82 +1441,9 @@ pub fn match_pattern_list(s: &str, list: &str, lower: bool) -> bool {
     positive
 }
 
-fn eval_match(
-    crits: &[Crit],
-    host_arg: &str,
-    o: &SshOptions,
-    env: &LocalEnv,
-    never_match: bool,
-) -> Result<bool, InventoryError> {
-    let mut result = true;
-    let mut unsupported: Vec<&Crit> = Vec::new();
-    for c in crits {
-        let r = match &c.kind {
-            Criterion::All => {
-                if result {
-                    result = !c.negate;
-                }
-                continue;
-            }
-            Criterion::Host(list) => {
-                let host = match &o.hostname {
-                    Some(h) => expand_hostname(&h.value, host_arg).map_err(|m| {
-                        InventoryError::Resolve {
-                            host: host_arg.into(),
-                            origin: h.origin.clone(),
-                            message: m,
-                            help: "HostName only knows %h and %%".into(),
-                        }
-                    })?,
-                    None => host_arg.to_string(),
-                };
-                match_pattern_list(&host.to_ascii_lowercase(), list, true)
-            }
-            Criterion::OriginalHost(list) => {
-                match_pattern_list(&host_arg.to_ascii_lowercase(), list, true)
-            }
-            Criterion::User(list) => {
-                match_pattern_list(o.user.as_deref().unwrap_or(&env.user), list, false)
-            }
-            Criterion::LocalUser(list) => match_pattern_list(&env.user, list, false),
-            Criterion::Unsupported(name) => {
-                if name == "final" {
-                    return Err(c
-                        .pos
-                        .error(
-                            "Match final is not supported by sortie: it makes OpenSSH re-read the whole configuration after canonicalisation",
-                            Some("remove `final` from the Match line, or use -F with a config written for sortie".into()),
-                        )
-                        .into());
-                }
-                unsupported.push(c);
-                continue;
-            }
-        };
-        if r == c.negate {
-            result = false;
-        }
-    }
-    if result && !unsupported.is_empty() && !never_match {
-        let names: Vec<String> = unsupported
-            .iter()
-            .map(|c| match &c.kind {
-                Criterion::Unsupported(n) => n.clone(),
-                _ => String::new(),
-            })
-            .collect();
-        return Err(unsupported[0]
-            .pos
-            .error(
-                format!(
-                    "Match criteria not supported by sortie: {}; supported are all, host, originalhost, user, localuser",
-                    names.join(", ")
-                ),
-                Some("rewrite the block with Host or supported Match criteria, or use -F with a config written for sortie".into()),
-            )
-            .into());
-    }
-    Ok(result)
+/// Undoes the `%%` escaping of a host name stored for the final pass.
+fn unescape_percent(v: &str) -> String {
+    v.replace("%%", "%")
 }
 
 /// Expands `%h` and `%%` in a HostName.
@@ -1459,19 +1729,40 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_match_is_refused_only_when_it_could_matter() {
-        let err = resolve("Match exec \"true\"\n  User x\n", "h").unwrap_err();
-        assert!(
-            err.to_string().contains("/cfg:1:7") && err.to_string().contains("exec"),
-            "{err}"
-        );
-        // host does not match, so exec cannot change the outcome.
-        let e = resolve("Match host other exec \"true\"\n  User x\n", "h").unwrap();
+    fn match_exec_runs_only_when_it_can_decide() {
+        // A prior false criterion skips the command (it would fail the run if it ran).
+        let e = resolve("Match host other exec \"exit 1\"\n  User x\n", "h").unwrap();
         assert_eq!(e.user, "me");
-        let err = resolve("Match host other final\n  User x\n", "h").unwrap_err();
-        assert!(err.to_string().contains("final"));
+        let e = resolve("Match exec \"true\"\n  User x\n", "h").unwrap();
+        assert_eq!(e.user, "x");
+        let e = resolve("Match !exec \"false\" host=h\n  User y\n", "h").unwrap();
+        assert_eq!(e.user, "y");
         let err = resolve("CanonicalizeHostname yes\n", "h").unwrap_err();
         assert!(err.to_string().contains("CanonicalizeHostname"), "{err}");
+    }
+
+    #[test]
+    fn only_a_positive_final_asks_for_a_final_pass() {
+        // OpenSSH >= 9.6 (readconf.c: "Match final" without negation); 9.2 also re-parsed
+        // for `!final`.
+        let text = "Host a\n  HostName B\nHost b\n  Port 2\nMatch !final\n  User u\n";
+        let e = resolve(text, "a").unwrap();
+        assert_eq!((e.user.as_str(), e.port), ("u", 22));
+        let text = "Host a\n  HostName B\nHost b\n  Port 2\nMatch final\n  User f\n";
+        let e = resolve(text, "a").unwrap();
+        assert_eq!(
+            (e.user.as_str(), e.port, e.hostname.as_str()),
+            ("f", 2, "b")
+        );
+    }
+
+    #[test]
+    fn connection_hash_is_openssh_9_2_percent_c() {
+        // printf 'vmb.example2200viaeq' | sha1sum
+        assert_eq!(
+            connection_hash("vm", "b.example", "2200", "viaeq"),
+            "54239a7a4462fffce8703848093f049a88c33e49"
+        );
     }
 
     #[test]
