@@ -71,7 +71,7 @@ pub struct HostConfig {
     pub host_key_alias: Option<String>,
     /// Hash host names when recording new known_hosts entries (`HashKnownHosts`).
     pub hash_known_hosts: bool,
-    /// TCP connect timeout; zero = none.
+    /// Time allowed to connect and authenticate; zero = no timeout (`ConnectTimeout none`).
     pub connect_timeout: Duration,
     /// Keep-alive interval; zero = off.
     pub server_alive_interval: Duration,
@@ -142,10 +142,11 @@ impl HostConfig {
             &join(&self.global_known_hosts_files),
         );
         line("userknownhostsfile", &join(&self.user_known_hosts_files));
-        line(
-            "connecttimeout",
-            &self.connect_timeout.as_secs().to_string(),
-        );
+        let timeout = match self.connect_timeout.as_secs() {
+            0 => "none".to_string(),
+            t => t.to_string(),
+        };
+        line("connecttimeout", &timeout);
         if let Some(c) = &self.proxy_command {
             line("proxycommand", c);
         }
@@ -371,9 +372,11 @@ impl Resolver {
             self.ssh.apply(&spec.host, &mut o, &self.env)?;
         }
         // The config file's values come last: under everything above.
-        o.connect_timeout = o
-            .connect_timeout
-            .or(self.defaults.connect_timeout.map(ceil_secs));
+        if !o.connect_timeout_none {
+            o.connect_timeout = o
+                .connect_timeout
+                .or(self.defaults.connect_timeout.map(ceil_secs));
+        }
         o.strict_host_key_checking = o
             .strict_host_key_checking
             .or(self.defaults.strict_host_key_checking);
@@ -399,7 +402,12 @@ impl Resolver {
             strict_host_key_checking: eff.strict_host_key_checking,
             host_key_alias: eff.host_key_alias,
             hash_known_hosts: eff.hash_known_hosts,
-            connect_timeout: eff.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            connect_timeout: match eff.connect_timeout {
+                Some(t) => t,
+                // `ConnectTimeout none`, as OpenSSH: no timeout.
+                None if eff.connect_timeout_none => Duration::ZERO,
+                None => DEFAULT_CONNECT_TIMEOUT,
+            },
             server_alive_interval: eff
                 .server_alive_interval
                 .unwrap_or(DEFAULT_SERVER_ALIVE_INTERVAL),

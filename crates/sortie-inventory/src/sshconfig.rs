@@ -228,6 +228,10 @@ pub struct SshOptions {
     pub strict_host_key_checking: Option<StrictHostKeyChecking>,
     /// `ConnectTimeout` in seconds.
     pub connect_timeout: Option<u64>,
+    /// `ConnectTimeout none` was given (it leaves [`Self::connect_timeout`] unset, so a later
+    /// value may still set it, as in OpenSSH); when nothing does, there is no timeout at all,
+    /// not sortie's default.
+    pub connect_timeout_none: bool,
     /// `ServerAliveInterval` in seconds.
     pub server_alive_interval: Option<u64>,
     /// `ServerAliveCountMax`.
@@ -269,6 +273,8 @@ pub struct Effective {
     pub strict_host_key_checking: StrictHostKeyChecking,
     /// `ConnectTimeout`; `None` = not set (`ssh -G` prints `none`).
     pub connect_timeout: Option<Duration>,
+    /// `ConnectTimeout none` was written and no value set: no timeout (not sortie's default).
+    pub connect_timeout_none: bool,
     /// `ServerAliveInterval`; `None` = not set (`ssh -G` prints 0).
     pub server_alive_interval: Option<Duration>,
     /// `ServerAliveCountMax` (default 3).
@@ -1360,6 +1366,7 @@ fn apply_setting(s: &Setting, pos: &Pos, o: &mut SshOptions) {
             // `none` means unset, so a later line may still set it (as in OpenSSH).
             if o.connect_timeout.is_none() {
                 o.connect_timeout = *v;
+                o.connect_timeout_none |= v.is_none();
             }
         }
         Setting::ServerAliveInterval(v) => {
@@ -1554,8 +1561,10 @@ impl SshOptions {
             .host_key_alias
             .clone()
             .unwrap_or_else(|| host_arg.to_string());
+        let conn_hash = connection_hash(&env.hostname, &hostname, &port.to_string(), &user);
         let token = |c: char| -> Option<String> {
             Some(match c {
+                'C' => conn_hash.clone(),
                 'd' => env.home.to_string_lossy().into_owned(),
                 'u' => env.user.clone(),
                 'h' => hostname.clone(),
@@ -1575,7 +1584,7 @@ impl SshOptions {
                 fail(
                     origin,
                     m,
-                    "supported tokens are %d %u %h %r %n %p %l %L %i %k %%",
+                    "supported tokens are %C %d %u %h %r %n %p %l %L %i %k %%",
                 )
             })?;
             let p =
@@ -1636,6 +1645,7 @@ impl SshOptions {
                 .strict_host_key_checking
                 .unwrap_or(StrictHostKeyChecking::Ask),
             connect_timeout: self.connect_timeout.map(Duration::from_secs),
+            connect_timeout_none: self.connect_timeout.is_none() && self.connect_timeout_none,
             server_alive_interval: self.server_alive_interval.map(Duration::from_secs),
             server_alive_count_max: self.server_alive_count_max.unwrap_or(3),
             host_key_alias: self.host_key_alias.clone(),
@@ -1704,8 +1714,12 @@ mod tests {
             e.identity_files,
             [PathBuf::from("/home/me/me/web1.example/me/Web1/22/%")]
         );
-        let err = resolve("IdentityFile %C\n", "x").unwrap_err().to_string();
-        assert!(err.contains("%C") && err.contains("/cfg:1:1"), "{err}");
+        let err = resolve("IdentityFile %Z\n", "x").unwrap_err().to_string();
+        assert!(err.contains("%Z") && err.contains("/cfg:1:1"), "{err}");
+        // %C: sha1 of local host name, host name, port, user (OpenSSH 9.2).
+        let e = resolve("Host b\n  Port 2200\n  IdentityFile /k/%C\n", "b").unwrap();
+        let c = connection_hash("box.example", "b", "2200", "me");
+        assert_eq!(e.identity_files, [PathBuf::from(format!("/k/{c}"))]);
     }
 
     #[test]

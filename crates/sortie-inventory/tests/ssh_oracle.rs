@@ -441,6 +441,61 @@ fn match_localnetwork_follows_ssh_config_5() {
     }
 }
 
+/// `%C` is OpenSSH 9.2's hash (what `ssh -G` gives a `Match exec` command at the end of the
+/// file, where host, port and user are final), and `ConnectTimeout none` means no timeout.
+#[test]
+fn percent_c_and_connect_timeout_none_agree_with_ssh() {
+    if !ssh_available() {
+        eprintln!("ssh not installed; skipping");
+        return;
+    }
+    let dir = fixtures();
+    let cfg = dir.path().join("timeout_c.conf");
+    for h in ["c-1", "c-2"] {
+        let g = ssh_g(&cfg, h, &[]).unwrap();
+        let c = std::fs::read_to_string(dir.path().join(format!("c-{h}"))).unwrap();
+        let c = c.trim();
+        assert_eq!(c.len(), 40, "{c}");
+        let e = ours(&cfg, h, SshOptions::default());
+        assert_eq!(e.identity_files, [dir.path().join(format!("id-{c}"))]);
+        assert_eq!(
+            e.user_known_hosts_files,
+            [dir.path().join(format!("kh-{c}"))]
+        );
+        assert_eq!(one(&g, "connecttimeout"), "none");
+        assert!(e.connect_timeout_none);
+    }
+    let e = ours(&cfg, "t-later", SshOptions::default());
+    assert_eq!(e.connect_timeout.map(|d| d.as_secs()), Some(7));
+    for h in ["t-none", "t-later", "t-x"] {
+        let g = ssh_g(&cfg, h, &[]).unwrap();
+        let e = ours(&cfg, h, SshOptions::default());
+        let ct = e
+            .connect_timeout
+            .map_or("none".into(), |d| d.as_secs().to_string());
+        assert_eq!(one(&g, "connecttimeout"), ct, "{h}");
+    }
+    // Through the resolver: none is no timeout (zero), not sortie's 10 s default, and
+    // `sortie hosts --resolved` prints what `ssh -G` prints.
+    let req = SelectRequest {
+        hosts: vec!["t-none,t-x".into()],
+        overrides: Overrides {
+            ssh_config: Some(cfg.clone()),
+            ..Default::default()
+        },
+        env: Some(LocalEnv {
+            cwd: dir.path().to_path_buf(),
+            ..LocalEnv::from_system()
+        }),
+        ..Default::default()
+    };
+    let r = Resolver::new(&req).unwrap();
+    let hosts = r.select(&req).unwrap();
+    assert_eq!(hosts[0].connect_timeout, std::time::Duration::ZERO);
+    assert!(hosts[0].ssh_g_lines().contains("connecttimeout none\n"));
+    assert_eq!(hosts[1].connect_timeout.as_secs(), 7);
+}
+
 #[test]
 fn host_config_applies_sortie_defaults_and_ssh_g_lines() {
     let dir = fixtures();
@@ -462,8 +517,9 @@ fn host_config_applies_sortie_defaults_and_ssh_g_lines() {
     assert_eq!(hosts[0].user, "alice");
     assert_eq!(hosts[0].port, 2022);
     assert_eq!(hosts[0].hostname, "web1.internal.example");
-    // basic.conf sets no ConnectTimeout for web1 (none), and ServerAliveInterval 20.
-    assert_eq!(hosts[0].connect_timeout.as_secs(), 10);
+    // basic.conf sets `ConnectTimeout none` for web1: no timeout, as in OpenSSH (issue 16; it
+    // used to become sortie's 10 s default), and ServerAliveInterval 20.
+    assert_eq!(hosts[0].connect_timeout, std::time::Duration::ZERO);
     assert_eq!(hosts[0].server_alive_interval.as_secs(), 20);
     let lines = hosts[0].ssh_g_lines();
     assert!(

@@ -52,7 +52,7 @@ pub struct Target {
     pub known_hosts_files: Vec<PathBuf>,
     /// How unknown and changed host keys are treated.
     pub host_key_checking: HostKeyChecking,
-    /// Bound on TCP connect + banner + key exchange + authentication together.
+    /// Bound on TCP connect + banner + key exchange + authentication together; zero = none.
     pub connect_timeout: Duration,
     /// Keepalive interval; zero turns keepalives off.
     pub keepalive_interval: Duration,

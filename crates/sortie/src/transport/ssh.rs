@@ -446,6 +446,10 @@ fn describe(e: &russh::Error) -> String {
 #[async_trait]
 impl Transport for SshTransport {
     async fn connect(&self, target: &Target) -> Result<Arc<dyn Connection>, ConnectError> {
+        if target.connect_timeout.is_zero() {
+            // `ConnectTimeout none` (or 0): no timeout, as in OpenSSH.
+            return self.connect_chain(target).await;
+        }
         match tokio::time::timeout(target.connect_timeout, self.connect_chain(target)).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(e),
