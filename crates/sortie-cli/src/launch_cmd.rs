@@ -264,6 +264,7 @@ fn local_target(label: &str) -> Target {
         label: label.to_string(),
         hostname: label.to_string(),
         host_key_alias: None,
+        hash_known_hosts: false,
         port: 0,
         user: String::new(),
         identity_files: vec![],

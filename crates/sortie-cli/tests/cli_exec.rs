@@ -455,6 +455,78 @@ fn host_key_alias_is_the_name_looked_up_and_recorded_in_known_hosts() {
     assert_eq!(names, ["other-alias"], "{recorded}");
 }
 
+/// `HashKnownHosts yes` with accept-new: the new lines are hashed (no host name in clear),
+/// `ssh-keygen -F` finds each host, and both `ssh` and a second strict sortie run trust them.
+#[test]
+fn hash_known_hosts_records_hashed_lines_that_openssh_finds() {
+    let Some(sshd) = sshd("hash_known_hosts_records_hashed_lines_that_openssh_finds") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = sortie_testkit::hosts(2);
+    let key = sshd.client_key(KeyKind::Ed25519);
+    let identity = format!("IdentityFile {}", key.display());
+    let kh = dir.path().join("known_hosts");
+    let accept = write_config(
+        dir.path(),
+        &sshd,
+        &kh,
+        &[
+            &identity,
+            "HashKnownHosts yes",
+            "StrictHostKeyChecking accept-new",
+        ],
+    );
+    let (out, stdout, stderr) = run(sortie().args(["exec", "-F"]).arg(&accept).args([
+        "-H",
+        &hosts.join(","),
+        "--",
+        "echo up",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let recorded = std::fs::read_to_string(&kh).unwrap();
+    assert_eq!(recorded.lines().count(), 2, "{recorded}");
+    assert!(
+        recorded.lines().all(|l| l.starts_with("|1|")) && !recorded.contains("127.0.0"),
+        "{recorded}"
+    );
+    for h in &hosts {
+        let found = Command::new("ssh-keygen")
+            .arg("-F")
+            .arg(format!("[{h}]:{}", sshd.port()))
+            .arg("-f")
+            .arg(&kh)
+            .output()
+            .unwrap();
+        assert!(
+            text(&found.stdout).contains("found: line"),
+            "ssh-keygen -F {h}: {}",
+            text(&found.stdout)
+        );
+    }
+    let dir2 = tempfile::tempdir().unwrap();
+    let strict = write_config(
+        dir2.path(),
+        &sshd,
+        &kh,
+        &[&identity, "StrictHostKeyChecking yes"],
+    );
+    let (out, stdout, stderr) = run(sortie().args(["exec", "-F"]).arg(&strict).args([
+        "-H",
+        &hosts.join(","),
+        "--",
+        "echo up",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let ssh = Command::new("ssh")
+        .arg("-F")
+        .arg(&strict)
+        .args(["-o", "BatchMode=yes", &hosts[1], "true"])
+        .output()
+        .unwrap();
+    assert!(ssh.status.success(), "{}", text(&ssh.stderr));
+}
+
 /// Ten hosts refused for the same reason print the reason once, under their folded names (as
 /// `dshbak -c` folds outputs); a host refused for another reason keeps its own message.
 #[test]

@@ -135,8 +135,8 @@ pub(crate) fn glob_match(text: &[u8], pattern: &[u8]) -> bool {
     pattern[p..].iter().all(|&c| c == b'*')
 }
 
-/// Computes the hashed host field OpenSSH would write for `name` with `salt` (tests only).
-#[cfg(test)]
+/// Computes the hashed host field OpenSSH writes for `name` with `salt`:
+/// `|1|base64(salt)|base64(HMAC-SHA1(salt, name))`.
 pub(crate) fn hash_host(name: &str, salt: &[u8]) -> String {
     let mut mac = Hmac::<sha1::Sha1>::new_from_slice(salt).expect("HMAC takes any key length");
     mac.update(name.as_bytes());

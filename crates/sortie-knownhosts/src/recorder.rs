@@ -6,9 +6,9 @@
 //! recorded with another key is never given a second one. Each entry is one `write` of one whole
 //! line on a file opened with `O_APPEND`, so lines never interleave.
 //!
-//! Entries are written plain (`host algo base64`, `[host]:port algo base64`), not hashed: the
-//! file stays readable and greppable for people auditing what a fleet run trusted, and
-//! `ssh-keygen -H` can hash it afterwards for those who want `HashKnownHosts`.
+//! Entries are written plain (`host algo base64`, `[host]:port algo base64`), or hashed as
+//! OpenSSH writes them under `HashKnownHosts yes` (`|1|salt|hash algo base64`, a fresh 20-byte
+//! salt per line, HMAC-SHA1 of the name), which `ssh-keygen -F` and `ssh` find.
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -154,6 +154,19 @@ impl Recorder {
         algorithm: &str,
         blob: &[u8],
     ) -> Result<Recorded, RecordError> {
+        self.record_as(host, port, algorithm, blob, false)
+    }
+
+    /// As [`Recorder::record`]; with `hashed` (ssh_config `HashKnownHosts yes`) the host field
+    /// is written hashed, as OpenSSH does.
+    pub fn record_as(
+        &self,
+        host: &str,
+        port: u16,
+        algorithm: &str,
+        blob: &[u8],
+        hashed: bool,
+    ) -> Result<Recorded, RecordError> {
         validate_host(host).map_err(|reason| RecordError::InvalidHost {
             host: host.to_owned(),
             reason,
@@ -216,7 +229,10 @@ impl Recorder {
             line.push('\n');
             line_no += 1;
         }
-        let lookup = lookup_name(host, port);
+        let mut lookup = lookup_name(host, port);
+        if hashed {
+            lookup = crate::pattern::hash_host(&lookup, &salt().map_err(io_err)?);
+        }
         line.push_str(&format!(
             "{lookup} {key_type} {}\n",
             crate::BASE64.encode(blob)
@@ -233,6 +249,26 @@ impl Recorder {
             },
         })
     }
+}
+
+/// A fresh salt for a hashed host field (OpenSSH uses the HMAC-SHA1 block of 20 bytes).
+fn salt() -> std::io::Result<[u8; 20]> {
+    let mut buf = [0u8; 20];
+    let mut filled = 0;
+    while filled < buf.len() {
+        // SAFETY: the pointer and length describe the unfilled tail of `buf`.
+        let n =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        filled += n as usize;
+    }
+    Ok(buf)
 }
 
 #[cfg(test)]

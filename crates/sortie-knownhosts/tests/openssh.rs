@@ -500,6 +500,50 @@ fn recorder_creates_private_file_and_writes_what_ssh_reads() {
     ));
 }
 
+/// `HashKnownHosts yes`: the recorder writes `|1|salt|hash` lines that `ssh-keygen -F` finds
+/// (and only for the name recorded), each with its own salt, and that sortie reads back.
+#[test]
+fn hashed_recording_is_found_by_ssh_keygen() {
+    let dir = TempDir::new().unwrap();
+    let k = ed25519(dir.path(), "k");
+    let other = ed25519(dir.path(), "other");
+    let file = dir.path().join("known_hosts");
+    let rec = Recorder::new(&file);
+    let added = rec
+        .record_as("Web1.Example", 2222, "ssh-ed25519", &k.blob, true)
+        .unwrap();
+    assert!(matches!(&added, Recorded::Added { location } if location.line == 1));
+    rec.record_as("web2", 22, "ssh-ed25519", &k.blob, true)
+        .unwrap();
+    let text = fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        assert!(l.starts_with("|1|") && !l.contains("web"), "{l}");
+        assert!(l.ends_with(&k.text()), "{l}");
+    }
+    let salt = |l: &str| l.split('|').nth(2).unwrap().to_owned();
+    assert_ne!(salt(lines[0]), salt(lines[1]));
+    assert_eq!(
+        keygen_find("[web1.example]:2222", &file),
+        BTreeSet::from([1])
+    );
+    assert_eq!(keygen_find("web2", &file), BTreeSet::from([2]));
+    assert!(keygen_find("web1.example", &file).is_empty());
+    assert!(keygen_find("[web2]:2222", &file).is_empty());
+    // Read back: present once, a different key refused, not appended.
+    assert!(matches!(
+        rec.record_as("web2", 22, "ssh-ed25519", &k.blob, true).unwrap(),
+        Recorded::AlreadyPresent { location } if location.line == 2
+    ));
+    assert!(matches!(
+        rec.record_as("web2", 22, "ssh-ed25519", &other.blob, true)
+            .unwrap(),
+        Recorded::Refused { .. }
+    ));
+    assert_eq!(fs::read_to_string(&file).unwrap().lines().count(), 2);
+}
+
 #[test]
 fn recorder_never_glues_onto_an_unterminated_last_line() {
     let dir = TempDir::new().unwrap();

@@ -132,6 +132,7 @@ stop = [{{ signal = "INT", grace = "10s" }}]
             label: h.label.clone(),
             hostname: h.label.clone(),
             host_key_alias: None,
+            hash_known_hosts: false,
             port: sshd.as_ref().map_or(22, |s| s.port()),
             user: sshd.as_ref().map_or_else(String::new, |s| s.user()),
             identity_files: sshd

@@ -75,6 +75,7 @@ fn targets(sshd: &Sshd, addrs: &[String]) -> Vec<Target> {
             label: a.clone(),
             hostname: a.clone(),
             host_key_alias: None,
+            hash_known_hosts: false,
             port: sshd.port(),
             user: sshd.user(),
             identity_files: vec![sshd.client_key(KeyKind::Ed25519)],

@@ -61,6 +61,7 @@ fn target(sshd: &Sshd, host: &str, kh: PathBuf) -> Target {
         label: host.to_string(),
         hostname: host.to_string(),
         host_key_alias: None,
+        hash_known_hosts: false,
         port: sshd.port(),
         user: sshd.user(),
         identity_files: vec![sshd.client_key(KeyKind::Ed25519)],

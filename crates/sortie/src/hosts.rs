@@ -157,6 +157,7 @@ fn target_only(cfg: &HostConfig) -> Target {
         label: cfg.name.clone(),
         hostname: cfg.hostname.clone(),
         host_key_alias: cfg.host_key_alias.clone(),
+        hash_known_hosts: cfg.hash_known_hosts,
         port: cfg.port,
         user: cfg.user.clone(),
         identity_files: cfg.identity_files.clone(),

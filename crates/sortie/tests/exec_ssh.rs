@@ -189,6 +189,7 @@ async fn closed_port_fails_fast_as_unreachable() {
         label: "closed".into(),
         hostname: "127.0.0.1".into(),
         host_key_alias: None,
+        hash_known_hosts: false,
         port,
         user: "nobody".into(),
         identity_files: vec![],

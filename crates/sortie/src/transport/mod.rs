@@ -35,6 +35,8 @@ pub struct Target {
     /// The name looked up in, and recorded into, known_hosts instead of `hostname` and `port`
     /// (ssh_config `HostKeyAlias`; used as written, without the port, as OpenSSH does).
     pub host_key_alias: Option<String>,
+    /// Record first-seen host keys hashed (`|1|salt|hash`, ssh_config `HashKnownHosts`).
+    pub hash_known_hosts: bool,
     /// TCP port.
     pub port: u16,
     /// Remote user.

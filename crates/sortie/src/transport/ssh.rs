@@ -250,6 +250,7 @@ impl SshTransport {
             policy: target.host_key_checking,
             known,
             recorder: target.known_hosts_files.first().map(|f| self.recorder(f)),
+            hash: target.hash_known_hosts,
             refusal: verdict.clone(),
         };
         let host_key_error = |e: russh::Error| -> ConnectError {
@@ -448,7 +449,7 @@ impl Transport for SshTransport {
     async fn connect(&self, target: &Target) -> Result<Arc<dyn Connection>, ConnectError> {
         if target.connect_timeout.is_zero() {
             // `ConnectTimeout none` (or 0): no timeout, as in OpenSSH.
-            return self.connect_chain(target).await;
+            return Ok(self.connect_chain(target).await?);
         }
         match tokio::time::timeout(target.connect_timeout, self.connect_chain(target)).await {
             Ok(Ok(conn)) => Ok(conn),
@@ -551,6 +552,8 @@ struct ClientHandler {
     policy: HostKeyChecking,
     known: Arc<KnownHosts>,
     recorder: Option<Arc<Recorder>>,
+    /// `HashKnownHosts`: record new keys hashed.
+    hash: bool,
     refusal: Arc<StdMutex<Option<String>>>,
 }
 
@@ -578,7 +581,7 @@ impl client::Handler for ClientHandler {
             (Verdict::Trusted { .. }, _) => Ok(true),
             (v, HostKeyChecking::AcceptNew) if v.may_accept_new() => {
                 if let Some(rec) = &self.recorder {
-                    match rec.record(&self.host, self.port, &algorithm, &blob) {
+                    match rec.record_as(&self.host, self.port, &algorithm, &blob, self.hash) {
                         Ok(Recorded::Refused { verdict }) => {
                             return refuse(verdict.report(&self.host, self.port).to_string())
                         }

@@ -30,6 +30,7 @@ pub fn target(sshd: &Sshd, host: &str, known_hosts: PathBuf) -> Target {
         label: host.to_string(),
         hostname: host.to_string(),
         host_key_alias: None,
+        hash_known_hosts: false,
         port: sshd.port(),
         user: sshd.user(),
         identity_files: vec![sshd.client_key(KeyKind::Ed25519)],

@@ -346,6 +346,7 @@ pub fn targets(labels: &[String]) -> Vec<Target> {
             label: l.clone(),
             hostname: l.clone(),
             host_key_alias: None,
+            hash_known_hosts: false,
             port: 22,
             user: "u".into(),
             identity_files: vec![],

@@ -40,6 +40,7 @@ pub fn fleet(sshd: &Sshd, prefix: &str, first: usize, n: usize) -> Vec<Target> {
             label: format!("{prefix}{}", i + 1),
             hostname: a.clone(),
             host_key_alias: None,
+            hash_known_hosts: false,
             port: sshd.port(),
             user: sshd.user(),
             identity_files: vec![sshd.client_key(KeyKind::Ed25519)],

@@ -208,6 +208,7 @@ fn target(name: &str) -> Target {
         label: name.into(),
         hostname: name.into(),
         host_key_alias: None,
+        hash_known_hosts: false,
         port: 22,
         user: "u".into(),
         identity_files: vec![],
