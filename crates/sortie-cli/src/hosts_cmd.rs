@@ -23,10 +23,12 @@ pub async fn run(args: HostsArgs) -> miette::Result<ExitCode> {
         let cfg = resolver
             .resolve(&spec, &args.selection.groups)
             .map_err(miette::Report::new)?;
+        select::print_warnings(&resolver.warnings());
         print!("{}", cfg.ssh_g_lines());
         return Ok(ExitCode::Ok);
     }
     let hosts = resolver.select(&req).map_err(miette::Report::new)?;
+    select::print_warnings(&resolver.warnings());
     if args.fold {
         let names: Vec<String> = hosts.into_iter().map(|h| h.name).collect();
         if !names.is_empty() {

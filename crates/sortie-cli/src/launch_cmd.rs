@@ -256,6 +256,8 @@ fn targets(plan: &Plan, a: &LaunchArgs) -> miette::Result<Vec<Target>> {
         t.label = h.label.clone();
         out.push(t);
     }
+    let warnings: Vec<_> = resolvers.values().flat_map(Resolver::warnings).collect();
+    select::print_warnings(&warnings);
     Ok(out)
 }
 

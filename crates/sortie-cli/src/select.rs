@@ -54,7 +54,21 @@ pub fn targets(sel: &Selection) -> miette::Result<Vec<Target>> {
             ));
         }
     }
-    sortie::hosts::select_targets(&request(sel)).map_err(miette::Report::new)
+    let (targets, warnings) =
+        sortie::hosts::select_targets_warn(&request(sel)).map_err(miette::Report::new)?;
+    print_warnings(&warnings);
+    Ok(targets)
+}
+
+/// Shows, once each, the ssh_config lines that sortie does not honour although they change
+/// what `ssh` would do (on stderr, before any host is contacted).
+pub fn print_warnings(warnings: &[sortie_inventory::ConfigWarning]) {
+    let mut shown = std::collections::BTreeSet::new();
+    for w in warnings {
+        if shown.insert(&w.origin) {
+            eprintln!("sortie: warning: {w}");
+        }
+    }
 }
 
 /// One target from its effective settings (see [`sortie::hosts::target`]).

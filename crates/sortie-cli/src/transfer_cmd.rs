@@ -99,7 +99,7 @@ pub fn host_targets(sel: &Selection) -> miette::Result<Vec<HostTarget>> {
             "no host selected"
         ));
     }
-    hosts
+    let targets = hosts
         .iter()
         .map(|h| {
             Ok(HostTarget {
@@ -107,7 +107,9 @@ pub fn host_targets(sel: &Selection) -> miette::Result<Vec<HostTarget>> {
                 tags: h.tags.clone(),
             })
         })
-        .collect()
+        .collect::<miette::Result<Vec<_>>>()?;
+    select::print_warnings(&resolver.warnings());
+    Ok(targets)
 }
 
 fn reporter(labels: Vec<String>, json: bool) -> miette::Result<sortie_report::Fanout> {

@@ -353,3 +353,107 @@ fn fold_matches_clustershell_nodeset() {
         different.join("\n")
     );
 }
+
+/// ssh_config lines sortie does not honour, although they change what `ssh` would do, are
+/// warned about once each with file:line:col, whatever the number of hosts; values that change
+/// nothing (ForwardX11 no, RequestTTY auto), lines of blocks that do not apply, and lines whose
+/// keyword an earlier line already set (the first value wins) are not.
+#[test]
+fn unhonoured_keywords_warn_once_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    std::fs::write(
+        &cfg,
+        "Host a*\n  ForwardX11 no\n  RequestTTY auto\n  LocalForward 8080 localhost:80\n\
+         Host zzz\n  RemoteCommand top\nHost *\n  RequestTTY yes\n  ForwardX11 yes\n  ControlMaster auto\n\
+         \x20 ControlPath ~/.ssh/cm-%C\n  Ciphers aes128-ctr\n  ForwardAgent yes\n  DynamicForward 1080\n",
+    )
+    .unwrap();
+    let path = cfg.display().to_string();
+    let out = sortie()
+        .args(["hosts", "-F"])
+        .arg(&cfg)
+        .args(["-H", "a1,a2,b1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warned: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("sortie: warning: "))
+        .collect();
+    let want = [
+        (4, "LocalForward"),
+        (8, "RequestTTY yes"),
+        (9, "ForwardX11 yes"),
+        (10, "ControlMaster auto"),
+        (11, "ControlPath"),
+        (12, "Ciphers aes128-ctr"),
+        (13, "ForwardAgent yes"),
+        (14, "DynamicForward"),
+    ];
+    assert_eq!(warned.len(), want.len(), "{stderr}");
+    for (line, what) in want {
+        let prefix = format!("sortie: warning: {path}:{line}:3: {what}");
+        assert_eq!(
+            warned.iter().filter(|l| l.starts_with(&prefix)).count(),
+            1,
+            "{prefix} in {stderr}"
+        );
+    }
+    // The listing itself is unchanged, and --resolved warns about its one host.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a1\na2\nb1\n");
+    let out = sortie()
+        .args(["hosts", "-F"])
+        .arg(&cfg)
+        .args(["--resolved", "a1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{path}:4:3: LocalForward 8080 localhost:80 is not honoured"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(":9:3:"),
+        "a1 has ForwardX11 no first: {stderr}"
+    );
+}
+
+/// A command that connects prints the same warnings before it contacts the host (here a
+/// closed loopback port).
+#[test]
+fn exec_warns_about_unhonoured_keywords_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        &cfg,
+        format!("Host 127.0.0.1\n  Port {port}\n  RequestTTY force\n"),
+    )
+    .unwrap();
+    let out = sortie()
+        .args(["exec", "-F"])
+        .arg(&cfg)
+        .args(["-H", "127.0.0.1", "--", "true"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr
+            .matches(&format!(
+                "sortie: warning: {}:3:3: RequestTTY force",
+                cfg.display()
+            ))
+            .count(),
+        1,
+        "{stderr}"
+    );
+}

@@ -29,4 +29,4 @@ pub use error::{InventoryError, Origin, ParseError};
 pub use hostexpr::{fold, HostSpec};
 pub use inventory::{Inventory, TransportKind};
 pub use resolve::{resolve_one, select, Defaults, HostConfig, Overrides, Resolver, SelectRequest};
-pub use sshconfig::{JumpHost, StrictHostKeyChecking};
+pub use sshconfig::{ConfigWarning, JumpHost, StrictHostKeyChecking};

@@ -228,6 +228,12 @@ pub struct Resolver {
 }
 
 impl Resolver {
+    /// ssh_config lines applied to the hosts resolved so far that sortie does not honour
+    /// although they change what `ssh` would do; show them once per run.
+    pub fn warnings(&self) -> Vec<crate::sshconfig::ConfigWarning> {
+        self.ssh.warnings()
+    }
+
     /// Loads the inventory and ssh_config named by `req` (no group command runs here).
     pub fn new(req: &SelectRequest) -> Result<Resolver, InventoryError> {
         let env = req.env.clone().unwrap_or_else(LocalEnv::from_system);

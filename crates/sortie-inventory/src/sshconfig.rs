@@ -26,9 +26,12 @@
 //!   `-F` file) and to the system config directory in the system file; an `Include` inside a
 //!   `Host`/`Match` block only applies while that block is active; nesting is limited to 16;
 //! * files included, and `~/.ssh/config`, must not be writable by others (OpenSSH refuses them);
-//! * unknown keywords are ignored silently (OpenSSH would refuse truly unknown ones, but many
-//!   valid ones are irrelevant to sortie); values of the keywords below are validated even in
-//!   inactive blocks, as OpenSSH does.
+//! * keywords sortie does not implement but that change what `ssh` would do (forwardings,
+//!   RequestTTY, control sockets, algorithm lists, ... see `UNHONOURED`) give one
+//!   [`ConfigWarning`] per applying line, collected for the caller ([`SshConfig::warnings`]);
+//!   other unknown keywords are ignored (OpenSSH would refuse truly unknown ones, but many valid
+//!   ones are irrelevant to sortie); values of the keywords below are validated even in inactive
+//!   blocks, as OpenSSH does.
 //!
 //! Keywords used: HostName (`%h`, `%%`), User, Port, IdentityFile, IdentitiesOnly, ProxyJump,
 //! ProxyCommand, UserKnownHostsFile, GlobalKnownHostsFile, StrictHostKeyChecking,
@@ -358,6 +361,13 @@ enum Setting {
     HashKnownHosts(bool),
     Canonicalize(Option<String>),
     Tag(String),
+    /// A keyword sortie does not implement; `warn` when the value written changes what `ssh`
+    /// would do.
+    Unhonoured {
+        keyword: &'static str,
+        warn: Option<String>,
+        accumulates: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -371,6 +381,26 @@ struct Entry {
 pub struct SshConfig {
     entries: Vec<Vec<Entry>>,
     execs: Arc<ExecCache>,
+    warnings: Arc<std::sync::Mutex<Vec<ConfigWarning>>>,
+}
+
+/// A line of ssh_config that applies to a selected host but that sortie does not honour,
+/// although it changes what `ssh` would do (a forwarding, a pseudo-terminal, a control master,
+/// an algorithm list...). The caller shows it once per run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// `FILE:LINE:COL` of the keyword.
+    pub origin: String,
+    /// The keyword, in ssh_config's spelling.
+    pub keyword: &'static str,
+    /// What sortie does instead.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.origin, self.message)
+    }
 }
 
 /// Parses one ssh_config text. `Include` lines are checked but not followed (use
@@ -387,7 +417,7 @@ pub fn parse_str(text: &str, origin_path: &Path) -> Result<SshConfig, ParseError
     })?;
     Ok(SshConfig {
         entries: vec![entries],
-        execs: Arc::default(),
+        ..SshConfig::default()
     })
 }
 
@@ -453,6 +483,15 @@ impl SshConfig {
         Ok(cfg)
     }
 
+    /// Lines applied to a host so far (by [`SshConfig::apply`]) that sortie does not honour
+    /// although they change what `ssh` would do: one per line, in the order met.
+    pub fn warnings(&self) -> Vec<ConfigWarning> {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Applies the configuration for `host_arg` (the host as given, which `Host` patterns are
     /// matched against) to `opts`, setting only what is still unset.
     ///
@@ -472,6 +511,8 @@ impl SshConfig {
             want_final: false,
             env,
             execs: &self.execs,
+            seen: Default::default(),
+            warnings: &self.warnings,
         };
         for file in &self.entries {
             let mut active = true;
@@ -886,9 +927,234 @@ fn parse_setting(
                 }
             }
         }
-        _ => return Ok(None),
+        _ => match unhonoured(keyword, args) {
+            Some(u) => u,
+            None => return Ok(None),
+        },
     };
     Ok(Some(s))
+}
+
+/// Keywords sortie does not implement although they change what `ssh` would do, with the
+/// values that change nothing for sortie (OpenSSH's default, or what sortie does anyway).
+/// Listed in docs/inventory.md.
+const UNHONOURED: &[(&str, &str, &[&str], &str)] = &[
+    // (keyword, spelling, harmless values, what sortie does instead)
+    (
+        "requesttty",
+        "RequestTTY",
+        &["no", "auto", "false"],
+        "sortie never allocates a pseudo-terminal",
+    ),
+    (
+        "remotecommand",
+        "RemoteCommand",
+        &["none"],
+        "sortie runs the command it is given, not RemoteCommand",
+    ),
+    (
+        "localforward",
+        "LocalForward",
+        &[],
+        "sortie opens no port forwarding",
+    ),
+    (
+        "remoteforward",
+        "RemoteForward",
+        &[],
+        "sortie opens no port forwarding",
+    ),
+    (
+        "dynamicforward",
+        "DynamicForward",
+        &[],
+        "sortie opens no port forwarding",
+    ),
+    (
+        "controlmaster",
+        "ControlMaster",
+        &["no", "false"],
+        "sortie makes its own connections and shares no control socket",
+    ),
+    (
+        "controlpath",
+        "ControlPath",
+        &["none"],
+        "sortie neither uses nor creates control sockets",
+    ),
+    (
+        "controlpersist",
+        "ControlPersist",
+        &["no", "false"],
+        "sortie keeps no master connection after the run",
+    ),
+    (
+        "permitlocalcommand",
+        "PermitLocalCommand",
+        &["no", "false"],
+        "sortie never runs LocalCommand",
+    ),
+    (
+        "localcommand",
+        "LocalCommand",
+        &["none"],
+        "sortie never runs LocalCommand",
+    ),
+    (
+        "forwardx11",
+        "ForwardX11",
+        &["no", "false"],
+        "sortie forwards no X11 connection",
+    ),
+    (
+        "forwardx11trusted",
+        "ForwardX11Trusted",
+        &["no", "false"],
+        "sortie forwards no X11 connection",
+    ),
+    (
+        "forwardagent",
+        "ForwardAgent",
+        &["no", "false"],
+        "sortie does not forward the agent",
+    ),
+    (
+        "tunnel",
+        "Tunnel",
+        &["no", "false"],
+        "sortie opens no tun/tap tunnel",
+    ),
+    (
+        "setenv",
+        "SetEnv",
+        &[],
+        "sortie sends no environment variables",
+    ),
+    (
+        "sendenv",
+        "SendEnv",
+        &[],
+        "sortie sends no environment variables",
+    ),
+    (
+        "identityagent",
+        "IdentityAgent",
+        &["SSH_AUTH_SOCK", "$SSH_AUTH_SOCK"],
+        "sortie uses the agent of $SSH_AUTH_SOCK",
+    ),
+    (
+        "bindaddress",
+        "BindAddress",
+        &[],
+        "sortie lets the system choose the local address",
+    ),
+    (
+        "bindinterface",
+        "BindInterface",
+        &[],
+        "sortie lets the system choose the local interface",
+    ),
+    (
+        "addressfamily",
+        "AddressFamily",
+        &["any"],
+        "sortie connects over any address family",
+    ),
+    (
+        "ciphers",
+        "Ciphers",
+        &[],
+        "sortie negotiates its own cipher list",
+    ),
+    ("macs", "MACs", &[], "sortie negotiates its own MAC list"),
+    (
+        "kexalgorithms",
+        "KexAlgorithms",
+        &[],
+        "sortie negotiates its own key exchange list",
+    ),
+    (
+        "hostkeyalgorithms",
+        "HostKeyAlgorithms",
+        &[],
+        "sortie negotiates its own host key algorithm list",
+    ),
+    (
+        "pubkeyacceptedalgorithms",
+        "PubkeyAcceptedAlgorithms",
+        &[],
+        "sortie offers its own signature algorithms",
+    ),
+    (
+        "casignaturealgorithms",
+        "CASignatureAlgorithms",
+        &[],
+        "sortie applies its own CA signature algorithms",
+    ),
+    (
+        "pubkeyauthentication",
+        "PubkeyAuthentication",
+        &["yes", "true", "unbound", "host-bound"],
+        "sortie authenticates with public keys only",
+    ),
+    (
+        "preferredauthentications",
+        "PreferredAuthentications",
+        &[],
+        "sortie authenticates with public keys only",
+    ),
+    (
+        "knownhostscommand",
+        "KnownHostsCommand",
+        &["none"],
+        "sortie reads only the known_hosts files",
+    ),
+    (
+        "revokedhostkeys",
+        "RevokedHostKeys",
+        &["none"],
+        "sortie does not read a RevokedHostKeys file",
+    ),
+    (
+        "verifyhostkeydns",
+        "VerifyHostKeyDNS",
+        &["no", "false"],
+        "sortie does not look host keys up in DNS",
+    ),
+    (
+        "sessiontype",
+        "SessionType",
+        &["default"],
+        "sortie always runs a command",
+    ),
+    (
+        "stdinnull",
+        "StdinNull",
+        &["no", "false"],
+        "sortie decides the command's stdin itself",
+    ),
+    (
+        "forkafterauthentication",
+        "ForkAfterAuthentication",
+        &["no", "false"],
+        "sortie does not go to the background",
+    ),
+];
+
+fn unhonoured(keyword: &str, args: &[Arg]) -> Option<Setting> {
+    let (_, spelling, harmless, instead) = UNHONOURED.iter().find(|u| u.0 == keyword)?;
+    let value: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
+    let value = value.join(" ");
+    let warn = (!harmless.iter().any(|h| h.eq_ignore_ascii_case(&value)))
+        .then(|| format!("{spelling} {value} is not honoured: {instead}"));
+    Some(Setting::Unhonoured {
+        keyword: spelling,
+        warn,
+        accumulates: matches!(
+            keyword,
+            "localforward" | "remoteforward" | "dynamicforward" | "sendenv" | "setenv"
+        ),
+    })
 }
 
 /// Splits a Match attribute word written `criterion=value` (OpenSSH accepts both forms).
@@ -1138,6 +1404,9 @@ struct Pass<'a> {
     want_final: bool,
     env: &'a LocalEnv,
     execs: &'a ExecCache,
+    /// Unhonoured keywords already given a value for this host (the first value wins).
+    seen: std::collections::BTreeSet<&'static str>,
+    warnings: &'a std::sync::Mutex<Vec<ConfigWarning>>,
 }
 
 fn eval(
@@ -1164,10 +1433,34 @@ fn eval(
                 }
             }
             _ if !*active => {}
+            Setting::Unhonoured {
+                keyword,
+                warn,
+                accumulates,
+            } => {
+                let first = *accumulates || p.seen.insert(keyword);
+                if let (true, Some(message)) = (first, warn) {
+                    p.warn(keyword, message, &e.pos);
+                }
+            }
             s => apply_setting(s, &e.pos, o),
         }
     }
     Ok(())
+}
+
+impl Pass<'_> {
+    fn warn(&self, keyword: &'static str, message: &str, pos: &Pos) {
+        let origin = pos.origin();
+        let mut w = self.warnings.lock().unwrap_or_else(|e| e.into_inner());
+        if !w.iter().any(|x| x.origin == origin) {
+            w.push(ConfigWarning {
+                origin,
+                keyword,
+                message: message.to_string(),
+            });
+        }
+    }
 }
 
 /// The host `Match host` and `%h` in `Match exec` see: in the first pass the HostName known
@@ -1383,7 +1676,8 @@ fn apply_setting(s: &Setting, pos: &Pos, o: &mut SshOptions) {
                 o.canonicalize = Some(v.as_ref().map(|t| format!("{t} ({})", pos.origin())));
             }
         }
-        Setting::Host(_) | Setting::Match(_) | Setting::Include(_) => {}
+        Setting::Host(_) | Setting::Match(_) | Setting::Include(_) | Setting::Unhonoured { .. } => {
+        }
     }
 }
 

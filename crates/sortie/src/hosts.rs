@@ -56,12 +56,24 @@ pub enum SelectError {
 /// assert_eq!(targets[0].label, "local");
 /// ```
 pub fn select_targets(req: &SelectRequest) -> Result<Vec<Target>, SelectError> {
+    select_targets_warn(req).map(|(t, _)| t)
+}
+
+/// As [`select_targets`], with the ssh_config lines that applied to the selected hosts (jump
+/// hosts included) but that sortie does not honour; the caller shows them once.
+pub fn select_targets_warn(
+    req: &SelectRequest,
+) -> Result<(Vec<Target>, Vec<sortie_inventory::ConfigWarning>), SelectError> {
     let resolver = Resolver::new(req)?;
     let hosts = resolver.select(req)?;
     if hosts.is_empty() {
         return Err(SelectError::NoHosts);
     }
-    hosts.iter().map(|h| target(&resolver, h)).collect()
+    let targets = hosts
+        .iter()
+        .map(|h| target(&resolver, h))
+        .collect::<Result<_, _>>()?;
+    Ok((targets, resolver.warnings()))
 }
 
 /// One target from a host's effective settings; ProxyJump hops are resolved like any host
