@@ -188,6 +188,11 @@ pub struct Selection {
     /// Connect timeout covering TCP, banner, key exchange and auth [default: 10s].
     #[arg(long = "connect-timeout", value_name = "DURATION", value_parser = parse_duration, help_heading = CONNECTION)]
     pub connect_timeout: Option<std::time::Duration>,
+    /// An ssh_config option for this run, as `ssh -o` (repeatable): beats every ssh_config
+    /// file, the inventory and `user@host:port`; the first -o of a keyword wins; -l, -p and
+    /// the other options above beat it.
+    #[arg(short = 'o', long = "option", value_name = "KEY=VALUE", help_heading = CONNECTION)]
+    pub ssh_options: Vec<String>,
     /// The config file's connection settings, which apply under ssh_config (set by
     /// [`crate::config`], not an option).
     #[arg(skip)]
@@ -432,6 +437,11 @@ pub struct LaunchArgs {
     /// Connect timeout covering TCP, banner, key exchange and auth [default: 10s].
     #[arg(long = "connect-timeout", value_name = "DURATION", value_parser = parse_duration, help_heading = CONNECTION)]
     pub connect_timeout: Option<std::time::Duration>,
+    /// An ssh_config option for this run, as `ssh -o` (repeatable): beats every ssh_config
+    /// file, the inventory and `user@host:port`; the first -o of a keyword wins; -l, -p and
+    /// the other options above beat it.
+    #[arg(short = 'o', long = "option", value_name = "KEY=VALUE", help_heading = CONNECTION)]
+    pub ssh_options: Vec<String>,
     /// The config file's connection settings, which apply under ssh_config (set by
     /// [`crate::config`], not an option).
     #[arg(skip)]

@@ -237,6 +237,7 @@ fn targets(plan: &Plan, a: &LaunchArgs) -> miette::Result<Vec<Target>> {
                     strict_host_key_checking: a.host_key_checking.map(select::strict),
                     known_hosts_files: (!a.known_hosts.is_empty()).then(|| a.known_hosts.clone()),
                     proxy_jump: c.proxy_jump.clone(),
+                    ssh_options: a.ssh_options.clone(),
                     ..Overrides::default()
                 },
                 defaults: a.defaults.clone(),

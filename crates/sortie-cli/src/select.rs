@@ -26,6 +26,7 @@ pub fn request(sel: &Selection) -> SelectRequest {
             connect_timeout: sel.connect_timeout,
             strict_host_key_checking: sel.host_key_checking.map(strict),
             known_hosts_files: (!sel.known_hosts.is_empty()).then(|| sel.known_hosts.clone()),
+            ssh_options: sel.ssh_options.clone(),
             ..Overrides::default()
         },
         defaults: sel.defaults.clone(),

@@ -457,3 +457,123 @@ fn exec_warns_about_unhonoured_keywords_before_connecting() {
         "{stderr}"
     );
 }
+
+/// `-o KEY=VALUE` as `ssh -o`: beats the files and `user@host`, the first -o of a keyword
+/// wins, and a Match in the file sees the -o value; `ssh -G -o ...` is the oracle.
+#[test]
+fn dash_o_agrees_with_ssh_g_dash_o() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    std::fs::write(
+        &cfg,
+        "Host web*\n  User deploy\n  Port 2200\n  ConnectTimeout 9\nMatch user cli\n  ServerAliveInterval 33\n\
+         Host *\n  StrictHostKeyChecking yes\n  ServerAliveCountMax 4\n  ConnectTimeout 5\n  ServerAliveInterval 6\n",
+    )
+    .unwrap();
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "web1",
+            &[
+                "User=cli",
+                "User=second",
+                "Port 2300",
+                "ConnectTimeout=none",
+                "HostName=%h.example",
+            ],
+        ),
+        (
+            "bob@web2",
+            &["User=cli", "StrictHostKeyChecking=accept-new"],
+        ),
+        ("db1", &["ServerAliveCountMax=7", "ProxyJump=j1,j2:2222"]),
+        ("db2", &["ProxyCommand=nc %h %p", "ProxyJump=j1"]),
+    ];
+    for (host, opts) in cases {
+        let mut ssh = Command::new("ssh");
+        ssh.arg("-G").arg("-F").arg(&cfg);
+        let mut ours = sortie();
+        ours.args(["hosts", "-F"]).arg(&cfg);
+        for o in *opts {
+            ssh.args(["-o", o]);
+            ours.args(["-o", o]);
+        }
+        let Ok(theirs) = ssh.arg(host).output() else {
+            sortie_testkit::skip(
+                "dash_o_agrees_with_ssh_g_dash_o",
+                "`ssh -G` is not available",
+            );
+            return;
+        };
+        assert!(
+            theirs.status.success(),
+            "{}",
+            String::from_utf8_lossy(&theirs.stderr)
+        );
+        let out = ours.args(["--resolved", host]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines = |b: &[u8]| -> Vec<(String, String)> {
+            String::from_utf8_lossy(b)
+                .lines()
+                .filter_map(|l| l.split_once(' '))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let (theirs, mine) = (lines(&theirs.stdout), lines(&out.stdout));
+        for key in [
+            "hostname",
+            "user",
+            "port",
+            "proxyjump",
+            "proxycommand",
+            "stricthostkeychecking",
+            "connecttimeout",
+            "serveraliveinterval",
+            "serveralivecountmax",
+        ] {
+            let pick = |v: &[(String, String)]| -> Vec<String> {
+                v.iter()
+                    .filter(|(k, _)| k == key)
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            };
+            assert_eq!(pick(&mine), pick(&theirs), "{host} {opts:?}: {key}");
+        }
+    }
+}
+
+/// A bad -o value is a usage error naming the option; nothing is contacted.
+#[test]
+fn bad_dash_o_values_are_usage_errors() {
+    for (opt, what) in [
+        ("Port=abc", "Bad port"),
+        ("Host=x", "Host directive not supported"),
+        ("Match=all", "Match directive not supported"),
+        ("Frobnicate=1", "unknown or unsupported option"),
+    ] {
+        let out = sortie()
+            .args([
+                "exec",
+                "-F",
+                "none",
+                "-o",
+                opt,
+                "-H",
+                "127.0.0.1",
+                "--",
+                "true",
+            ])
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{opt}: {stderr}");
+        assert!(
+            stderr.contains(what) && stderr.contains("-o"),
+            "{opt}: {stderr}"
+        );
+    }
+}

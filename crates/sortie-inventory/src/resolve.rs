@@ -2,7 +2,8 @@
 //!
 //! Owns the precedence between sources. For each setting the first source that sets it wins:
 //!
-//! 1. command-line overrides ([`Overrides`], like `ssh -l/-p/-o`);
+//! 1. command-line overrides ([`Overrides`]: sortie's own options like `ssh -l/-p`, then the
+//!    `-o KEY=VALUE` values, the first of a keyword winning, as `ssh -o`);
 //! 2. the host expression as written (`user@host:port`);
 //! 3. the inventory: the host's `[hosts.NAME]` table, then its groups (the groups it was
 //!    selected through, then groups listing it statically, in file order), then `[defaults]`;
@@ -183,6 +184,10 @@ pub struct Overrides {
     pub known_hosts_files: Option<Vec<PathBuf>>,
     /// `-J`: ProxyJump syntax, `none` allowed.
     pub proxy_jump: Option<String>,
+    /// `-o KEY=VALUE` values, in order, as `ssh -o`: under the fields above (sortie's own
+    /// options), over the host expression, the inventory and every ssh_config file; the first
+    /// `-o` of a keyword wins.
+    pub ssh_options: Vec<String>,
     /// Force a transport for every host.
     pub transport: Option<TransportKind>,
 }
@@ -255,7 +260,8 @@ impl Resolver {
                 env.cwd.join(p)
             }
         });
-        let ssh = SshConfig::load(ssh_path.as_deref(), &env)?;
+        let ssh = SshConfig::load(ssh_path.as_deref(), &env)?
+            .with_command_line(&req.overrides.ssh_options)?;
         let proxy_jump_override = match &req.overrides.proxy_jump {
             None => None,
             Some(j) => Some(parse_proxy_jump(j).map_err(|m| {
@@ -326,43 +332,18 @@ impl Resolver {
                 .unwrap_or_default()
         };
 
+        // sortie's own options first, then `-o` (as `ssh -o`), then the expression as written
+        // and the inventory: each fills only what is still unset.
         let mut o = SshOptions::default();
         let ov = &self.overrides;
-        o.user = ov
-            .user
-            .clone()
-            .or_else(|| spec.user.clone())
-            .or_else(|| pick(&|s| s.user.is_some()).and_then(|s| s.user.clone()));
-        o.port = ov
-            .port
-            .or(spec.port)
-            .or_else(|| pick(&|s| s.port.is_some()).and_then(|s| s.port));
-        if let Some(h) = entry.and_then(|e| e.hostname.clone()) {
-            let origin = format!(
-                "{} [hosts.{}]",
-                inv.map(|i| i.path.display().to_string())
-                    .unwrap_or_default(),
-                spec.host
-            );
-            o.hostname = Some(Sourced::new(h, origin));
-        }
+        o.user = ov.user.clone();
+        o.port = ov.port;
         for f in &ov.identity_files {
             o.identity_files
                 .push(Sourced::new(f.display().to_string(), "command line"));
         }
-        if let Some(s) = pick(&|s| s.identity_files.is_some()) {
-            for f in s.identity_files.iter().flatten() {
-                if !o.identity_files.iter().any(|x| &x.value == f) {
-                    o.identity_files
-                        .push(Sourced::new(f.clone(), format!("inventory {}", s.origin)));
-                }
-            }
-        }
         o.identities_only = ov.identities_only;
-        o.proxy_jump = self
-            .proxy_jump_override
-            .clone()
-            .or_else(|| pick(&|s| s.proxy_jump.is_some()).and_then(|s| s.proxy_jump.clone()));
+        o.proxy_jump = self.proxy_jump_override.clone();
         o.user_known_hosts_files = ov.known_hosts_files.as_ref().map(|v| {
             Sourced::new(
                 v.iter().map(|p| p.display().to_string()).collect(),
@@ -373,6 +354,39 @@ impl Resolver {
         o.connect_timeout = ov.connect_timeout.map(ceil_secs);
         o.server_alive_interval = ov.server_alive_interval.map(ceil_secs);
         o.server_alive_count_max = ov.server_alive_count_max;
+        if transport == TransportKind::Ssh {
+            self.ssh.apply_command_line(&mut o);
+        }
+        o.user = o
+            .user
+            .or_else(|| spec.user.clone())
+            .or_else(|| pick(&|s| s.user.is_some()).and_then(|s| s.user.clone()));
+        o.port = o
+            .port
+            .or(spec.port)
+            .or_else(|| pick(&|s| s.port.is_some()).and_then(|s| s.port));
+        if let Some(h) = entry.and_then(|e| e.hostname.clone()) {
+            if o.hostname.is_none() {
+                let origin = format!(
+                    "{} [hosts.{}]",
+                    inv.map(|i| i.path.display().to_string())
+                        .unwrap_or_default(),
+                    spec.host
+                );
+                o.hostname = Some(Sourced::new(h, origin));
+            }
+        }
+        if let Some(s) = pick(&|s| s.identity_files.is_some()) {
+            for f in s.identity_files.iter().flatten() {
+                if !o.identity_files.iter().any(|x| &x.value == f) {
+                    o.identity_files
+                        .push(Sourced::new(f.clone(), format!("inventory {}", s.origin)));
+                }
+            }
+        }
+        if o.proxy_jump.is_none() && o.proxy_command.is_none() {
+            o.proxy_jump = pick(&|s| s.proxy_jump.is_some()).and_then(|s| s.proxy_jump.clone());
+        }
 
         if transport == TransportKind::Ssh {
             self.ssh.apply(&spec.host, &mut o, &self.env)?;

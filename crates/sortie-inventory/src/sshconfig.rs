@@ -292,6 +292,8 @@ pub struct Effective {
 struct SourceFile {
     path: PathBuf,
     text: String,
+    /// Set for a command-line `-o` value (the path is then unused).
+    option: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -303,8 +305,13 @@ struct Pos {
 
 impl Pos {
     fn error(&self, message: impl Into<String>, help: Option<String>) -> ParseError {
+        let origin = if self.file.option {
+            Origin::Option("-o".into())
+        } else {
+            Origin::File(self.file.path.clone())
+        };
         ParseError::new(
-            Origin::File(self.file.path.clone()),
+            origin,
             &self.file.text,
             self.offset,
             self.len,
@@ -313,6 +320,9 @@ impl Pos {
         )
     }
     fn origin(&self) -> String {
+        if self.file.option {
+            return format!("-o {:?}", self.file.text);
+        }
         let e = self.error("", None);
         format!("{}:{}:{}", self.file.path.display(), e.line, e.column)
     }
@@ -379,6 +389,8 @@ struct Entry {
 /// A parsed ssh_config: one or more files with their includes, ready to be applied to hosts.
 #[derive(Debug, Clone, Default)]
 pub struct SshConfig {
+    /// `-o` values (no Host, Match or Include), applied before the files.
+    command_line: Vec<Entry>,
     entries: Vec<Vec<Entry>>,
     execs: Arc<ExecCache>,
     warnings: Arc<std::sync::Mutex<Vec<ConfigWarning>>>,
@@ -410,6 +422,7 @@ pub fn parse_str(text: &str, origin_path: &Path) -> Result<SshConfig, ParseError
     let file = Arc::new(SourceFile {
         path: origin_path.to_path_buf(),
         text: text.to_string(),
+        option: false,
     });
     let entries = parse_file(&file, &mut |_, _| Ok(Vec::new())).map_err(|e| match e {
         LoadError::Parse(p) => *p,
@@ -419,6 +432,65 @@ pub fn parse_str(text: &str, origin_path: &Path) -> Result<SshConfig, ParseError
         entries: vec![entries],
         ..SshConfig::default()
     })
+}
+
+/// Parses `ssh -o` values (`Key=Value` or `Key Value`), one line each, as OpenSSH does:
+/// `Host`, `Match` and `Include` are refused; errors name the option.
+fn parse_command_line(options: &[String]) -> Result<Vec<Entry>, ParseError> {
+    let mut out = Vec::new();
+    for opt in options {
+        let file = Arc::new(SourceFile {
+            path: PathBuf::from("-o"),
+            text: opt.clone(),
+            option: true,
+        });
+        if opt.contains('\n') {
+            return Err(Pos {
+                file,
+                offset: 0,
+                len: opt.len(),
+            }
+            .error("an -o value is one line", None));
+        }
+        let mut refuse = |_: &str, pos: &Pos| -> Result<Vec<Vec<Entry>>, LoadError> {
+            Err(pos
+                .error(
+                    "Include directive not supported as a command-line option",
+                    None,
+                )
+                .into())
+        };
+        let entries = parse_file(&file, &mut refuse).map_err(|e| match e {
+            LoadError::Parse(p) => *p,
+            LoadError::Other(_) => unreachable_parse(),
+        })?;
+        if entries.is_empty() {
+            return Err(Pos {
+                file,
+                offset: 0,
+                len: opt.len(),
+            }
+            .error(
+                format!("unknown or unsupported option `{opt}`"),
+                Some("write -o Keyword=value with an ssh_config keyword sortie uses".into()),
+            ));
+        }
+        for e in entries {
+            let what = match e.setting {
+                Setting::Host(_) => "Host",
+                Setting::Match(_) => "Match",
+                _ => {
+                    out.push(e);
+                    continue;
+                }
+            };
+            return Err(e.pos.error(
+                format!("{what} directive not supported as a command-line option"),
+                None,
+            ));
+        }
+    }
+    Ok(out)
 }
 
 fn unreachable_parse() -> ParseError {
@@ -483,6 +555,44 @@ impl SshConfig {
         Ok(cfg)
     }
 
+    /// Adds command-line `-o` values (as `ssh -o`): they are applied before every file, so
+    /// they beat every file, and the first `-o` of a keyword wins. Errors name the option.
+    pub fn with_command_line(mut self, options: &[String]) -> Result<SshConfig, ParseError> {
+        if !options.is_empty() {
+            self.command_line = parse_command_line(options)?;
+        }
+        Ok(self)
+    }
+
+    /// Applies only the command-line `-o` values to `opts` (what is still unset).
+    pub fn apply_command_line(&self, opts: &mut SshOptions) {
+        let mut seen = std::collections::BTreeSet::new();
+        for e in &self.command_line {
+            if let Setting::Unhonoured {
+                keyword,
+                warn: Some(message),
+                accumulates,
+            } = &e.setting
+            {
+                if *accumulates || seen.insert(*keyword) {
+                    push_warning(&self.warnings, keyword, message, &e.pos);
+                }
+            }
+            apply_setting(&e.setting, &e.pos, opts);
+        }
+    }
+
+    /// Unhonoured keywords the command line sets: for every host, the first value of those.
+    fn command_line_keywords(&self) -> std::collections::BTreeSet<&'static str> {
+        self.command_line
+            .iter()
+            .filter_map(|e| match &e.setting {
+                Setting::Unhonoured { keyword, .. } => Some(*keyword),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Lines applied to a host so far (by [`SshConfig::apply`]) that sortie does not honour
     /// although they change what `ssh` would do: one per line, in the order met.
     pub fn warnings(&self) -> Vec<ConfigWarning> {
@@ -511,7 +621,7 @@ impl SshConfig {
             want_final: false,
             env,
             execs: &self.execs,
-            seen: Default::default(),
+            seen: self.command_line_keywords(),
             warnings: &self.warnings,
         };
         for file in &self.entries {
@@ -577,6 +687,7 @@ fn load_file(
     let file = Arc::new(SourceFile {
         path: path.to_path_buf(),
         text,
+        option: false,
     });
     let sys_dir = env
         .system_ssh_config
@@ -1451,15 +1562,24 @@ fn eval(
 
 impl Pass<'_> {
     fn warn(&self, keyword: &'static str, message: &str, pos: &Pos) {
-        let origin = pos.origin();
-        let mut w = self.warnings.lock().unwrap_or_else(|e| e.into_inner());
-        if !w.iter().any(|x| x.origin == origin) {
-            w.push(ConfigWarning {
-                origin,
-                keyword,
-                message: message.to_string(),
-            });
-        }
+        push_warning(self.warnings, keyword, message, pos);
+    }
+}
+
+fn push_warning(
+    warnings: &std::sync::Mutex<Vec<ConfigWarning>>,
+    keyword: &'static str,
+    message: &str,
+    pos: &Pos,
+) {
+    let origin = pos.origin();
+    let mut w = warnings.lock().unwrap_or_else(|e| e.into_inner());
+    if !w.iter().any(|x| x.origin == origin) {
+        w.push(ConfigWarning {
+            origin,
+            keyword,
+            message: message.to_string(),
+        });
     }
 }
 
