@@ -42,6 +42,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sortie_knownhosts::pattern::glob_match;
+
 use crate::env::{home_of, LocalEnv};
 use crate::error::{InventoryError, Origin, ParseError};
 
@@ -1814,52 +1816,17 @@ fn host_matches(host: &str, pats: &[(bool, String)]) -> bool {
     matched
 }
 
-/// OpenSSH `match_pattern`: `*` and `?` wildcards, byte-wise, case-sensitive.
-pub fn glob_match(s: &[u8], p: &[u8]) -> bool {
-    let (mut si, mut pi) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, si));
-            pi += 1;
-        } else if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
-            si += 1;
-            pi += 1;
-        } else if let Some((sp, ss)) = star {
-            pi = sp + 1;
-            si = ss + 1;
-            star = Some((sp, ss + 1));
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == b'*' {
-        pi += 1;
-    }
-    pi == p.len()
-}
-
-/// OpenSSH `match_pattern_list`: comma-separated patterns, `!` negates; a negated match wins.
-pub fn match_pattern_list(s: &str, list: &str, lower: bool) -> bool {
-    let mut positive = false;
-    for sub in list.split(',') {
-        let (neg, pat) = match sub.strip_prefix('!') {
-            Some(p) => (true, p),
-            None => (false, sub),
-        };
-        let pat = if lower {
-            pat.to_ascii_lowercase()
-        } else {
-            pat.to_string()
-        };
-        if glob_match(s.as_bytes(), pat.as_bytes()) {
-            if neg {
-                return false;
-            }
-            positive = true;
-        }
-    }
-    positive
+/// OpenSSH `match_pattern_list` (the one matcher, shared with known_hosts): comma-separated
+/// patterns, `!` negates, a negated match wins; `lower` lower-cases the patterns (for host
+/// names, whose value the caller lower-cases), as OpenSSH's `match_hostname`.
+fn match_pattern_list(s: &str, list: &str, lower: bool) -> bool {
+    use sortie_knownhosts::pattern::{self, ListMatch};
+    let list = if lower {
+        std::borrow::Cow::Owned(list.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(list)
+    };
+    pattern::match_pattern_list(s, &list) == ListMatch::Positive
 }
 
 /// Undoes the `%%` escaping of a host name stored for the final pass.

@@ -49,7 +49,7 @@
 
 mod key;
 mod parse;
-mod pattern;
+pub mod pattern;
 mod recorder;
 mod report;
 

@@ -1,9 +1,11 @@
-//! Host name matching for the first field of a known_hosts line.
+//! OpenSSH's pattern matching (`match.c`), the one matcher of sortie: known_hosts host fields
+//! here, and ssh_config `Host` and `Match` lines in sortie-inventory.
 //!
-//! Owns the two ways OpenSSH matches that field against a lookup name: a comma-separated pattern
-//! list with `*` / `?` wildcards and `!` negation (OpenSSH `match_pattern_list`), and a hashed
-//! field `|1|salt|hash` (HMAC-SHA1 of the lookup name keyed by the salt). It does not know about
-//! keys, files or ports; the caller builds the lookup name (see [`crate::lookup_name`]).
+//! Owns the two ways OpenSSH matches a known_hosts host field against a lookup name: a
+//! comma-separated pattern list with `*` / `?` wildcards and `!` negation
+//! ([`match_pattern_list`]), and a hashed field `|1|salt|hash` (HMAC-SHA1 of the lookup name
+//! keyed by the salt). It does not know about keys, files or ports; the caller builds the
+//! lookup name (see [`crate::lookup_name`]).
 
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
@@ -72,7 +74,7 @@ impl HostMatcher {
 
 /// Result of matching a name against a pattern list (OpenSSH returns 1, -1 or 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ListMatch {
+pub enum ListMatch {
     /// Some positive pattern matched and no negated one did.
     Positive,
     /// A negated pattern matched: the list does not match, whatever else matched.
@@ -81,8 +83,10 @@ pub(crate) enum ListMatch {
     None,
 }
 
-/// Matches `name` against a comma-separated pattern list where `!pattern` negates.
-pub(crate) fn match_pattern_list(name: &str, list: &str) -> ListMatch {
+/// OpenSSH `match_pattern_list`: matches `name` against a comma-separated pattern list where
+/// `!pattern` negates (a negated match wins over any positive one). Case-sensitive: lower-case
+/// both sides for host names, as OpenSSH's `match_hostname` does.
+pub fn match_pattern_list(name: &str, list: &str) -> ListMatch {
     let mut positive = false;
     for sub in list.split(',') {
         let (negated, pattern) = match sub.strip_prefix('!') {
@@ -103,11 +107,12 @@ pub(crate) fn match_pattern_list(name: &str, list: &str) -> ListMatch {
     }
 }
 
-/// Whole-string glob match: `*` matches any run of bytes (also none), `?` exactly one byte.
+/// OpenSSH `match_pattern`: whole-string glob match, `*` matches any run of bytes (also none),
+/// `?` exactly one byte; case-sensitive.
 ///
 /// Iterative with a single backtrack point, so hostile patterns such as `*a*a*a*b` cannot make
 /// it exponential.
-pub(crate) fn glob_match(text: &[u8], pattern: &[u8]) -> bool {
+pub fn glob_match(text: &[u8], pattern: &[u8]) -> bool {
     let (mut t, mut p) = (0usize, 0usize);
     // Position of the last `*` seen in the pattern and the text position it is currently
     // assumed to stretch to.
