@@ -295,6 +295,38 @@ impl Resolver {
         &self.env
     }
 
+    /// What the command line sets for every host: sortie's own options, then the `-o` values
+    /// (those only for SSH hosts, as they are ssh_config).
+    fn command_line_options(&self, transport: TransportKind) -> SshOptions {
+        let ov = &self.overrides;
+        let mut o = SshOptions {
+            user: ov.user.clone(),
+            port: ov.port,
+            identity_files: ov
+                .identity_files
+                .iter()
+                .map(|f| Sourced::new(f.display().to_string(), "command line"))
+                .collect(),
+            identities_only: ov.identities_only,
+            proxy_jump: self.proxy_jump_override.clone(),
+            user_known_hosts_files: ov.known_hosts_files.as_ref().map(|v| {
+                Sourced::new(
+                    v.iter().map(|p| p.display().to_string()).collect(),
+                    "command line",
+                )
+            }),
+            strict_host_key_checking: ov.strict_host_key_checking,
+            connect_timeout: ov.connect_timeout.map(ceil_secs),
+            server_alive_interval: ov.server_alive_interval.map(ceil_secs),
+            server_alive_count_max: ov.server_alive_count_max,
+            ..SshOptions::default()
+        };
+        if transport == TransportKind::Ssh {
+            self.ssh.apply_command_line(&mut o);
+        }
+        o
+    }
+
     /// Effective settings of `spec`, selected through the groups named in `via`.
     pub fn resolve(&self, spec: &HostSpec, via: &[String]) -> Result<HostConfig, InventoryError> {
         let inv = self.inventory.as_ref();
@@ -334,29 +366,7 @@ impl Resolver {
 
         // sortie's own options first, then `-o` (as `ssh -o`), then the expression as written
         // and the inventory: each fills only what is still unset.
-        let mut o = SshOptions::default();
-        let ov = &self.overrides;
-        o.user = ov.user.clone();
-        o.port = ov.port;
-        for f in &ov.identity_files {
-            o.identity_files
-                .push(Sourced::new(f.display().to_string(), "command line"));
-        }
-        o.identities_only = ov.identities_only;
-        o.proxy_jump = self.proxy_jump_override.clone();
-        o.user_known_hosts_files = ov.known_hosts_files.as_ref().map(|v| {
-            Sourced::new(
-                v.iter().map(|p| p.display().to_string()).collect(),
-                "command line",
-            )
-        });
-        o.strict_host_key_checking = ov.strict_host_key_checking;
-        o.connect_timeout = ov.connect_timeout.map(ceil_secs);
-        o.server_alive_interval = ov.server_alive_interval.map(ceil_secs);
-        o.server_alive_count_max = ov.server_alive_count_max;
-        if transport == TransportKind::Ssh {
-            self.ssh.apply_command_line(&mut o);
-        }
+        let mut o = self.command_line_options(transport);
         o.user = o
             .user
             .or_else(|| spec.user.clone())

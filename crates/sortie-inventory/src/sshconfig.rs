@@ -1328,25 +1328,7 @@ fn parse_match(
             });
             continue;
         }
-        let value = match inline {
-            Some(v) if !v.is_empty() || name_l == "tagged" => v.to_string(),
-            _ => match args.get(i) {
-                Some(v) if inline.is_none() || !v.text.is_empty() => {
-                    i += 1;
-                    v.text.clone()
-                }
-                _ => {
-                    return Err(at(a)
-                        .error(format!("Missing Match criteria for {name}"), None)
-                        .into())
-                }
-            },
-        };
-        if value.is_empty() && name_l != "tagged" {
-            return Err(at(a)
-                .error(format!("Missing Match criteria for {name}"), None)
-                .into());
-        }
+        let value = criterion_value(name, inline, args, &mut i, &at(a))?;
         let kind = match name_l.as_str() {
             "host" => Criterion::Host(value),
             "originalhost" => Criterion::OriginalHost(value),
@@ -1378,6 +1360,34 @@ fn parse_match(
             .into());
     }
     Ok(out)
+}
+
+/// The value of Match criterion `name`: after its `=`, else the next word; only `tagged` may
+/// be empty.
+fn criterion_value(
+    name: &str,
+    inline: Option<&str>,
+    args: &[Arg],
+    i: &mut usize,
+    pos: &Pos,
+) -> Result<String, LoadError> {
+    let tagged = name.eq_ignore_ascii_case("tagged");
+    let value = match inline {
+        Some(v) if !v.is_empty() || tagged => Some(v.to_string()),
+        _ => match args.get(*i) {
+            Some(v) if inline.is_none() || !v.text.is_empty() => {
+                *i += 1;
+                Some(v.text.clone())
+            }
+            _ => None,
+        },
+    };
+    match value {
+        Some(v) if !v.is_empty() || tagged => Ok(v),
+        _ => Err(pos
+            .error(format!("Missing Match criteria for {name}"), None)
+            .into()),
+    }
 }
 
 /// OpenSSH's `addr_match_cidr_list` syntax: comma-separated `addr[/len]`, no negation; a

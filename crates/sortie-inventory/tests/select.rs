@@ -146,6 +146,60 @@ fn command_line_beats_everything_and_excludes_apply() {
     assert!(hosts[3].groups.is_empty());
 }
 
+/// `-o` sits under sortie's own options and over the expression, the inventory and ssh_config;
+/// the first `-o` of a keyword wins; the local transport ignores it (no ssh_config there).
+#[test]
+fn dash_o_precedence() {
+    let d = setup();
+    let r = SelectRequest {
+        hosts: vec!["bob@web01,10.0.2.1,local".into()],
+        overrides: Overrides {
+            port: Some(2022),
+            ssh_config: Some(PathBuf::from("ssh_config")),
+            ssh_options: vec![
+                "User=from-o".into(),
+                "User=second-o".into(),
+                "Port=2999".into(),
+                "HostName=%h.via-o".into(),
+                "ProxyJump=none".into(),
+                "ConnectTimeout=none".into(),
+            ],
+            ..Default::default()
+        },
+        ..req(d.path())
+    };
+    let hosts = select(&r).unwrap();
+    assert_eq!(hosts[0].user, "from-o", "-o beats user@ and the inventory");
+    assert_eq!(hosts[0].port, 2022, "-p beats -o Port");
+    assert_eq!(
+        hosts[0].hostname, "web01.via-o",
+        "-o beats the host table's hostname"
+    );
+    assert!(
+        hosts[0].proxy_jump.is_empty(),
+        "-o ProxyJump=none beats the group's"
+    );
+    assert_eq!(hosts[1].user, "from-o", "-o beats ssh_config");
+    // As `ssh -G -o ConnectTimeout=none`: none leaves it unset, so the file's 4 s applies.
+    assert_eq!(hosts[1].connect_timeout, Duration::from_secs(4));
+    assert_eq!(
+        hosts[0].connect_timeout,
+        Duration::ZERO,
+        "nothing else sets web01's: none"
+    );
+    assert_eq!(hosts[2].transport, TransportKind::Local);
+    assert_eq!(hosts[2].hostname, "local");
+    let bad = SelectRequest {
+        overrides: Overrides {
+            ssh_options: vec!["Port=x".into()],
+            ..Default::default()
+        },
+        ..req(d.path())
+    };
+    let err = select(&bad).unwrap_err().to_string();
+    assert!(err.starts_with("-o \"Port=x\""), "{err}");
+}
+
 #[test]
 fn everything_when_nothing_is_selected_and_local_host() {
     let d = setup();

@@ -383,6 +383,28 @@ fn match_exec_failures_name_the_line() {
     assert!(err.contains("%Z"), "{err}");
 }
 
+/// Each `Match exec` command runs once per host, however often the host is resolved (a jump
+/// host shared by many hosts): the command appends to a file, which keeps one line per host.
+#[test]
+fn match_exec_runs_once_per_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.conf");
+    let log = dir.path().join("runs");
+    std::fs::write(
+        &p,
+        format!("Match exec \"echo %n >> {}\"\n  User x\n", log.display()),
+    )
+    .unwrap();
+    let env = LocalEnv::from_system();
+    let cfg = SshConfig::load(Some(&p), &env).unwrap();
+    for h in ["a", "b", "a", "a", "b"] {
+        let mut o = SshOptions::default();
+        cfg.apply(h, &mut o, &env).unwrap();
+        assert_eq!(o.user.as_deref(), Some("x"));
+    }
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "a\nb\n");
+}
+
 fn resolve_text(text: &str, host: &str, preset: SshOptions) -> Result<Effective, String> {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("c.conf");
