@@ -198,10 +198,15 @@ impl Settings {
                 if let Some(f) = fanout {
                     a.fanout = f;
                 }
-                a.connect_timeout = a.connect_timeout.or(self.env_value(|l| &l.connect_timeout));
-                a.host_key_checking = a
-                    .host_key_checking
-                    .or(self.env_value(|l| &l.host_key_checking));
+                if !dash_o_sets(&a.ssh_options, "connecttimeout") {
+                    a.connect_timeout =
+                        a.connect_timeout.or(self.env_value(|l| &l.connect_timeout));
+                }
+                if !dash_o_sets(&a.ssh_options, "stricthostkeychecking") {
+                    a.host_key_checking = a
+                        .host_key_checking
+                        .or(self.env_value(|l| &l.host_key_checking));
+                }
                 a.defaults = self.defaults();
             }
             args::Command::Completions(_)
@@ -217,13 +222,18 @@ impl Settings {
 
     /// The environment as if given on the command line (under it); the file as defaults under
     /// ssh_config.
+    /// A `-o` for the same setting is command line too, so it beats the environment.
     fn apply_selection(&self, sel: &mut args::Selection) {
-        sel.connect_timeout = sel
-            .connect_timeout
-            .or(self.env_value(|l| &l.connect_timeout));
-        sel.host_key_checking = sel
-            .host_key_checking
-            .or(self.env_value(|l| &l.host_key_checking));
+        if !dash_o_sets(&sel.ssh_options, "connecttimeout") {
+            sel.connect_timeout = sel
+                .connect_timeout
+                .or(self.env_value(|l| &l.connect_timeout));
+        }
+        if !dash_o_sets(&sel.ssh_options, "stricthostkeychecking") {
+            sel.host_key_checking = sel
+                .host_key_checking
+                .or(self.env_value(|l| &l.host_key_checking));
+        }
         if sel.inventory.is_none() {
             sel.inventory = self.pick(|l| &l.inventory);
         }
@@ -492,6 +502,15 @@ fn output_name(o: Output) -> &'static str {
         Output::Group => "group",
         Output::Json => "json",
     }
+}
+
+/// Whether one of the `-o` values sets ssh_config `keyword` (lower-case).
+fn dash_o_sets(options: &[String], keyword: &str) -> bool {
+    options.iter().any(|o| {
+        let o = o.trim_start();
+        let end = o.find([' ', '\t', '=']).unwrap_or(o.len());
+        o[..end].eq_ignore_ascii_case(keyword)
+    })
 }
 
 #[cfg(test)]

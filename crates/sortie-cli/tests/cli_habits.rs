@@ -215,6 +215,15 @@ fn config_file_and_environment_take_their_place_in_the_precedence_chain() {
         ),
         "1"
     );
+    // -o is command line too: it beats the environment (and ssh_config).
+    assert_eq!(
+        connect_timeout(
+            with_config(&cfg).env("SORTIE_CONNECT_TIMEOUT", "2s"),
+            &["-F", ssh, "-o", "ConnectTimeout=6"],
+            "slow"
+        ),
+        "6"
+    );
     // `sortie config` says where each value came from.
     let (out, shown, _) = run(with_config(&cfg).env("SORTIE_OUTPUT", "json").arg("config"));
     assert_eq!(out.status.code(), Some(0));
