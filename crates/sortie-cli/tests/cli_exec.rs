@@ -456,7 +456,8 @@ fn host_key_alias_is_the_name_looked_up_and_recorded_in_known_hosts() {
 }
 
 /// `HashKnownHosts yes` with accept-new: the new lines are hashed (no host name in clear),
-/// `ssh-keygen -F` finds each host, and both `ssh` and a second strict sortie run trust them.
+/// `ssh-keygen -F` finds each host, and both `ssh` and a second strict sortie run (with
+/// `ConnectTimeout none`) trust them.
 #[test]
 fn hash_known_hosts_records_hashed_lines_that_openssh_finds() {
     let Some(sshd) = sshd("hash_known_hosts_records_hashed_lines_that_openssh_finds") else {
@@ -505,11 +506,16 @@ fn hash_known_hosts_records_hashed_lines_that_openssh_finds() {
         );
     }
     let dir2 = tempfile::tempdir().unwrap();
+    // ConnectTimeout none: no timeout at all (it used to become 10 s), and still connects.
     let strict = write_config(
         dir2.path(),
         &sshd,
         &kh,
-        &[&identity, "StrictHostKeyChecking yes"],
+        &[
+            &identity,
+            "StrictHostKeyChecking yes",
+            "ConnectTimeout none",
+        ],
     );
     let (out, stdout, stderr) = run(sortie().args(["exec", "-F"]).arg(&strict).args([
         "-H",
