@@ -2148,7 +2148,7 @@ mod tests {
 
     #[test]
     fn only_a_positive_final_asks_for_a_final_pass() {
-        // OpenSSH >= 9.6 (readconf.c: "Match final" without negation); 9.2 also re-parsed
+        // OpenSSH >= 10.1 (readconf.c: "Match final" without negation); 9.2 also re-parsed
         // for `!final`.
         let text = "Host a\n  HostName B\nHost b\n  Port 2\nMatch !final\n  User u\n";
         let e = resolve(text, "a").unwrap();
