@@ -1146,7 +1146,9 @@ const UNHONOURED: &[(&str, &str, &[&str], &str)] = &[
     (
         "sendenv",
         "SendEnv",
-        &[],
+        // Debian's and Ubuntu's /etc/ssh/ssh_config send the locale: a warning on every run of
+        // every user there would be noise; the commands get the host's default locale.
+        &["LANG LC_*", "LANG LC_* COLORTERM NO_COLOR"],
         "sortie sends no environment variables",
     ),
     (
