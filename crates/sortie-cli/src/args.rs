@@ -425,6 +425,9 @@ pub struct LaunchArgs {
     /// Remote user for every SSH host (beats the plan).
     #[arg(short = 'l', long = "user", value_name = "USER", help_heading = CONNECTION)]
     pub user: Option<String>,
+    /// Port for every SSH host (beats the plan and ssh_config), as with exec.
+    #[arg(short = 'p', long = "port", value_name = "PORT", help_heading = CONNECTION)]
+    pub port: Option<u16>,
     /// Identity file (repeatable); tried before those of the plan and configuration.
     #[arg(long = "identity", value_name = "FILE", help_heading = CONNECTION)]
     pub identity: Vec<PathBuf>,

@@ -231,6 +231,7 @@ fn targets(plan: &Plan, a: &LaunchArgs) -> miette::Result<Vec<Target>> {
                 inventory: None,
                 overrides: Overrides {
                     user: a.user.clone(),
+                    port: a.port,
                     identity_files,
                     ssh_config: a.ssh_config.clone(),
                     connect_timeout: a.connect_timeout,

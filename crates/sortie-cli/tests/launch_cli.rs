@@ -934,3 +934,37 @@ fn ctrl_c_while_collecting_cancels_the_collection_and_leaves_no_partial_file() {
     assert!(ex.report()["interrupted"].as_bool().unwrap());
     assert!(ex.left().is_empty(), "left: {:?}", ex.left());
 }
+
+#[test]
+fn over_ssh_dash_p_sets_the_port_of_every_ssh_host_as_exec_does() {
+    let Some((_sshd, hosts, cfg)) = ssh_fleet(
+        "over_ssh_dash_p_sets_the_port_of_every_ssh_host_as_exec_does",
+        2,
+    ) else {
+        return;
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = listener.local_addr().unwrap().port();
+    drop(listener);
+    let ex = Example::new(|p| {
+        p.replace(
+            "hosts = [\"local[1-2]\"]\ntransport = \"local\"",
+            &format!("hosts = [\"{}\", \"{}\"]", hosts[0], hosts[1]),
+        )
+    });
+    // ssh_config names the fixture's port; -p beats it, so the host is refused at `closed`.
+    let out = ex
+        .cmd()
+        .arg("-F")
+        .arg(&cfg)
+        .args(["-p", &closed.to_string(), "--duration", "1s"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    // The example plan has thresholds, so a failed threshold's code says the run failed.
+    assert_eq!(out.status.code(), Some(4), "{stdout}\n{stderr}");
+    assert!(
+        format!("{stdout}{stderr}").contains(&format!("{}:{closed}: Connection refused", hosts[0])),
+        "the refused port is named: {stdout}\n{stderr}"
+    );
+}
