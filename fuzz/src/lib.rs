@@ -69,7 +69,8 @@ pub fn hostexpr(data: &[u8]) {
     let t = text(data);
     match sortie_inventory::hostexpr::parse(&t) {
         Ok(elements) => {
-            // The summary folds host names back into ranges: that must not panic either.
+            // The summary folds host names back into ranges: that must not panic either, and
+            // expanding the fold must give back exactly the same hosts.
             let names: Vec<String> = elements
                 .iter()
                 .filter_map(|e| match e {
@@ -80,7 +81,23 @@ pub fn hostexpr(data: &[u8]) {
                 .take(10_000)
                 .map(|h| h.host.clone())
                 .collect();
-            let _ = sortie_inventory::fold(&names);
+            let folded = sortie_inventory::fold(&names);
+            if !names.is_empty() {
+                let mut back: Vec<String> = sortie_inventory::hostexpr::parse(&folded)
+                    .unwrap_or_else(|e| panic!("fold of {names:?} does not parse: {folded}: {e}"))
+                    .into_iter()
+                    .flat_map(|e| match e {
+                        sortie_inventory::hostexpr::Element::Hosts(h) => h,
+                        sortie_inventory::hostexpr::Element::File { .. } => Vec::new(),
+                    })
+                    .map(|h| h.host)
+                    .collect();
+                let mut want = names.clone();
+                want.sort();
+                want.dedup();
+                back.sort();
+                assert_eq!(back, want, "fold {folded}");
+            }
         }
         Err(e) => {
             let shown = e.to_string();
