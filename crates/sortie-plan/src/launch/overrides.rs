@@ -50,7 +50,7 @@ pub(crate) fn apply(
     if sets.is_empty() {
         return Ok((text.to_owned(), Vec::new()));
     }
-    let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+    let toml_error = |e: toml_edit::TomlError| {
         file.error(
             "sortie::plan::toml",
             e.span().unwrap_or(0..0),
@@ -58,105 +58,122 @@ pub(crate) fn apply(
             "here",
             None,
         )
-    })?;
+    };
+    let mut doc: DocumentMut = text.parse().map_err(toml_error)?;
     let mut parsed = Vec::new();
     for set in sets {
-        let opt = Source::new(format!("--set {set}"), set.as_str());
-        let Some(eq) = set.find('=') else {
-            return Err(option_error(
-                &opt,
-                0..set.len(),
-                "expected KEY=VALUE",
-                "for example --set run.duration=30s",
-            ));
-        };
-        let (key, value) = (&set[..eq], &set[eq + 1..]);
-        let path: Vec<&str> = key.split('.').map(str::trim).collect();
-        if path.iter().any(|p| p.is_empty()) {
-            return Err(option_error(
-                &opt,
-                0..eq,
-                format!("invalid key path {key:?}"),
-                "write a dotted path such as roles.viewer.count",
-            ));
-        }
-        let v: Value = value
-            .parse::<Value>()
-            .unwrap_or_else(|_| Value::from(value.trim()));
-        let mut table: &mut Table = doc.as_table_mut();
-        for (depth, seg) in path[..path.len() - 1].iter().enumerate() {
-            let here = path[..=depth].join(".");
-            if !table.contains_key(seg) {
-                if depth > 0 {
-                    return Err(option_error(
-                        &opt,
-                        0..eq,
-                        format!("the plan has no table {here}"),
-                        "override keys of tables the plan defines, e.g. roles.NAME.count",
-                    ));
-                }
-                let mut t = Table::new();
-                t.set_implicit(false);
-                table.insert(seg, Item::Table(t));
-            }
-            let item = table.get_mut(seg).expect("inserted above");
-            if let Item::Value(Value::InlineTable(_)) = item {
-                let it = std::mem::replace(item, Item::None);
-                if let Item::Value(Value::InlineTable(inline)) = it {
-                    *item = Item::Table(inline.into_table());
-                }
-            }
-            table = match item {
-                Item::Table(t) => t,
-                _ => {
-                    return Err(option_error(
-                        &opt,
-                        0..eq,
-                        format!("{here} is not a table"),
-                        "override a key inside a table, e.g. run.duration",
-                    ));
-                }
-            };
-        }
-        let leaf = path[path.len() - 1];
-        table.insert(leaf, Item::Value(v));
-        parsed.push((
-            opt,
-            path.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
-            eq,
-        ));
+        parsed.push(set_one(&mut doc, set)?);
     }
     let edited = doc.to_string();
     let spanned: toml_edit::Document<String> =
-        toml_edit::Document::parse(edited.clone()).map_err(|e| {
-            file.error(
-                "sortie::plan::toml",
-                e.span().unwrap_or(0..0),
-                e.message().to_owned(),
-                "here",
-                None,
-            )
-        })?;
-    let mut landed = Vec::new();
-    for (opt, path, eq) in parsed {
-        let mut item: &Item = spanned.as_item();
-        for seg in &path {
-            item = item.get(seg.as_str()).unwrap_or(&Item::None);
-        }
-        let value_region = item.span().unwrap_or(0..0);
-        let line_start = edited[..value_region.start]
-            .rfind('\n')
-            .map_or(0, |i| i + 1);
-        let len = opt.text.len();
-        landed.push(Landed {
-            source: opt,
-            value: eq + 1..len,
-            key: 0..eq,
-            region: line_start..value_region.end,
-            value_region,
-        });
-    }
+        toml_edit::Document::parse(edited.clone()).map_err(toml_error)?;
+    let landed = (parsed.into_iter())
+        .map(|(opt, path, eq)| landing(&edited, &spanned, opt, &path, eq))
+        .collect();
     Ok((edited, landed))
+}
+
+/// Applies one `--set KEY=VALUE` to `doc`; returns the option's text as a source, the key's
+/// path and the position of `=`.
+fn set_one(doc: &mut DocumentMut, set: &str) -> Result<(Source, Vec<String>, usize), PlanError> {
+    let opt = Source::new(format!("--set {set}"), set);
+    let Some(eq) = set.find('=') else {
+        return Err(option_error(
+            &opt,
+            0..set.len(),
+            "expected KEY=VALUE",
+            "for example --set run.duration=30s",
+        ));
+    };
+    let (key, value) = (&set[..eq], &set[eq + 1..]);
+    let path: Vec<&str> = key.split('.').map(str::trim).collect();
+    if path.iter().any(|p| p.is_empty()) {
+        return Err(option_error(
+            &opt,
+            0..eq,
+            format!("invalid key path {key:?}"),
+            "write a dotted path such as roles.viewer.count",
+        ));
+    }
+    let v: Value = value
+        .parse::<Value>()
+        .unwrap_or_else(|_| Value::from(value.trim()));
+    let table = parent_table(doc, &path, &opt, eq)?;
+    table.insert(path[path.len() - 1], Item::Value(v));
+    let path = path.iter().map(|s| (*s).to_owned()).collect();
+    Ok((opt, path, eq))
+}
+
+/// The table that holds the last key of `path`: top-level tables are made when missing,
+/// inline tables become tables, deeper tables must exist.
+fn parent_table<'d>(
+    doc: &'d mut DocumentMut,
+    path: &[&str],
+    opt: &Source,
+    eq: usize,
+) -> Result<&'d mut Table, PlanError> {
+    let mut table: &mut Table = doc.as_table_mut();
+    for (depth, seg) in path[..path.len() - 1].iter().enumerate() {
+        let here = path[..=depth].join(".");
+        if !table.contains_key(seg) {
+            if depth > 0 {
+                return Err(option_error(
+                    opt,
+                    0..eq,
+                    format!("the plan has no table {here}"),
+                    "override keys of tables the plan defines, e.g. roles.NAME.count",
+                ));
+            }
+            let mut t = Table::new();
+            t.set_implicit(false);
+            table.insert(seg, Item::Table(t));
+        }
+        let item = table.get_mut(seg).expect("inserted above");
+        if let Item::Value(Value::InlineTable(_)) = item {
+            let it = std::mem::replace(item, Item::None);
+            if let Item::Value(Value::InlineTable(inline)) = it {
+                *item = Item::Table(inline.into_table());
+            }
+        }
+        table = match item {
+            Item::Table(t) => t,
+            _ => {
+                return Err(option_error(
+                    opt,
+                    0..eq,
+                    format!("{here} is not a table"),
+                    "override a key inside a table, e.g. run.duration",
+                ));
+            }
+        };
+    }
+    Ok(table)
+}
+
+/// Where an override's value landed in the edited text.
+fn landing(
+    edited: &str,
+    spanned: &toml_edit::Document<String>,
+    opt: Source,
+    path: &[String],
+    eq: usize,
+) -> Landed {
+    let mut item: &Item = spanned.as_item();
+    for seg in path {
+        item = item.get(seg.as_str()).unwrap_or(&Item::None);
+    }
+    let value_region = item.span().unwrap_or(0..0);
+    let line_start = edited[..value_region.start]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let len = opt.text.len();
+    Landed {
+        source: opt,
+        value: eq + 1..len,
+        key: 0..eq,
+        region: line_start..value_region.end,
+        value_region,
+    }
 }
 
 /// Re-points an error that lies in text an override wrote at that option.

@@ -174,22 +174,77 @@ pub(crate) async fn run(a: Attempt) {
     let pgid = process.pgid;
     let _ = tx.send(Msg::Spawned { idx, attempt, pgid }).await;
     let deadline = role.ready.as_ref().map(|_| started + role.ready_timeout);
-    let mut ready = role.ready.is_none();
-    let mut failed = false;
-    let mut timed_out = false;
+    let mut watch = Watch {
+        idx,
+        attempt,
+        ready: role.ready.is_none(),
+        role,
+        failed: false,
+        timed_out: false,
+        tx,
+    };
+    let exit = follow(&mut process, &mut log, &mut watch, deadline).await;
+    log.write(
+        'S',
+        &format!("sortie: ended ({})", super::event::ExitInfo::from(&exit)),
+    );
+    log.flush();
+    pool.release(lease).await;
+    let tx = watch.tx;
+    let _ = tx.send(Msg::Exited { idx, attempt, exit }).await;
+}
+
+/// What one attempt watches its lines for, and what it already said.
+struct Watch {
+    idx: usize,
+    attempt: u32,
+    role: Arc<Role>,
+    ready: bool,
+    failed: bool,
+    timed_out: bool,
+    tx: mpsc::Sender<Msg>,
+}
+
+impl Watch {
+    /// Logs one line and matches it against the role's fail and ready patterns.
+    async fn line(&mut self, log: &mut Log, tag: char, line: &[u8]) {
+        let text = log.redact(String::from_utf8_lossy(line).into_owned());
+        log.write(tag, &text);
+        check_line(
+            &self.role,
+            &text,
+            &mut self.ready,
+            &mut self.failed,
+            self.timed_out,
+            self.idx,
+            self.attempt,
+            &self.tx,
+        )
+        .await;
+    }
+}
+
+/// Follows the process's output to its exit, line by line, and its readiness deadline.
+async fn follow(
+    process: &mut crate::transport::Process,
+    log: &mut Log,
+    w: &mut Watch,
+    deadline: Option<Instant>,
+) -> Exit {
     let mut splitters = [LineSplitter::default(), LineSplitter::default()];
     let exit = loop {
         let sleep = async {
             match deadline {
-                Some(d) if !ready && !timed_out => tokio::time::sleep_until(d).await,
+                Some(d) if !w.ready && !w.timed_out => tokio::time::sleep_until(d).await,
                 _ => std::future::pending().await,
             }
         };
         let ev = tokio::select! {
             ev = process.events.recv() => ev,
             _ = sleep => {
-                timed_out = true;
-                let _ = tx.send(Msg::ReadyTimeout { idx, attempt }).await;
+                w.timed_out = true;
+                let (idx, attempt) = (w.idx, w.attempt);
+                let _ = w.tx.send(Msg::ReadyTimeout { idx, attempt }).await;
                 continue;
             }
         };
@@ -202,46 +257,16 @@ pub(crate) async fn run(a: Attempt) {
         let mut lines = Vec::new();
         splitters[which].push(&data, |l, _| lines.push(l));
         for l in lines {
-            let text = log.redact(String::from_utf8_lossy(&l).into_owned());
-            log.write(tag, &text);
-            check_line(
-                &role,
-                &text,
-                &mut ready,
-                &mut failed,
-                timed_out,
-                idx,
-                attempt,
-                &tx,
-            )
-            .await;
+            w.line(log, tag, &l).await;
         }
         log.flush();
     };
     for (which, tag) in [(0, 'O'), (1, 'E')] {
         if let Some(l) = splitters[which].finish() {
-            let text = log.redact(String::from_utf8_lossy(&l).into_owned());
-            log.write(tag, &text);
-            check_line(
-                &role,
-                &text,
-                &mut ready,
-                &mut failed,
-                timed_out,
-                idx,
-                attempt,
-                &tx,
-            )
-            .await;
+            w.line(log, tag, &l).await;
         }
     }
-    log.write(
-        'S',
-        &format!("sortie: ended ({})", super::event::ExitInfo::from(&exit)),
-    );
-    log.flush();
-    pool.release(lease).await;
-    let _ = tx.send(Msg::Exited { idx, attempt, exit }).await;
+    exit
 }
 
 #[allow(clippy::too_many_arguments)]
