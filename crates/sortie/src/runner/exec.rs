@@ -207,19 +207,7 @@ pub(crate) async fn run_job(
     let started = Instant::now();
     let mut process = match conn.spawn(cmd).await {
         Ok(p) => p,
-        Err(e) => {
-            let outcome = match e {
-                crate::transport::SpawnError::Lost(m) => Outcome::ConnectFailed {
-                    failure: ConnectFailure::ConnectionLost,
-                    message: m,
-                },
-                other => Outcome::ConnectFailed {
-                    failure: ConnectFailure::Unreachable,
-                    message: other.to_string(),
-                },
-            };
-            return (outcome, Duration::ZERO);
-        }
+        Err(e) => return (spawn_failure(e), Duration::ZERO),
     };
     let _ = tx
         .send(Event::JobStarted {
@@ -282,7 +270,27 @@ pub(crate) async fn run_job(
     if let Some(l) = stderr.finish() {
         let _ = tx.send(emit(Stream::Stderr, l, true)).await;
     }
-    let outcome = match (forced, exit) {
+    (outcome(forced, exit), started.elapsed())
+}
+
+/// The outcome of a job that could not start.
+fn spawn_failure(e: crate::transport::SpawnError) -> Outcome {
+    match e {
+        crate::transport::SpawnError::Lost(m) => Outcome::ConnectFailed {
+            failure: ConnectFailure::ConnectionLost,
+            message: m,
+        },
+        other => Outcome::ConnectFailed {
+            failure: ConnectFailure::Unreachable,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// The outcome of a job that ran: a lost connection first, then what sortie forced (timeout,
+/// interrupt), then the exit.
+fn outcome(forced: Option<Outcome>, exit: Exit) -> Outcome {
+    match (forced, exit) {
         (_, Exit::Lost(message)) => Outcome::ConnectFailed {
             failure: ConnectFailure::ConnectionLost,
             message,
@@ -295,8 +303,7 @@ pub(crate) async fn run_job(
             core_dumped,
         },
         (None, Exit::NoStatus) => Outcome::NoExitStatus,
-    };
-    (outcome, started.elapsed())
+    }
 }
 
 /// Starts the stop sequence on its own task (and channel); the job's loop keeps reading output

@@ -905,27 +905,8 @@ async fn attempt(sh: Arc<Shared>, pool: Arc<HostPool>, seq: u64, cmd: Command) {
             .await
         {
             Ok(l) => l,
-            Err(AcquireError::Cancelled) => {
-                let _ = sh
-                    .tx
-                    .send(Msg::Done {
-                        seq,
-                        host,
-                        outcome: Outcome::Interrupted,
-                        elapsed: Duration::ZERO,
-                        started: false,
-                    })
-                    .await;
-                return;
-            }
-            Err(AcquireError::Closed) => {
-                let why = Requeue::Lost("connection lost".into());
-                let _ = sh.tx.send(Msg::Requeue { seq, host, why }).await;
-                return;
-            }
-            Err(AcquireError::Connect) => {
-                let why = Requeue::NoConnection;
-                let _ = sh.tx.send(Msg::Requeue { seq, host, why }).await;
+            Err(e) => {
+                let _ = sh.tx.send(acquire_failed(seq, host, e)).await;
                 return;
             }
         };
@@ -997,6 +978,30 @@ async fn attempt(sh: Arc<Shared>, pool: Arc<HostPool>, seq: u64, cmd: Command) {
         };
         let _ = sh.tx.send(msg).await;
         return;
+    }
+}
+
+/// What to tell the coordinator when no connection could be had for job `seq`: interrupted,
+/// or try it again (elsewhere).
+fn acquire_failed(seq: u64, host: usize, e: AcquireError) -> Msg {
+    match e {
+        AcquireError::Cancelled => Msg::Done {
+            seq,
+            host,
+            outcome: Outcome::Interrupted,
+            elapsed: Duration::ZERO,
+            started: false,
+        },
+        AcquireError::Closed => Msg::Requeue {
+            seq,
+            host,
+            why: Requeue::Lost("connection lost".into()),
+        },
+        AcquireError::Connect => Msg::Requeue {
+            seq,
+            host,
+            why: Requeue::NoConnection,
+        },
     }
 }
 

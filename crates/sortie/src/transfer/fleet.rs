@@ -335,30 +335,7 @@ where
         line: text.into_bytes(),
         partial: false,
     };
-    let (outcome, stats, errors) = match result {
-        Ok(report) => {
-            let errors: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
-            let outcome = if errors.is_empty() {
-                Outcome::Ok
-            } else {
-                Outcome::TransferFailed {
-                    files: errors.len() as u64,
-                }
-            };
-            (outcome, report.stats, errors)
-        }
-        Err(e) => {
-            let outcome = match &e {
-                TransferError::Interrupted => Outcome::Interrupted,
-                TransferError::ConnectionLost(m) => Outcome::ConnectFailed {
-                    failure: ConnectFailure::ConnectionLost,
-                    message: m.clone(),
-                },
-                _ => Outcome::TransferFailed { files: 0 },
-            };
-            (outcome, TransferStats::default(), vec![e.to_string()])
-        }
-    };
+    let (outcome, stats, errors) = transfer_outcome(result);
     for e in &errors {
         let _ = tx.send(line(Stream::Stderr, format!("{verb}: {e}"))).await;
     }
@@ -386,6 +363,36 @@ where
         },
         began.elapsed(),
     )
+}
+
+/// A host's transfer result as its outcome, figures and per-file errors.
+fn transfer_outcome(
+    result: Result<TransferReport, TransferError>,
+) -> (Outcome, TransferStats, Vec<String>) {
+    match result {
+        Ok(report) => {
+            let errors: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
+            let outcome = if errors.is_empty() {
+                Outcome::Ok
+            } else {
+                Outcome::TransferFailed {
+                    files: errors.len() as u64,
+                }
+            };
+            (outcome, report.stats, errors)
+        }
+        Err(e) => {
+            let outcome = match &e {
+                TransferError::Interrupted => Outcome::Interrupted,
+                TransferError::ConnectionLost(m) => Outcome::ConnectFailed {
+                    failure: ConnectFailure::ConnectionLost,
+                    message: m.clone(),
+                },
+                _ => Outcome::TransferFailed { files: 0 },
+            };
+            (outcome, TransferStats::default(), vec![e.to_string()])
+        }
+    }
 }
 
 /// `put: 3 files, 1.5 MiB sent, 2 unchanged, 1 failed (sftp)`.
