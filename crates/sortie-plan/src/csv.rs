@@ -31,9 +31,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode, SourceSpan};
+use miette::{Diagnostic, LabeledSpan, SourceCode};
 
-use crate::position::{char_len_at, line_col};
+use crate::position::{char_len_at, line_col, Located};
 
 /// What is wrong with a CSV file (see [`CsvError`] for where).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,20 +137,7 @@ impl CsvErrorKind {
 ///
 /// Displays as `FILE:LINE:COLUMN: message`.
 #[derive(Debug, Clone)]
-pub struct CsvError(Box<CsvErrorInner>);
-
-/// Boxed so that `Result<_, CsvError>` stays small.
-#[derive(Debug, Clone)]
-struct CsvErrorInner {
-    kind: CsvErrorKind,
-    file: Arc<str>,
-    line: usize,
-    column: usize,
-    src: NamedSource<Arc<str>>,
-    span: SourceSpan,
-    label: String,
-    help: Option<String>,
-}
+pub struct CsvError(Box<(CsvErrorKind, Located)>);
 
 impl CsvError {
     fn new(
@@ -161,59 +148,60 @@ impl CsvError {
         len: usize,
         label: impl Into<String>,
     ) -> Self {
-        let (line, column) = line_col(source, offset);
         let help = kind.help();
-        Self(Box::new(CsvErrorInner {
-            kind,
-            file: Arc::clone(file),
-            line,
-            column,
-            src: NamedSource::new(&**file, Arc::clone(source)),
-            span: SourceSpan::new(offset.into(), len),
-            label: label.into(),
+        let at = Located::new(
+            kind.code(),
+            file,
+            source,
+            offset..offset + len,
+            false,
+            kind.to_string(),
+            label.into(),
             help,
-        }))
+        );
+        Self(Box::new((kind, at)))
     }
 
     /// What is wrong.
     pub fn kind(&self) -> &CsvErrorKind {
-        &self.0.kind
+        &self.0 .0
+    }
+
+    /// Where, with the message, label and help (the crate's one located-error type).
+    pub fn located(&self) -> &Located {
+        &self.0 .1
     }
 
     /// The file name given to the parser.
     pub fn file(&self) -> &str {
-        &self.0.file
+        self.located().file()
     }
 
     /// 1-based line of the error.
     pub fn line(&self) -> usize {
-        self.0.line
+        self.located().line()
     }
 
     /// 1-based column (in characters) of the error.
     pub fn column(&self) -> usize {
-        self.0.column
+        self.located().column()
     }
 
     /// Byte range in the file's text that the error label covers.
     pub fn span(&self) -> std::ops::Range<usize> {
-        self.0.span.offset()..self.0.span.offset() + self.0.span.len()
+        self.located().span()
     }
 
     /// Replaces the help text (the "what to do" line), for [`CsvTable::cell_error`] users.
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
-        self.0.help = Some(help.into());
+        self.0 .1.help = Some(help.into());
         self
     }
 }
 
 impl fmt::Display for CsvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.0.file, self.0.line, self.0.column, self.0.kind
-        )
+        self.located().fmt(f)
     }
 }
 
@@ -221,24 +209,19 @@ impl std::error::Error for CsvError {}
 
 impl Diagnostic for CsvError {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new(self.0.kind.code()))
+        Diagnostic::code(self.located())
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.0
-            .help
-            .as_ref()
-            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        Diagnostic::help(self.located())
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        Some(&self.0.src)
+        Diagnostic::source_code(self.located())
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        Some(Box::new(std::iter::once(
-            LabeledSpan::new_primary_with_span(Some(self.0.label.clone()), self.0.span),
-        )))
+        Diagnostic::labels(self.located())
     }
 }
 
@@ -486,8 +469,8 @@ impl Parser {
                     label,
                 );
                 // Label the whole row, but report the position where the row goes wrong.
-                err.0.line = line;
-                err.0.column = column;
+                err.0 .1.line = line;
+                err.0 .1.column = column;
                 return Err(err);
             }
             let line = self.line_of(raw.start);

@@ -58,5 +58,6 @@ pub use jobs::{Columns, Job, JobSet, JobSource, JobsError};
 pub use launch::{
     load as load_plan, render_dry_run, HostResolution, Plan, PlanError, PlanSpec, ProcessSpec,
 };
+pub use position::Located;
 pub use template::{shell_quote, Context, Template, TemplateError};
 pub use units::{parse_duration, parse_rate, Rate, UnitError};

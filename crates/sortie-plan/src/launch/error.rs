@@ -1,7 +1,8 @@
 //! Errors of plan loading, validation and placement.
 //!
 //! Owns [`PlanError`]: every problem a user can cause in a plan file, a data set or a `--set`
-//! option, located by file, 1-based line and column, with a miette span into the text. It does
+//! option, located by file, 1-based line and column, with a miette span into the text (the
+//! crate's one [`Located`] type, shared with CSV errors). It does
 //! not decide how errors are printed (the CLI renders them with miette).
 
 use std::fmt;
@@ -9,10 +10,10 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode, SourceSpan};
+use miette::{Diagnostic, LabeledSpan, SourceCode};
 
 use crate::csv::CsvError;
-use crate::position::line_col;
+pub use crate::position::Located;
 
 /// Anything that makes a plan unusable, found before any host is contacted.
 #[derive(Debug, thiserror::Error)]
@@ -35,36 +36,12 @@ pub enum PlanError {
     },
 }
 
-/// A located problem: file (or option), line, column, message, label and help.
-#[derive(Debug, Clone)]
-pub struct Located {
-    code: &'static str,
-    message: String,
-    file: String,
-    line: usize,
-    column: usize,
-    span: Range<usize>,
-    src: NamedSource<Arc<str>>,
-    label: String,
-    help: Option<String>,
-}
-
-impl fmt::Display for Located {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )
-    }
-}
-
 impl PlanError {
     /// A stable code such as `sortie::plan::unknown_role` (`sortie::plan::csv` for data-set
     /// errors, `sortie::plan::io` for unreadable files).
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Located(l) => l.code,
+            Self::Located(l) => l.code(),
             Self::Csv(_) => "sortie::plan::csv",
             Self::Io { .. } => "sortie::plan::io",
         }
@@ -73,7 +50,7 @@ impl PlanError {
     /// The file (or `--set KEY=VALUE` option) the error points into.
     pub fn file(&self) -> String {
         match self {
-            Self::Located(l) => l.file.clone(),
+            Self::Located(l) => l.file().to_owned(),
             Self::Csv(e) => e.file().to_owned(),
             Self::Io { path, .. } => path.display().to_string(),
         }
@@ -82,7 +59,7 @@ impl PlanError {
     /// 1-based line (0 for I/O errors).
     pub fn line(&self) -> usize {
         match self {
-            Self::Located(l) => l.line,
+            Self::Located(l) => l.line(),
             Self::Csv(e) => e.line(),
             Self::Io { .. } => 0,
         }
@@ -91,7 +68,7 @@ impl PlanError {
     /// 1-based column in characters (0 for I/O errors).
     pub fn column(&self) -> usize {
         match self {
-            Self::Located(l) => l.column,
+            Self::Located(l) => l.column(),
             Self::Csv(e) => e.column(),
             Self::Io { .. } => 0,
         }
@@ -100,7 +77,7 @@ impl PlanError {
     /// What is wrong, without the location.
     pub fn message(&self) -> String {
         match self {
-            Self::Located(l) => l.message.clone(),
+            Self::Located(l) => l.message().to_owned(),
             Self::Csv(e) => e.kind().to_string(),
             Self::Io { source, .. } => source.to_string(),
         }
@@ -109,7 +86,7 @@ impl PlanError {
     /// Byte range of the offending text in the file (or option) it names.
     pub fn span(&self) -> Option<Range<usize>> {
         match self {
-            Self::Located(l) => Some(l.span.clone()),
+            Self::Located(l) => Some(l.span()),
             Self::Csv(e) => Some(e.span()),
             Self::Io { .. } => None,
         }
@@ -126,10 +103,7 @@ impl Diagnostic for PlanError {
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         match self {
-            Self::Located(l) => l
-                .help
-                .as_ref()
-                .map(|h| Box::new(h) as Box<dyn fmt::Display>),
+            Self::Located(l) => l.help(),
             Self::Csv(e) => e.help(),
             Self::Io { .. } => Some(Box::new(
                 "check the path; relative paths are relative to the plan file",
@@ -139,7 +113,7 @@ impl Diagnostic for PlanError {
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
         match self {
-            Self::Located(l) => Some(&l.src),
+            Self::Located(l) => l.source_code(),
             Self::Csv(e) => e.source_code(),
             Self::Io { .. } => None,
         }
@@ -147,12 +121,7 @@ impl Diagnostic for PlanError {
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         match self {
-            Self::Located(l) => Some(Box::new(std::iter::once(
-                LabeledSpan::new_primary_with_span(
-                    Some(l.label.clone()),
-                    SourceSpan::new(l.span.start.into(), l.span.len().max(1)),
-                ),
-            ))),
+            Self::Located(l) => l.labels(),
             Self::Csv(e) => e.labels(),
             Self::Io { .. } => None,
         }
@@ -187,18 +156,16 @@ impl Source {
     ) -> PlanError {
         let start = span.start.min(self.text.len());
         let end = span.end.clamp(start, self.text.len());
-        let (line, column) = line_col(&self.text, start);
-        PlanError::Located(Box::new(Located {
+        PlanError::Located(Box::new(Located::new(
             code,
-            message: message.into(),
-            file: self.name.clone(),
-            line,
-            column,
-            span: start..end,
-            src: NamedSource::new(self.name.clone(), Arc::clone(&self.text)),
-            label: label.into(),
+            &Arc::from(self.name.as_str()),
+            &self.text,
+            start..end,
+            true,
+            message.into(),
+            label.into(),
             help,
-        }))
+        )))
     }
 }
 
@@ -211,11 +178,10 @@ impl PlanError {
                 let Located {
                     code,
                     message,
-                    label,
                     help,
                     ..
-                } = *l;
-                src.error(code, span, message, label, help)
+                } = *l.clone();
+                src.error(code, span, message, l.label().to_owned(), help)
             }
             other => other,
         }
