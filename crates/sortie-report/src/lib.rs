@@ -8,6 +8,8 @@
 //! - [`JsonReporter`]: JSON Lines, one event per line ([`Mode::Json`]).
 //! - [`SummaryReporter`]: the final per-outcome summary, on stderr.
 //! - [`StatusReporter`]: the live aggregate status line, on stderr, terminals only.
+//! - [`launch`]: the reporters of `sortie launch` (live table, status lines, summary,
+//!   `report.json`, the run record `events.jsonl`), consumers of its `LaunchEvent` stream.
 //!
 //! The CLI builds one [`Fanout`] with [`ReporterConfig`] and feeds it every event:
 //!

@@ -143,3 +143,45 @@ pub fn read_record(path: &Path) -> Result<Recorded, RecordError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sortie_events::launch::Phase;
+
+    fn write(dir: &Path, text: &str) {
+        std::fs::write(dir.join(EVENTS_FILE), text).unwrap();
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_the_rest_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let ev = LaunchEvent::PhaseChanged {
+            phase: Phase::Holding,
+            at_ms: 5,
+        };
+        let line = EventLog::line("r1", &ev);
+        write(dir.path(), &format!("{line}\n{}", &line[..20]));
+        let rec = read_record(dir.path()).unwrap();
+        assert_eq!(rec.run_id, "r1");
+        assert_eq!(rec.events, vec![ev]);
+        assert_eq!(rec.unreadable.len(), 1);
+        assert_eq!(rec.unreadable[0].0, 2);
+        assert!(!rec.finished());
+    }
+
+    #[test]
+    fn a_record_from_a_newer_schema_is_refused_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "{\"v\":99,\"run_id\":\"r\",\"event\":\"phase_changed\",\"phase\":\"holding\",\"at_ms\":1}\n",
+        );
+        let err = read_record(dir.path()).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("events.jsonl:1: schema version 99 is newer than this sortie reads (1)"),
+            "{err}"
+        );
+    }
+}
