@@ -62,6 +62,9 @@ pub async fn run(a: LaunchArgs, signals: crate::signals::Interrupts) -> miette::
         view.event(&ev);
     }
     if view.finish() {
+        // indicatif leaves the cursor at the end of the table's last row: end it, then a
+        // blank line before the summary, as before.
+        eprintln!();
         eprintln!();
     }
     let result = handle
