@@ -301,6 +301,23 @@ fn environment(
 /// `workdir`, `fresh_dir` and `links`; returns `fresh_dir`.
 fn working_dir(ck: &Checker<'_>, rspan: Range<usize>, r: &RawRole) -> Result<bool, PlanError> {
     let fresh_dir = r.fresh_dir.as_ref().is_some_and(|f| *f.get_ref());
+    // A placeholder would reach the host literally (a directory named `{host}`), and the
+    // plan's collections would then miss it: refuse it here, where the plan names it.
+    if let Some(w) = &r.workdir {
+        let text = w.get_ref();
+        if let Some(open) = text.find('{').filter(|&i| text[i..].contains('}')) {
+            let start = w.span().start + 1 + open;
+            let end = start + text[open..].find('}').map_or(1, |c| c + 1);
+            return Err(ck.err(
+                "sortie::plan::bad_role",
+                start..end,
+                "workdir takes no placeholder: it is one directory, the same on every host",
+                "placeholder",
+                "for a directory per process use fresh_dir = true (WORKDIR/.sortie/ROLE/KEY); \
+                 for a different path per host, give each host its own group and role",
+            ));
+        }
+    }
     if fresh_dir && r.workdir.is_none() {
         return Err(ck.err(
             "sortie::plan::bad_role",
