@@ -275,6 +275,25 @@ pub fn render_summary(r: &LaunchReport) -> String {
     o
 }
 
+/// A path as the plan wrote it: the same on every host, or with each host's own name put back
+/// as `{host}` (`/opt/{host}/conf`), else `(a path per host)`.
+fn per_host(list: &[&TransferRecord], path: impl Fn(&TransferRecord) -> &String) -> String {
+    let first = path(list[0]);
+    if list.iter().all(|t| path(t) == first) {
+        return first.clone();
+    }
+    let templated = first.replace(&list[0].host, "{host}");
+    if templated.contains("{host}")
+        && list
+            .iter()
+            .all(|t| path(t).replace(&t.host, "{host}") == templated)
+    {
+        templated
+    } else {
+        "(a path per host)".to_string()
+    }
+}
+
 /// One line per plan transfer (`upload #1 bin -> /opt/x: ok on 3 hosts, 4 files, 1.2 MiB`),
 /// then each host where it did not go well.
 fn render_transfers(o: &mut String, transfers: &[TransferRecord]) {
@@ -292,7 +311,7 @@ fn render_transfers(o: &mut String, transfers: &[TransferRecord]) {
         let unchanged: u64 = list.iter().map(|t| t.unchanged).sum();
         let bytes: u64 = list.iter().map(|t| t.bytes).sum();
         let (step, target) = match first.step {
-            TransferStep::Upload => ("upload", first.dest.clone()),
+            TransferStep::Upload => ("upload", per_host(list, |t| &t.dest)),
             TransferStep::Collect => (
                 "collect",
                 // Every host has its own directory under the same parent.
@@ -301,15 +320,12 @@ fn render_transfers(o: &mut String, transfers: &[TransferRecord]) {
                     .map_or(first.dest.clone(), |p| format!("{}/<host>", p.display())),
             ),
         };
-        let src = if list.iter().all(|t| t.src == first.src) {
-            first.src.clone()
-        } else {
-            "(a path per host)".to_string()
-        };
+        let src = per_host(list, |t| &t.src);
         let mut line = format!(
-            "{step} #{} {src} -> {target}: ok on {ok} of {} hosts, {files} files, {}",
+            "{step} #{} {src} -> {target}: ok on {ok} of {} hosts, {files} file{}, {}",
             first.index + 1,
             list.len(),
+            if files == 1 { "" } else { "s" },
             human_bytes(bytes)
         );
         if unchanged > 0 {
