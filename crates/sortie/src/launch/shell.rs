@@ -11,16 +11,7 @@ use std::time::Duration;
 
 use sortie_plan::launch::ProcessSpec;
 
-/// Quotes a string for a POSIX shell.
-pub(crate) fn quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
+pub(crate) use crate::transport::remote::quote;
 
 /// A plan path as a shell word: `~` and `~/x` become `"$HOME"/x`; a relative path is taken
 /// from `base` (a shell variable holding the login directory) when `base` is given.

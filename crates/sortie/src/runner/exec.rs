@@ -8,7 +8,9 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::{Coordinator, LineSplitter, RunHandle, QUEUE};
-use crate::transport::{Command, Connection, Exit, ProcessEvent, StopSequence, Target, Transport};
+use crate::transport::{
+    Command, CommandShell, Connection, Exit, ProcessEvent, StopSequence, Target, Transport,
+};
 
 /// Options of an `exec` run.
 #[derive(Clone, Debug)]
@@ -56,8 +58,10 @@ pub fn exec(
             .await;
         let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
         let fanout = Arc::new(Semaphore::new(options.fanout.max(1)));
+        // `exec` text means what it means to `ssh host 'TEXT'`: the login shell reads it.
         let cmd = Arc::new(Command {
             command,
+            shell: CommandShell::Login,
             env: options.env.clone(),
             cwd: None,
         });

@@ -66,7 +66,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::exec::run_job;
 use super::{Coordinator, RunHandle, RunResult, QUEUE};
-use crate::transport::{Command, Connection, StopSequence, Target, Transport};
+use crate::transport::{Command, CommandShell, Connection, StopSequence, Target, Transport};
 use pool::{AcquireError, HostPool, JobConn};
 
 /// How jobs are spread over hosts with a free slot.
@@ -649,6 +649,7 @@ impl Executor {
         );
         let cmd = Command {
             command,
+            shell: CommandShell::Posix,
             env: self.options.env.clone(),
             cwd: None,
         };

@@ -118,10 +118,8 @@ pub(crate) async fn capture(
     Ok((None, out, err))
 }
 
-/// Quotes a string for a POSIX shell.
-pub(crate) fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
+/// Quotes a string for a POSIX shell (sortie's one quoting, see `transport::remote`).
+pub(crate) use crate::transport::remote::quote as sh_quote;
 
 /// SHA-256 of a remote file with `sha256sum`, as lower-case hex.
 pub(crate) async fn remote_sha256(conn: &dyn Connection, path: &str) -> RResult<String> {

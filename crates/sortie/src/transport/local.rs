@@ -12,8 +12,8 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use super::{
-    signal_name, ByteStream, Command, ConnectError, Connection, Exit, Process, ProcessEvent,
-    SpawnError, StopSequence, Target, Transport,
+    signal_name, ByteStream, Command, CommandShell, ConnectError, Connection, Exit, Process,
+    ProcessEvent, SpawnError, StopSequence, Target, Transport,
 };
 
 /// Output chunk size read from a local pipe.
@@ -81,7 +81,15 @@ fn alive(pid: u32) -> bool {
 #[async_trait]
 impl Connection for LocalConnection {
     async fn spawn(&self, command: &Command) -> Result<Process, SpawnError> {
-        let mut cmd = tokio::process::Command::new("/bin/sh");
+        // The same rule as over SSH: `exec` text goes to the login shell, the rest to /bin/sh.
+        let shell = match command.shell {
+            CommandShell::Posix => "/bin/sh".to_string(),
+            CommandShell::Login => std::env::var("SHELL")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "/bin/sh".into()),
+        };
+        let mut cmd = tokio::process::Command::new(&shell);
         cmd.arg("-c")
             .arg(&command.command)
             .stdin(Stdio::null())
@@ -99,7 +107,7 @@ impl Connection for LocalConnection {
         }
         let mut child = cmd
             .spawn()
-            .map_err(|e| SpawnError::Other(format!("cannot start /bin/sh: {e}")))?;
+            .map_err(|e| SpawnError::Other(format!("cannot start {shell}: {e}")))?;
         let pgid = child.id();
         let (tx, rx) = mpsc::channel(64);
         let mut stdout = child.stdout.take().expect("piped");

@@ -86,17 +86,31 @@ pub enum HostKeyChecking {
     No,
 }
 
-/// A command to start: a shell command line run by the remote login shell through a small
-/// POSIX wrapper that records its process group.
+/// A command to start: a shell command line, run in a new process group by a small POSIX
+/// wrapper that reports that group (the `transport::remote` module states which shell reads what).
 #[derive(Clone, Debug, Default)]
 pub struct Command {
     /// Shell command line.
     pub command: String,
+    /// Which shell reads [`Command::command`] on the host.
+    pub shell: CommandShell,
     /// Environment exported before the command, independent of the server's `AcceptEnv`.
     /// Values are never logged.
     pub env: Vec<(String, String)>,
     /// Working directory (created when missing), or the login directory.
     pub cwd: Option<String>,
+}
+
+/// Which shell reads a command's text on the host. sortie's own wrapper always runs in
+/// `/bin/sh`, whatever the login shell; this only chooses who reads the command text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CommandShell {
+    /// `/bin/sh -c TEXT`: `run`'s jobs, `launch`'s processes and sortie's own scripts, whose
+    /// templated values are quoted for POSIX sh.
+    #[default]
+    Posix,
+    /// The account's login shell (`$SHELL -c TEXT`), as `ssh host 'TEXT'` does: `exec`.
+    Login,
 }
 
 impl Command {

@@ -1,45 +1,138 @@
-//! The POSIX shell snippets sortie sends to a host: the wrapper that starts a command in a known
-//! process group, and the stop script that ends such a group.
+//! What sortie sends to a host over SSH, and the one rule for which shell reads what.
 //!
-//! Why a wrapper: OpenSSH's sshd puts each session's shell in a new session (`setsid`), so the
-//! shell's pid is the process group of everything the command starts. The wrapper prints that
-//! pid as its first line of stdout (a marker sortie strips), then `exec`s the command so the
-//! exit status and signal are reported by sshd itself. Before that it forks a tiny watchdog
-//! that holds the channel's stdin: when the channel closes (the run ended, sortie exited, or
-//! sshd noticed the connection died), stdin reaches EOF and the watchdog sends TERM to the
-//! whole group, so nothing sortie started outlives its channel. The command itself reads
-//! `/dev/null`, as with `pdsh`.
+//! **The rule.** Every channel sortie opens asks the server for exactly [`EXEC_REQUEST`]
+//! (`exec /bin/sh -s`): words every login shell reads alike (bash, dash, BusyBox ash, zsh,
+//! fish, csh/tcsh), because they hold no quote, backslash, `$`, `!`, glob or newline. The
+//! script itself then travels on the channel's stdin to `/bin/sh`, which reads it as POSIX sh
+//! whatever the account's login shell is, so nothing in it needs quoting for fish or csh.
+//! Inside that script, the command text is handed over as one POSIX-quoted word to:
+//! - the account's login shell (`$SHELL -c TEXT`) for [`CommandShell::Login`] (`sortie exec`):
+//!   the text means what it means to `ssh host 'TEXT'`;
+//! - `/bin/sh -c TEXT` for [`CommandShell::Posix`] (`sortie run`, `sortie launch` and sortie's
+//!   own scripts): their templates quote values for POSIX sh, and the same job list behaves
+//!   the same on every host whatever the accounts' shells are.
+//!
+//! Why stdin rather than a cleverly encoded command line: csh and tcsh cannot carry a newline
+//! inside quotes, treat `!` as history even inside single quotes, and fish reads `\` inside
+//! single quotes; no quoting is read back unchanged by all of them, and printf/base64 tricks
+//! need quotes or `$(...)` that csh reads differently. A script on stdin is never parsed by the
+//! login shell at all. `/bin/sh` parses a whole `{ ...; }` group before running any of it, so
+//! the wrapper may then point its own stdin elsewhere.
+//!
+//! **The process group.** Servers differ: OpenSSH's sshd makes each session's shell a session
+//! leader, but Dropbear leaves it in the group of Dropbear's own per-connection process, so
+//! the shell's `$$` is not a group and `kill -TERM -$$` would miss (or hit Dropbear). The
+//! wrapper therefore starts the command in a new session that it creates itself: a subshell
+//! (never a group leader, so `setsid` does not fork) `exec`s `setsid /bin/sh -c INNER`. INNER
+//! prints its own pid, which is now its session and process group id for certain, as the
+//! marker line sortie strips from stdout, forks a watchdog, and `exec`s the command. Where
+//! `setsid` is missing, the wrapper uses its own group when it leads one (OpenSSH) and
+//! otherwise refuses with a clear error: `set -m` needs a terminal in dash and BusyBox ash.
+//! The wrapper waits for the command and re-raises a signal that ended it (after `ulimit -c
+//! 0`), so the server reports `exit-signal` as it would for the command itself.
+//!
+//! **The watchdog** holds the channel's stdin: when the channel closes (the run ended, sortie
+//! exited, or the server noticed the connection died) it reads end of file and sends TERM to
+//! the whole group; being in the group, it keeps the group id from being reused until then.
+//! The command itself reads `/dev/null`, as with `pdsh`.
 
 use std::fmt::Write as _;
 
-use super::{Command, StopSequence};
+use super::{Command, CommandShell, StopSequence};
 
-/// First bytes of the marker line the wrapper prints.
+/// The exec request of every channel: the login shell starts `/bin/sh`, which reads the
+/// script sent on stdin. Only characters every shell reads literally.
+pub(crate) const EXEC_REQUEST: &str = "exec /bin/sh -s";
+
+/// First bytes of the marker line the wrapper prints: the command's process group.
 pub(crate) const MARKER: &[u8] = b"\x02sortie-pgid ";
 
-/// Quotes a string for a POSIX shell (single quotes), as templates do.
+/// First bytes of the line the wrapper prints when it cannot start the command.
+pub(crate) const REFUSAL: &[u8] = b"\x02sortie-error ";
+
+/// The line a stream script prints once `/bin/sh` has read all of it (see [`stream_script`]).
+pub(crate) const READY: &[u8] = b"\x02sortie-ready\n";
+
+/// Quotes a string for a POSIX shell: sortie's one implementation, shared with templates.
 pub(crate) fn quote(s: &str) -> String {
     sortie_plan::shell_quote(s).into_owned()
 }
 
-/// The wrapper script for `command`, to be run by the login shell of the remote user.
+/// The wrapper's last steps, once its process leads the command's group: print the group
+/// (its own pid), fork the watchdog, and `exec` `shell -c cmd` (both shell words).
+fn inner(shell: &str, cmd: &str) -> String {
+    format!(
+        "printf '\\002sortie-pgid %s\\n' \"$$\"; \
+         {{ while read -r _ <&3; do :; done; kill -TERM -$$; }} >/dev/null 2>&1 & \
+         exec 3<&-; exec {shell} -c {cmd}"
+    )
+}
+
+/// The wrapper script for `command`, sent on stdin to `/bin/sh -s` (see the module docs).
+///
+/// Three ways to a group of its own, cheapest first, all decided on the host:
+/// 1. the wrapper already leads its process group (`/proc/$$/stat` says so: OpenSSH): it runs
+///    the command itself, as one process, like a plain `ssh host cmd`;
+/// 2. it does not (Dropbear) and `setsid` exists: `exec setsid` makes the wrapper's own
+///    process a new session's leader, again with no extra process;
+/// 3. `/proc` cannot tell: a subshell (never a group leader, so `setsid` cannot fork) runs
+///    `setsid`, and the wrapper waits for it and re-raises the signal that ended it.
 pub(crate) fn wrapper(command: &Command) -> String {
-    let mut s = String::with_capacity(command.command.len() + 256);
-    // Keep the channel's stdin on fd 3 for the watchdog; everything else reads /dev/null.
-    s.push_str("exec 3<&0 </dev/null; printf '\\002sortie-pgid %s\\n' \"$$\"; ");
-    // `read` is a builtin: the watchdog costs the host one fork, not a fork and an exec.
-    s.push_str(
-        "{ while read -r _ <&3; do :; done; kill -TERM -$$; } >/dev/null 2>&1 & exec 3<&-; ",
-    );
+    let mut s = String::with_capacity(command.command.len() + 1024);
+    // One group: /bin/sh reads all of it before the first line moves stdin to fd 3.
+    s.push_str("{\nexec 3<&0 </dev/null\n");
+    let _ = writeln!(s, "sortie_cmd={}", quote(&command.command));
+    match command.shell {
+        CommandShell::Posix => s.push_str("sortie_sh=/bin/sh\n"),
+        CommandShell::Login => s.push_str("sortie_sh=${SHELL:-/bin/sh}\n"),
+    }
     for (k, v) in &command.env {
-        let _ = write!(s, "export {k}={}; ", quote(v));
+        let _ = writeln!(s, "export {k}={}", quote(v));
     }
     if let Some(dir) = &command.cwd {
         let d = quote(dir);
-        let _ = write!(s, "mkdir -p -- {d} && cd -- {d} || exit 127; ");
+        let _ = writeln!(
+            s,
+            "mkdir -p -- {d} && cd -- {d} || {{ printf '\\002sortie-error cannot enter %s\\n' {d}; exit 125; }}"
+        );
     }
-    let _ = write!(s, "exec /bin/sh -c {}", quote(&command.command));
+    let _ = writeln!(s, "sortie_in={}", quote(&inner("\"$0\"", "\"$1\"")));
+    s.push_str(
+        "sortie_pg=; read -r sortie_pg < /proc/$$/stat 2>/dev/null && { set -- ${sortie_pg##*) }; sortie_pg=$3; }\n",
+    );
+    let _ = writeln!(
+        s,
+        "if [ \"$sortie_pg\" = \"$$\" ]; then {}; fi",
+        inner("\"$sortie_sh\"", "\"$sortie_cmd\"")
+    );
+    s.push_str(
+        "if ! command -v setsid >/dev/null 2>&1; then\n\
+         printf '\\002sortie-error %s\\n' 'this host has no setsid command and its SSH server does not give the session its own process group (install setsid from util-linux or BusyBox)'\n\
+         exit 125\n\
+         fi\n\
+         if [ -n \"$sortie_pg\" ]; then exec setsid /bin/sh -c \"$sortie_in\" \"$sortie_sh\" \"$sortie_cmd\"; fi\n\
+         (exec setsid /bin/sh -c \"$sortie_in\" \"$sortie_sh\" \"$sortie_cmd\")\n\
+         sortie_rc=$?\n\
+         if [ \"$sortie_rc\" -gt 128 ]; then sortie_sig=$(kill -l \"$sortie_rc\" 2>/dev/null)\n\
+         case $sortie_sig in\n\
+         HUP|INT|QUIT|ILL|ABRT|FPE|KILL|SEGV|PIPE|ALRM|TERM|USR1|USR2|BUS)\n\
+         ulimit -c 0 2>/dev/null; trap - \"$sortie_sig\"; kill -s \"$sortie_sig\" $$ ;;\n\
+         esac; fi\n\
+         exit \"$sortie_rc\"\n}\n",
+    );
     s
+}
+
+/// A plain POSIX script for `/bin/sh -s` (the channel's stdin is closed after it).
+pub(crate) fn script(body: &str) -> String {
+    format!("{body}\n")
+}
+
+/// A script for a raw byte stream (the transfer fallback): once `/bin/sh` has read all of it,
+/// it prints [`READY`] and runs `command` with the channel's stdin and stdout. The caller sends
+/// data only after [`READY`], so `/bin/sh` cannot have read any of it as script.
+pub(crate) fn stream_script(command: &str) -> String {
+    format!("{{\nprintf '\\002sortie-ready\\n'\n{command}\n}}\n")
 }
 
 /// The script that ends process group `pgid`: each step signals the group and waits (in
@@ -59,95 +152,37 @@ pub(crate) fn stop_script(pgid: u32, sequence: &StopSequence) -> String {
     s
 }
 
-/// Strips the marker line from the first bytes of stdout. Returns `None` while more bytes are
-/// needed, else the pgid (if the marker was there) and the remaining output.
-pub(crate) fn take_marker(buf: &[u8]) -> Option<(Option<u32>, &[u8])> {
-    let prefix_len = MARKER.len().min(buf.len());
-    if buf[..prefix_len] != MARKER[..prefix_len] {
-        return Some((None, buf));
+/// What the first bytes of a wrapper's stdout said.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Head<'a> {
+    /// The marker: the command's process group, and the output after the marker line.
+    Started(u32, &'a [u8]),
+    /// The wrapper refused to start the command, with its reason.
+    Refused(String),
+    /// Not a wrapper's output (no `/bin/sh`, or a login shell that failed).
+    Other(&'a [u8]),
+}
+
+/// Reads the marker line from the first bytes of stdout. Returns `None` while more bytes are
+/// needed.
+pub(crate) fn take_marker(buf: &[u8]) -> Option<Head<'_>> {
+    for (prefix, started) in [(MARKER, true), (REFUSAL, false)] {
+        let n = prefix.len().min(buf.len());
+        if buf[..n] != prefix[..n] {
+            continue;
+        }
+        let nl = buf.iter().position(|&b| b == b'\n')?;
+        let text = String::from_utf8_lossy(&buf[prefix.len().min(nl)..nl]);
+        if !started {
+            return Some(Head::Refused(text.trim().to_string()));
+        }
+        return Some(match text.trim().parse() {
+            Ok(pid) => Head::Started(pid, &buf[nl + 1..]),
+            Err(_) => Head::Other(buf),
+        });
     }
-    let nl = buf.iter().position(|&b| b == b'\n')?;
-    let pid = std::str::from_utf8(&buf[MARKER.len().min(nl)..nl])
-        .ok()
-        .and_then(|s| s.trim().parse().ok());
-    Some((pid, &buf[nl + 1..]))
+    Some(Head::Other(buf))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn quote_round_trips_through_sh() {
-        for s in [
-            "plain",
-            "",
-            "a b",
-            "it's",
-            "$HOME `x` \\ \"q\"",
-            "new\nline",
-            "ünï",
-        ] {
-            let out = std::process::Command::new("/bin/sh")
-                .arg("-c")
-                .arg(format!("printf %s {}", quote(s)))
-                .output()
-                .unwrap();
-            assert_eq!(String::from_utf8(out.stdout).unwrap(), s);
-        }
-    }
-
-    #[test]
-    fn marker_is_parsed_across_chunks() {
-        assert_eq!(take_marker(b"\x02sortie-p"), None);
-        assert_eq!(
-            take_marker(b"\x02sortie-pgid 4242\nhello"),
-            Some((Some(4242), &b"hello"[..]))
-        );
-        assert_eq!(take_marker(b"other"), Some((None, &b"other"[..])));
-    }
-
-    #[test]
-    fn wrapper_runs_command_in_its_own_group_with_env_and_status() {
-        let cmd = Command {
-            command: "echo \"$GREETING from $(pwd)\"; exit 3".into(),
-            env: vec![("GREETING".into(), "it's me".into())],
-            cwd: Some(
-                std::env::temp_dir()
-                    .join("sortie-wrapper-test")
-                    .display()
-                    .to_string(),
-            ),
-        };
-        let out = std::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(wrapper(&cmd))
-            .output()
-            .unwrap();
-        let (pid, rest) = take_marker(&out.stdout).unwrap();
-        assert!(pid.is_some());
-        assert_eq!(
-            String::from_utf8_lossy(rest).trim_end(),
-            format!("it's me from {}", cmd.cwd.as_deref().unwrap())
-        );
-        assert_eq!(out.status.code(), Some(3));
-    }
-
-    #[test]
-    fn stop_script_escalates() {
-        let s = stop_script(
-            77,
-            &StopSequence {
-                steps: vec![
-                    ("INT".into(), Duration::from_secs(1)),
-                    ("TERM".into(), Duration::from_millis(100)),
-                ],
-            },
-        );
-        assert!(s.starts_with("kill -INT -77"));
-        assert!(s.contains("[ $i -lt 20 ]"));
-        assert!(s.contains("kill -TERM -77"));
-        assert!(s.ends_with("kill -KILL -77 2>/dev/null; exit 0"));
-    }
-}
+mod tests;

@@ -30,6 +30,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Mutex, OnceCell, Semaphore};
 
 use super::remote::{self, take_marker};
+
+mod channel;
 use super::{
     ByteStream, Command, ConnectError, ConnectFailure, Connection, Exit, HostKeyChecking, Process,
     ProcessEvent, SpawnError, StopSequence, Target, Transport,
@@ -603,12 +605,9 @@ pub struct SshConnection {
 }
 
 impl SshConnection {
-    async fn run_quiet(&self, script: String) -> Result<(), SpawnError> {
-        let mut channel = self.open().await?;
-        channel
-            .exec(true, script)
-            .await
-            .map_err(|e| SpawnError::Lost(describe(&e)))?;
+    /// Runs a POSIX script on its own channel and waits for it to end; its output is dropped.
+    async fn run_quiet(&self, body: String) -> Result<(), SpawnError> {
+        let mut channel = self.start(&remote::script(&body), true).await?;
         while let Some(msg) = channel.wait().await {
             if let ChannelMsg::ExitStatus { .. } | ChannelMsg::Close = msg {
                 break;
@@ -617,16 +616,85 @@ impl SshConnection {
         Ok(())
     }
 
-    async fn open(&self) -> Result<russh::Channel<client::Msg>, SpawnError> {
-        match self.handle.channel_open_session().await {
-            Ok(c) => Ok(c),
-            Err(russh::Error::ChannelOpenFailure(reason)) => {
-                Err(SpawnError::ChannelRefused(format!("{reason:?}")))
+    /// [`channel::start`], noting a lost connection.
+    async fn start(
+        &self,
+        script: &str,
+        eof: bool,
+    ) -> Result<russh::Channel<client::Msg>, SpawnError> {
+        let result = channel::start(&self.handle, script, eof).await;
+        if let Err(SpawnError::Lost(_)) = &result {
+            self.closed.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+/// What the start of a wrapper's channel said, before its marker line.
+struct Head {
+    pgid: Option<u32>,
+    pending: Vec<ProcessEvent>,
+    status: Option<Exit>,
+}
+
+/// Reads a wrapper's channel until its marker line gives the process group (or the channel
+/// ends first, which means the command never started).
+async fn read_head(
+    channel: &mut russh::Channel<client::Msg>,
+    handle: &Handle<ClientHandler>,
+) -> Result<Head, SpawnError> {
+    let mut head: Vec<u8> = Vec::new();
+    let mut err: Vec<u8> = Vec::new();
+    let mut pending: Vec<ProcessEvent> = Vec::new();
+    let mut status = None;
+    loop {
+        match channel.wait().await {
+            Some(ChannelMsg::Data { data }) => {
+                head.extend_from_slice(&data);
+                match take_marker(&head) {
+                    None => {}
+                    Some(remote::Head::Started(pid, rest)) => {
+                        if !rest.is_empty() {
+                            pending.push(ProcessEvent::Stdout(Bytes::copy_from_slice(rest)));
+                        }
+                        let pgid = Some(pid);
+                        return Ok(Head {
+                            pgid,
+                            pending,
+                            status,
+                        });
+                    }
+                    Some(remote::Head::Refused(reason)) => return Err(SpawnError::Other(reason)),
+                    Some(remote::Head::Other(out)) => {
+                        // Not the wrapper's output (a login shell's start-up files printed
+                        // first): pass it on; the command has no known group.
+                        pending.push(ProcessEvent::Stdout(Bytes::copy_from_slice(out)));
+                        return Ok(Head {
+                            pgid: None,
+                            pending,
+                            status,
+                        });
+                    }
+                }
             }
-            Err(e) => {
-                self.closed.store(true, Ordering::Relaxed);
-                Err(SpawnError::Lost(describe(&e)))
+            Some(ChannelMsg::ExtendedData { data, .. }) => {
+                err.extend_from_slice(&data);
+                pending.push(ProcessEvent::Stderr(data));
             }
+            Some(ChannelMsg::ExitStatus { exit_status }) => {
+                status = Some(Exit::Code(exit_status));
+            }
+            Some(ChannelMsg::Close) | None => {
+                if handle.is_closed() {
+                    return Err(SpawnError::Lost("connection closed".into()));
+                }
+                let code = match status {
+                    Some(Exit::Code(c)) => Some(c),
+                    _ => None,
+                };
+                return Err(channel::no_sh(&head, &err, code));
+            }
+            Some(_) => {}
         }
     }
 }
@@ -634,66 +702,19 @@ impl SshConnection {
 #[async_trait]
 impl Connection for SshConnection {
     async fn spawn(&self, command: &Command) -> Result<Process, SpawnError> {
-        let mut channel = self.open().await?;
-        channel
-            .exec(true, remote::wrapper(command))
-            .await
-            .map_err(|e| SpawnError::Lost(describe(&e)))?;
-        // Read until the marker line gives the process group.
-        let mut head: Vec<u8> = Vec::new();
-        let mut pending: Vec<ProcessEvent> = Vec::new();
-        let mut pgid = None;
-        let mut ended = None;
-        loop {
-            match channel.wait().await {
-                Some(ChannelMsg::Data { data }) => {
-                    head.extend_from_slice(&data);
-                    if let Some((pid, rest)) = take_marker(&head) {
-                        pgid = pid;
-                        if !rest.is_empty() {
-                            pending.push(ProcessEvent::Stdout(Bytes::copy_from_slice(rest)));
-                        }
-                        break;
-                    }
-                }
-                Some(ChannelMsg::ExtendedData { data, .. }) => {
-                    pending.push(ProcessEvent::Stderr(data));
-                }
-                Some(ChannelMsg::Success) | Some(ChannelMsg::WindowAdjusted { .. }) => {}
-                Some(ChannelMsg::Failure) => {
-                    return Err(SpawnError::ChannelRefused("exec request refused".into()))
-                }
-                Some(ChannelMsg::ExitStatus { exit_status }) => {
-                    ended = Some(Exit::Code(exit_status));
-                }
-                Some(ChannelMsg::Eof) => {}
-                Some(ChannelMsg::Close) | None => {
-                    if !head.is_empty() {
-                        pending.push(ProcessEvent::Stdout(Bytes::from(std::mem::take(&mut head))));
-                    }
-                    let exit = ended.take().unwrap_or(if self.handle.is_closed() {
-                        Exit::Lost("connection closed".into())
-                    } else {
-                        Exit::NoStatus
-                    });
-                    pending.push(ProcessEvent::Exit(exit));
-                    break;
-                }
-                Some(_) => {}
-            }
-        }
+        let mut channel = self.start(&remote::wrapper(command), false).await?;
+        let head = read_head(&mut channel, &self.handle).await?;
         let (tx, rx) = mpsc::channel(64);
-        let finished = matches!(pending.last(), Some(ProcessEvent::Exit(_)));
         tokio::spawn(async move {
-            for ev in pending {
+            for ev in head.pending {
                 let _ = tx.send(ev).await;
             }
-            if finished {
-                return;
-            }
-            pump(channel, tx, ended).await;
+            pump(channel, tx, head.status).await;
         });
-        Ok(Process { pgid, events: rx })
+        Ok(Process {
+            pgid: head.pgid,
+            events: rx,
+        })
     }
 
     async fn stop(&self, pgid: u32, sequence: &StopSequence) -> Result<(), SpawnError> {
@@ -706,7 +727,7 @@ impl Connection for SshConnection {
     }
 
     async fn subsystem(&self, name: &str) -> Result<ByteStream, SpawnError> {
-        let mut channel = self.open().await?;
+        let mut channel = channel::open(&self.handle).await?;
         channel
             .request_subsystem(true, name)
             .await
@@ -732,12 +753,8 @@ impl Connection for SshConnection {
     }
 
     async fn exec_stream(&self, command: &str) -> Result<ByteStream, SpawnError> {
-        let channel = self.open().await?;
-        channel
-            .exec(true, command)
-            .await
-            .map_err(|e| SpawnError::Lost(describe(&e)))?;
-        Ok(Box::new(channel.into_stream()))
+        let stream = channel::stream(&self.handle, &remote::stream_script(command)).await?;
+        Ok(Box::new(stream))
     }
 
     fn is_closed(&self) -> bool {
@@ -760,7 +777,8 @@ async fn pump(
 ) {
     // After the exit status, a background child may still hold stdout open; give the output a
     // moment to drain, then close our side, which makes the remote watchdog end the group.
-    let mut drain_deadline: Option<tokio::time::Instant> = None;
+    let mut drain_deadline: Option<tokio::time::Instant> =
+        status.as_ref().map(|_| tokio::time::Instant::now() + DRAIN);
     loop {
         let msg = match drain_deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline, channel.wait()).await {
@@ -786,7 +804,7 @@ async fn pump(
             }
             Some(ChannelMsg::ExitStatus { exit_status }) => {
                 status = Some(Exit::Code(exit_status));
-                drain_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+                drain_deadline = Some(tokio::time::Instant::now() + DRAIN);
             }
             Some(ChannelMsg::ExitSignal {
                 signal_name,
@@ -797,7 +815,7 @@ async fn pump(
                     name: sig_name(&signal_name),
                     core_dumped,
                 });
-                drain_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+                drain_deadline = Some(tokio::time::Instant::now() + DRAIN);
             }
             Some(ChannelMsg::Close) => break,
             Some(_) => {}
@@ -813,6 +831,9 @@ async fn pump(
         .send(ProcessEvent::Exit(status.unwrap_or(Exit::NoStatus)))
         .await;
 }
+
+/// How long output may still arrive after the exit status before sortie closes the channel.
+const DRAIN: Duration = Duration::from_secs(2);
 
 fn sig_name(sig: &russh::Sig) -> String {
     use russh::Sig;

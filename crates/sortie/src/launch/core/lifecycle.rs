@@ -136,6 +136,7 @@ impl Core {
         }
         let command = Command {
             command: shell::process_command(spec),
+            shell: crate::transport::CommandShell::Posix,
             env,
             cwd: None,
         };

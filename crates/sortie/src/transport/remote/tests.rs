@@ -1,0 +1,247 @@
+//! The wrapper run by real shells on this machine, the way an SSH server runs it: the login
+//! shell gets [`EXEC_REQUEST`] with `-c`, and the script arrives on its stdin.
+
+use super::*;
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Proc, ExitStatus, Stdio};
+use std::time::Duration;
+
+/// A command text holding what shells read differently: `\`, `'`, a newline and `!`.
+const TRICKY: &str = "printf '%s|' 'back\\slash' \"it's\" 'bang!' 'two\nlines'; echo";
+
+#[test]
+fn quote_round_trips_through_sh() {
+    for s in [
+        "plain",
+        "",
+        "a b",
+        "it's",
+        "$HOME `x` \\ \"q\"",
+        "new\nline",
+        "ünï",
+    ] {
+        let out = Proc::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", quote(s)))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), s);
+    }
+}
+
+#[test]
+fn marker_is_parsed_across_chunks() {
+    assert_eq!(take_marker(b"\x02sortie-p"), None);
+    assert_eq!(
+        take_marker(b"\x02sortie-pgid 4242\nhello"),
+        Some(Head::Started(4242, &b"hello"[..]))
+    );
+    assert_eq!(take_marker(b"other"), Some(Head::Other(&b"other"[..])));
+    assert_eq!(
+        take_marker(b"\x02sortie-error no setsid\n"),
+        Some(Head::Refused("no setsid".into()))
+    );
+}
+
+/// Runs `script` as a server would for an account whose login shell is `login`: `login -c
+/// EXEC_REQUEST` with the script on stdin, which stays open (the channel) until the wrapper
+/// and the command are done. Returns stdout and the status.
+fn serve(login: &Path, script: &str) -> (Vec<u8>, ExitStatus) {
+    serve_as(login, script, false)
+}
+
+/// [`serve`], with the login shell leading its own process group (as under OpenSSH) when
+/// `leader`, else in the test's group (as under Dropbear).
+fn serve_as(login: &Path, script: &str, leader: bool) -> (Vec<u8>, ExitStatus) {
+    use std::os::unix::process::CommandExt;
+    let mut proc = Proc::new(login);
+    if leader {
+        proc.process_group(0);
+    }
+    let mut child = proc
+        .arg("-c")
+        .arg(EXEC_REQUEST)
+        .env("SHELL", login)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(script.as_bytes()).unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        stdout.read_to_end(&mut out).unwrap();
+        out
+    });
+    let out = reader.join().unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    (out, status)
+}
+
+fn started(out: &[u8]) -> (u32, String) {
+    match take_marker(out) {
+        Some(Head::Started(pgid, rest)) => (pgid, String::from_utf8_lossy(rest).into_owned()),
+        other => panic!("no marker: {other:?} in {:?}", String::from_utf8_lossy(out)),
+    }
+}
+
+/// Login shells installed here: (name, path); BusyBox ash through a symlink named `ash`.
+fn login_shells() -> Vec<(&'static str, PathBuf)> {
+    let mut shells = Vec::new();
+    for (name, path) in [
+        ("bash", "/bin/bash"),
+        ("dash", "/bin/dash"),
+        ("zsh", "/usr/bin/zsh"),
+        ("fish", "/usr/bin/fish"),
+        ("tcsh", "/usr/bin/tcsh"),
+    ] {
+        if Path::new(path).exists() {
+            shells.push((name, PathBuf::from(path)));
+        } else {
+            sortie_testkit::skip(
+                &format!("remote::tests login shell {name}"),
+                &format!("{path} is not installed (Debian package {name})"),
+            );
+        }
+    }
+    if Path::new("/bin/busybox").exists() {
+        let dir = std::env::temp_dir().join(format!("sortie-ash-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let ash = dir.join("ash");
+        let _ = std::os::unix::fs::symlink("/bin/busybox", &ash);
+        shells.push(("busybox ash", ash));
+    } else {
+        sortie_testkit::skip(
+            "remote::tests login shell busybox ash",
+            "/bin/busybox is not installed (Debian package busybox)",
+        );
+    }
+    shells
+}
+
+#[test]
+fn wrapper_runs_command_in_a_new_session_with_env_cwd_and_status() {
+    let dir = std::env::temp_dir().join(format!("sortie-wrapper-test-{}", std::process::id()));
+    let cmd = Command {
+        command: "read -r l < /proc/$$/stat; set -- ${l##*) }; \
+                  echo \"$GREETING from $(pwd) pid=$$ pgid=$3 sid=$4\"; exit 3"
+            .into(),
+        shell: CommandShell::Posix,
+        env: vec![("GREETING".into(), "it's me".into())],
+        cwd: Some(dir.display().to_string()),
+    };
+    for leader in [true, false] {
+        let (out, status) = serve_as(Path::new("/bin/sh"), &wrapper(&cmd), leader);
+        let (pgid, rest) = started(&out);
+        // A group leader keeps its session (sshd made it); otherwise setsid made a new one.
+        let sid = if leader {
+            rest.rsplit("sid=").next().unwrap().trim().to_string()
+        } else {
+            pgid.to_string()
+        };
+        assert_eq!(
+            rest.trim_end(),
+            format!(
+                "it's me from {} pid={pgid} pgid={pgid} sid={sid}",
+                dir.display()
+            ),
+            "leader: {leader}"
+        );
+        assert_eq!(status.code(), Some(3));
+        assert_ne!(pgid, std::process::id());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn exit_codes_pass_unchanged_and_signals_are_re_raised() {
+    for (text, code, signal) in [
+        ("exit 1", Some(1), None),
+        ("exit 0", Some(0), None),
+        ("exit 127", Some(127), None),
+        ("kill -TERM $$", None, Some(libc::SIGTERM)),
+        ("kill -INT $$", None, Some(libc::SIGINT)),
+    ] {
+        for leader in [true, false] {
+            let (out, status) =
+                serve_as(Path::new("/bin/sh"), &wrapper(&Command::new(text)), leader);
+            started(&out);
+            assert_eq!((status.code(), status.signal()), (code, signal), "{text}");
+        }
+    }
+}
+
+/// `exec` text is read by the login shell exactly as `LOGIN -c TEXT` (what `ssh host TEXT`
+/// runs) reads it; `run` and `launch` text by `/bin/sh` exactly as `/bin/sh -c TEXT`; and the
+/// wrapper reaches `/bin/sh` intact through every login shell.
+#[test]
+fn every_login_shell_hands_the_wrapper_over_intact() {
+    let posix = Proc::new("/bin/sh").arg("-c").arg(TRICKY).output().unwrap();
+    assert!(posix.status.success());
+    for (name, login) in login_shells() {
+        let oracle = Proc::new(&login).arg("-c").arg(TRICKY).output().unwrap();
+        for (shell, want) in [
+            (CommandShell::Login, &oracle.stdout),
+            (CommandShell::Posix, &posix.stdout),
+        ] {
+            let cmd = Command {
+                command: TRICKY.into(),
+                shell,
+                ..Default::default()
+            };
+            let (out, _) = serve(&login, &wrapper(&cmd));
+            let (_, rest) = started(&out);
+            assert_eq!(
+                rest,
+                String::from_utf8_lossy(want),
+                "{name}, {shell:?} command"
+            );
+        }
+    }
+}
+
+#[test]
+fn stream_script_says_ready_before_reading_data() {
+    let mut child = Proc::new("/bin/sh")
+        .arg("-s")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(stream_script("tr a-z A-Z").as_bytes())
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut ready = vec![0u8; READY.len()];
+    stdout.read_exact(&mut ready).unwrap();
+    assert_eq!(ready, READY);
+    stdin.write_all(b"data after the script\n").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "DATA AFTER THE SCRIPT\n");
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn stop_script_escalates() {
+    let s = stop_script(
+        77,
+        &StopSequence {
+            steps: vec![
+                ("INT".into(), Duration::from_secs(1)),
+                ("TERM".into(), Duration::from_millis(100)),
+            ],
+        },
+    );
+    assert!(s.starts_with("kill -INT -77"));
+    assert!(s.contains("[ $i -lt 20 ]"));
+    assert!(s.contains("kill -TERM -77"));
+    assert!(s.ends_with("kill -KILL -77 2>/dev/null; exit 0"));
+}

@@ -1,0 +1,198 @@
+//! Starting `/bin/sh -s` on a new session channel and handing it a script (see
+//! `transport::remote` for why every channel runs exactly that), and the byte stream of the
+//! transfer fallback.
+//!
+//! Dropbear before 2024.86 (its issue #321, fixed by "Don't close channels when a PID hasn't
+//! started") sometimes closes a new session channel before its exec request arrives: when a
+//! child of another channel of the same connection exited in the same turn of its loop, its
+//! close check runs on the new channel, finds no process yet and sends EOF and CLOSE. The
+//! exec request is then still served, but with every pipe closed: the command starts with no
+//! stdin and dies of SIGPIPE at its first write, and the channel carries no exit status.
+//! That was `sortie run`'s "no exit status" on Dropbear. [`start`] therefore waits for the
+//! answer to the exec request before sending the script: a channel that said EOF or CLOSE
+//! before that answer never received the script, so nothing ran, and [`start`] opens another.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use russh::client::{self, Handle};
+use russh::ChannelMsg;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::super::remote::{EXEC_REQUEST, READY};
+use super::super::SpawnError;
+use super::{describe, ClientHandler};
+
+/// How many channels [`start`] opens before giving up on a server that closes them early.
+const START_ATTEMPTS: usize = 8;
+
+/// What came back for an exec request.
+enum Reply {
+    Success,
+    Refused,
+    /// EOF or CLOSE before the answer (Dropbear's early close): the script was not sent.
+    ClosedEarly,
+    Lost,
+}
+
+/// Opens a session channel, starts [`EXEC_REQUEST`] and sends `script` on its stdin (then EOF
+/// when `eof`), retrying on a new channel when the server closed one before the answer.
+pub(super) async fn start(
+    handle: &Handle<ClientHandler>,
+    script: &str,
+    eof: bool,
+) -> Result<russh::Channel<client::Msg>, SpawnError> {
+    for _ in 0..START_ATTEMPTS {
+        let mut channel = open(handle).await?;
+        channel
+            .exec(true, EXEC_REQUEST)
+            .await
+            .map_err(|e| SpawnError::Lost(describe(&e)))?;
+        match reply(&mut channel).await {
+            Reply::Success => {}
+            Reply::Refused => {
+                return Err(SpawnError::ChannelRefused("exec request refused".into()))
+            }
+            Reply::ClosedEarly => {
+                tracing::debug!(
+                    "the server closed a new channel before its exec request; retrying"
+                );
+                let _ = channel.close().await;
+                continue;
+            }
+            Reply::Lost => return Err(SpawnError::Lost("connection lost".into())),
+        }
+        channel
+            .data(script.as_bytes())
+            .await
+            .map_err(|e| SpawnError::Lost(describe(&e)))?;
+        if eof {
+            let _ = channel.eof().await;
+        }
+        return Ok(channel);
+    }
+    Err(SpawnError::Other(format!(
+        "the server closed {START_ATTEMPTS} new session channels in a row before their command \
+         started"
+    )))
+}
+
+/// Opens a session channel; a refusal (e.g. OpenSSH `MaxSessions`) is
+/// [`SpawnError::ChannelRefused`].
+pub(super) async fn open(
+    handle: &Handle<ClientHandler>,
+) -> Result<russh::Channel<client::Msg>, SpawnError> {
+    match handle.channel_open_session().await {
+        Ok(c) => Ok(c),
+        Err(russh::Error::ChannelOpenFailure(reason)) => {
+            Err(SpawnError::ChannelRefused(format!("{reason:?}")))
+        }
+        Err(e) => Err(SpawnError::Lost(describe(&e))),
+    }
+}
+
+async fn reply(channel: &mut russh::Channel<client::Msg>) -> Reply {
+    loop {
+        match channel.wait().await {
+            Some(ChannelMsg::Success) => return Reply::Success,
+            Some(ChannelMsg::Failure) => return Reply::Refused,
+            Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) => return Reply::ClosedEarly,
+            Some(_) => {}
+            None => return Reply::Lost,
+        }
+    }
+}
+
+/// Starts `script` (from `remote::stream_script`) and returns the channel as a byte stream
+/// once `/bin/sh` said it read all of it; stderr is discarded.
+pub(super) async fn stream(
+    handle: &Handle<ClientHandler>,
+    script: &str,
+) -> Result<Prefixed<russh::ChannelStream<client::Msg>>, SpawnError> {
+    let mut channel = start(handle, script, false).await?;
+    let mut head: Vec<u8> = Vec::new();
+    let mut err: Vec<u8> = Vec::new();
+    loop {
+        match channel.wait().await {
+            Some(ChannelMsg::Data { data }) => {
+                head.extend_from_slice(&data);
+                if head.starts_with(READY) {
+                    let rest = Bytes::copy_from_slice(&head[READY.len()..]);
+                    return Ok(Prefixed {
+                        head: rest,
+                        inner: channel.into_stream(),
+                    });
+                }
+                if head.len() >= READY.len() || !READY.starts_with(&head) {
+                    return Err(no_sh(&head, &err, None));
+                }
+            }
+            Some(ChannelMsg::ExtendedData { data, .. }) => err.extend_from_slice(&data),
+            Some(ChannelMsg::ExitStatus { exit_status }) => {
+                return Err(no_sh(&head, &err, Some(exit_status)))
+            }
+            Some(ChannelMsg::Eof) | Some(ChannelMsg::Close) => {
+                return Err(no_sh(&head, &err, None))
+            }
+            Some(_) => {}
+            None => return Err(SpawnError::Lost("connection lost".into())),
+        }
+    }
+}
+
+/// The error for a host whose login shell could not start `/bin/sh` with sortie's script.
+pub(super) fn no_sh(stdout: &[u8], stderr: &[u8], status: Option<u32>) -> SpawnError {
+    let said = String::from_utf8_lossy(if stderr.is_empty() { stdout } else { stderr });
+    let said: String = said.trim().chars().take(300).collect();
+    let status = status.map(|s| format!(" (exit {s})")).unwrap_or_default();
+    let said = if said.is_empty() {
+        String::new()
+    } else {
+        format!(": {said}")
+    };
+    SpawnError::Other(format!(
+        "/bin/sh did not run sortie's script on this host{status}{said}; sortie needs a POSIX \
+         /bin/sh on every host, whatever the login shell"
+    ))
+}
+
+/// A stream whose first bytes were already read: yields them, then the stream's own.
+pub(super) struct Prefixed<S> {
+    head: Bytes,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.head.is_empty() {
+            let n = self.head.len().min(buf.remaining());
+            let chunk = self.head.split_to(n);
+            buf.put_slice(&chunk);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
