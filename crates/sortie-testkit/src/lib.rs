@@ -6,6 +6,8 @@
 //! - [`Keys`]: host and client key sets generated with `ssh-keygen`;
 //! - [`SshdBuilder`] / [`Sshd`]: a private `sshd` with its own config, keys, log and loopback
 //!   port, reachable at every `127.x.y.z` address so that each address is a distinct "host";
+//! - [`Dropbear`]: a private Dropbear server (the SSH server of cameras and routers), and
+//!   [`test_user`]: dedicated accounts with another login shell (BusyBox ash, fish, tcsh...);
 //! - [`Agent`]: a private `ssh-agent`;
 //! - [`hosts`]: distinct loopback addresses for a fleet;
 //! - [`remote_processes`]: which processes started through the fixture are still alive;
@@ -32,20 +34,24 @@
 #![warn(missing_docs)]
 
 mod agent;
+mod dropbear;
 mod error;
 mod keys;
 pub mod netns;
 mod procs;
 pub mod proxy;
 mod sshd;
+mod users;
 
 pub use agent::Agent;
+pub use dropbear::{require_dropbear, Dropbear, DEFAULT_DROPBEAR};
 pub use error::Error;
 pub use keys::{Fingerprint, KeyKind, Keys, PASSPHRASE};
 pub use netns::{netns_unavailable, NetHost, NetnsFleet};
 pub use procs::{processes_matching, remote_processes, wait_for_no_remote_processes, Process};
 pub use proxy::{Behavior, Proxy, Slowness};
 pub use sshd::{HostKeys, Sshd, SshdBuilder};
+pub use users::{test_user, LoginShell, TestUser};
 
 use std::path::PathBuf;
 

@@ -103,7 +103,7 @@ pub fn processes_matching(marker: &str) -> Vec<Process> {
 /// on the *remote* side: `(pid, cmdline)`.
 ///
 /// A matching process counts as remote unless it is the caller or descends from the caller
-/// without an `sshd` in between. So the local `ssh`/`sortie` client whose arguments carry the
+/// without an SSH server (`sshd`, `dropbear`) in between. So the local `ssh`/`sortie` client whose arguments carry the
 /// marker is left out, while commands started by a fixture sshd (which is itself a child of
 /// the test) are in, and so are orphans whose sshd is gone (re-parented to init). Tests use it
 /// to prove that no remote process survived a run; choose a marker unique to the test.
@@ -120,7 +120,7 @@ pub fn remote_processes(marker: &str) -> Vec<(u32, String)> {
                     return false;
                 }
                 match table.get(&cur) {
-                    Some(parent) if parent.comm == "sshd" => return true,
+                    Some(parent) if is_server(&parent.comm) => return true,
                     Some(parent) if parent.pid > 1 => cur = parent.ppid,
                     _ => return true,
                 }
@@ -131,6 +131,11 @@ pub fn remote_processes(marker: &str) -> Vec<(u32, String)> {
         .collect();
     out.sort();
     out
+}
+
+/// An SSH server's process name: OpenSSH's `sshd` (and `sshd-session` since 9.8) or Dropbear.
+fn is_server(comm: &str) -> bool {
+    matches!(comm, "sshd" | "sshd-session" | "dropbear")
 }
 
 /// Polls [`remote_processes`] until none is left or `timeout` passes; returns the survivors

@@ -57,6 +57,7 @@ pub struct SshdBuilder {
     log_level: String,
     extra: Vec<String>,
     start_timeout: Duration,
+    login: Option<crate::TestUser>,
 }
 
 impl Default for SshdBuilder {
@@ -75,6 +76,7 @@ impl Default for SshdBuilder {
             log_level: "VERBOSE".to_owned(),
             extra: Vec::new(),
             start_timeout: Duration::from_secs(10),
+            login: None,
         }
     }
 }
@@ -161,6 +163,13 @@ impl SshdBuilder {
         self
     }
 
+    /// Logs in as this test account (see [`crate::test_user`]) instead of the user running
+    /// the tests; its keys are read from its own `~/.ssh/authorized_keys`.
+    pub fn login_user(mut self, user: &crate::TestUser) -> Self {
+        self.login = Some(user.clone());
+        self
+    }
+
     /// How long to wait for the banner before failing (default 10 s).
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.start_timeout = timeout;
@@ -227,7 +236,10 @@ impl SshdBuilder {
         let authorized = base.join("authorized_keys");
         write_file(&authorized, &keys.authorized_keys()?, 0o600)?;
 
-        let user = crate::current_user();
+        let user = match &self.login {
+            Some(u) => u.name.clone(),
+            None => crate::current_user(),
+        };
         let mut sshd = Sshd {
             child: None,
             dir: Some(dir),
@@ -284,11 +296,17 @@ impl SshdBuilder {
             let _ = writeln!(c, "HostKey {}", s.keys.host_key(kind).display());
         }
         let _ = writeln!(c, "PidFile {}", s.base.join("sshd.pid").display());
-        let _ = writeln!(
-            c,
-            "AuthorizedKeysFile {}",
-            s.base.join("authorized_keys").display()
-        );
+        match &self.login {
+            // sshd reads a test account's keys as that account: from its own home.
+            Some(_) => c.push_str("AuthorizedKeysFile .ssh/authorized_keys\n"),
+            None => {
+                let _ = writeln!(
+                    c,
+                    "AuthorizedKeysFile {}",
+                    s.base.join("authorized_keys").display()
+                );
+            }
+        }
         let _ = writeln!(c, "AllowUsers {}@{}", s.user, self.allow_from);
         c.push_str(
             "StrictModes no\n\
@@ -675,7 +693,7 @@ fn is_bind_error(e: &Error) -> bool {
 }
 
 /// Connects, reads the server identification line and says whether it is SSH 2.
-fn banner_ok(addr: SocketAddr) -> bool {
+pub(crate) fn banner_ok(addr: SocketAddr) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
         return false;
     };

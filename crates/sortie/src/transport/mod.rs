@@ -245,6 +245,12 @@ pub trait Connection: Send + Sync {
     async fn exec_stream(&self, command: &str) -> Result<ByteStream, SpawnError>;
     /// True once the connection is known to be gone.
     fn is_closed(&self) -> bool;
+    /// The most channels this connection should carry at once, when the server is known to
+    /// need a limit it does not announce (a Dropbear that closes new channels while others'
+    /// commands exit); `None` when only the server's refusals limit it.
+    fn channel_limit(&self) -> Option<usize> {
+        None
+    }
     /// Closes the connection.
     async fn close(&self);
 }

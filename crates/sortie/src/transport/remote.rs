@@ -63,9 +63,28 @@ pub(crate) fn quote(s: &str) -> String {
 fn inner(shell: &str, cmd: &str) -> String {
     format!(
         "printf '\\002sortie-pgid %s\\n' \"$$\"; \
-         {{ while read -r _ <&3; do :; done; kill -TERM -$$; }} >/dev/null 2>&1 & \
-         exec 3<&-; exec {shell} -c {cmd}"
+         {{ while read -r _ <&3; do :; done; {}; }} >/dev/null 2>&1 & \
+         exec 3<&-; exec {shell} -c {cmd}",
+        signal_session("TERM", "$$")
     )
+}
+
+/// Shell text that sends `sig` to every process group of session `sid` (a shell word; the
+/// command's session, whose id is also its group's), then to group `sid` itself, which is
+/// all there is where `/proc` is missing. The other groups are those a login shell's job
+/// control made: tcsh puts each `&` job of `exec`'s text in a group of its own, still in the
+/// session. Only a process that left the session (a daemon calling `setsid`) is out of reach.
+fn signal_session(sig: &str, sid: &str) -> String {
+    format!(
+        "for sortie_f in /proc/[0-9]*/stat; do read -r sortie_l < \"$sortie_f\" 2>/dev/null || continue; \
+         set -- ${{sortie_l##*) }}; [ \"$4\" = {sid} ] && [ \"$3\" != {sid} ] && kill -{sig} -\"$3\" 2>/dev/null; \
+         done; kill -{sig} -{sid} 2>/dev/null"
+    )
+}
+
+/// The script that sends one signal to the command whose group (and session) is `pgid`.
+pub(crate) fn signal_script(pgid: u32, signal: &str) -> String {
+    format!("{}; exit 0", signal_session(signal, &pgid.to_string()))
 }
 
 /// The wrapper script for `command`, sent on stdin to `/bin/sh -s` (see the module docs).
@@ -135,20 +154,22 @@ pub(crate) fn stream_script(command: &str) -> String {
     format!("{{\nprintf '\\002sortie-ready\\n'\n{command}\n}}\n")
 }
 
-/// The script that ends process group `pgid`: each step signals the group and waits (in
-/// 50 ms polls) for the group leader to exit; then the whole group gets KILL, which also ends
-/// the watchdog and any stragglers. Prints nothing; exits 0.
+/// The script that ends the command whose group (and session) is `pgid`: each step signals
+/// every group of the session and waits (in 50 ms polls) for the group leader to exit; then
+/// they all get KILL, which also ends the watchdog and any stragglers. Prints nothing; exits 0.
 pub(crate) fn stop_script(pgid: u32, sequence: &StopSequence) -> String {
     let mut s = String::new();
+    let sid = pgid.to_string();
     for (signal, grace) in &sequence.steps {
         let polls = (grace.as_millis() / 50).max(1);
         let _ = write!(
             s,
-            "kill -{signal} -{pgid} 2>/dev/null; i=0; \
-             while kill -0 {pgid} 2>/dev/null && [ $i -lt {polls} ]; do sleep 0.05; i=$((i+1)); done; "
+            "{}; i=0; \
+             while kill -0 {pgid} 2>/dev/null && [ $i -lt {polls} ]; do sleep 0.05; i=$((i+1)); done; ",
+            signal_session(signal, &sid)
         );
     }
-    let _ = write!(s, "kill -KILL -{pgid} 2>/dev/null; exit 0");
+    let _ = write!(s, "{}; exit 0", signal_session("KILL", &sid));
     s
 }
 

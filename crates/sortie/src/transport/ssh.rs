@@ -246,6 +246,7 @@ impl SshTransport {
         let config = self.config(target, &known);
         let verdict = Arc::new(StdMutex::new(None));
         let (kh_host, kh_port) = known_hosts_name(target);
+        let server_id = Arc::new(std::sync::OnceLock::new());
         let handler = ClientHandler {
             host: kh_host.to_string(),
             port: kh_port,
@@ -254,6 +255,7 @@ impl SshTransport {
             recorder: target.known_hosts_files.first().map(|f| self.recorder(f)),
             hash: target.hash_known_hosts,
             refusal: verdict.clone(),
+            server_id: server_id.clone(),
         };
         let host_key_error = |e: russh::Error| -> ConnectError {
             if let Some(msg) = verdict.lock().unwrap().take() {
@@ -324,9 +326,11 @@ impl SshTransport {
             }
         };
         self.authenticate(&mut handle, target).await?;
+        let channel_limit = server_id.get().and_then(|id| channel::limit_for(id));
         Ok(Arc::new(SshConnection {
             handle,
             closed: AtomicBool::new(false),
+            channel_limit,
         }))
     }
 
@@ -557,10 +561,23 @@ struct ClientHandler {
     /// `HashKnownHosts`: record new keys hashed.
     hash: bool,
     refusal: Arc<StdMutex<Option<String>>>,
+    /// The server's identification string (`SSH-2.0-dropbear_2022.83`), once known.
+    server_id: Arc<std::sync::OnceLock<String>>,
 }
 
 impl client::Handler for ClientHandler {
     type Error = russh::Error;
+
+    async fn kex_done(
+        &mut self,
+        _shared_secret: Option<&[u8]>,
+        _names: &russh::Names,
+        session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let id = String::from_utf8_lossy(session.remote_sshid()).into_owned();
+        let _ = self.server_id.set(id);
+        Ok(())
+    }
 
     async fn check_server_key(
         &mut self,
@@ -602,6 +619,8 @@ impl client::Handler for ClientHandler {
 pub struct SshConnection {
     handle: Handle<ClientHandler>,
     closed: AtomicBool,
+    /// At most this many channels at once (see [`channel::limit_for`]).
+    channel_limit: Option<usize>,
 }
 
 impl SshConnection {
@@ -722,8 +741,7 @@ impl Connection for SshConnection {
     }
 
     async fn signal(&self, pgid: u32, signal: &str) -> Result<(), SpawnError> {
-        self.run_quiet(format!("kill -{signal} -{pgid} 2>/dev/null; exit 0"))
-            .await
+        self.run_quiet(remote::signal_script(pgid, signal)).await
     }
 
     async fn subsystem(&self, name: &str) -> Result<ByteStream, SpawnError> {
@@ -759,6 +777,10 @@ impl Connection for SshConnection {
 
     fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed) || self.handle.is_closed()
+    }
+
+    fn channel_limit(&self) -> Option<usize> {
+        self.channel_limit
     }
 
     async fn close(&self) {

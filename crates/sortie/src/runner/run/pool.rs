@@ -45,11 +45,12 @@ impl Slot {
     }
 
     fn new(conn: Arc<dyn Connection>, active: usize) -> Self {
+        let cap = conn.channel_limit();
         Slot {
             conn,
             active,
             open: 0,
-            cap: None,
+            cap,
         }
     }
 }
@@ -371,6 +372,10 @@ impl Connection for JobConn {
 
     fn is_closed(&self) -> bool {
         self.inner.is_closed()
+    }
+
+    fn channel_limit(&self) -> Option<usize> {
+        self.inner.channel_limit()
     }
 
     async fn close(&self) {

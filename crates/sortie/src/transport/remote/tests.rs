@@ -240,8 +240,58 @@ fn stop_script_escalates() {
             ],
         },
     );
-    assert!(s.starts_with("kill -INT -77"));
+    let int = s.find("kill -INT -77 ").unwrap();
+    let term = s.find("kill -TERM -77 ").unwrap();
+    let kill = s.find("kill -KILL -77 ").unwrap();
+    assert!(int < term && term < kill, "{s}");
     assert!(s.contains("[ $i -lt 20 ]"));
-    assert!(s.contains("kill -TERM -77"));
     assert!(s.ends_with("kill -KILL -77 2>/dev/null; exit 0"));
+}
+
+/// A job that a shell's job control put in a group of its own (as tcsh does with `&`) is
+/// still in the command's session, and the stop script ends it too.
+#[test]
+fn stop_script_ends_every_group_of_the_session() {
+    let marker = format!("sortie-session-test-{}", std::process::id());
+    // `setsid` runs in place (the test's child leads no group), so the pid is the session
+    // id, as sshd or the wrapper make it. Perl stands in for job control: a new group.
+    let mut leader = Proc::new("setsid")
+        .arg("/bin/sh")
+        .arg("-c")
+        .arg(format!(
+            "perl -e 'setpgrp(0,0); exec @ARGV' sh -c 'sleep 1000; : {marker}' & sleep 1000"
+        ))
+        .spawn()
+        .unwrap();
+    let sid = leader.id();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sortie_testkit::processes_matching(&marker).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = Proc::new("/bin/sh")
+        .arg("-c")
+        // (The leader stays a zombie until this test reaps it, so keep the grace short.)
+        .arg(stop_script(
+            sid,
+            &StopSequence {
+                steps: vec![("TERM".into(), Duration::from_millis(200))],
+            },
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(leader.wait().unwrap().signal().is_some());
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while !sortie_testkit::processes_matching(&marker).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left: {:?}",
+            sortie_testkit::processes_matching(&marker)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -11,6 +11,10 @@
 //! That was `sortie run`'s "no exit status" on Dropbear. [`start`] therefore waits for the
 //! answer to the exec request before sending the script: a channel that said EOF or CLOSE
 //! before that answer never received the script, so nothing ran, and [`start`] opens another.
+//! The race needs a child of *another* channel to exit while a channel is being opened, so
+//! on such a Dropbear a connection carries one job at a time ([`limit_for`]) and the run
+//! pool opens more connections instead; with several jobs per connection, 8 retries in a row
+//! were not always enough for 10 slots of short jobs.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -23,6 +27,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::super::remote::{EXEC_REQUEST, READY};
 use super::super::SpawnError;
 use super::{describe, ClientHandler};
+
+/// The channels a connection to this server should carry at once: two (one job, and the
+/// stop script that may end it) on a Dropbear older than 2024.86, else no limit. Takes the
+/// identification string (`SSH-2.0-dropbear_2022.83`).
+pub(super) fn limit_for(server_id: &str) -> Option<usize> {
+    let version = server_id.trim().strip_prefix("SSH-2.0-dropbear_")?;
+    let mut parts = version.split(|c: char| !c.is_ascii_digit());
+    let year: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    ((year, minor) < (2024, 86)).then_some(2)
+}
 
 /// How many channels [`start`] opens before giving up on a server that closes them early.
 const START_ATTEMPTS: usize = 8;
@@ -194,5 +209,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::limit_for;
+
+    #[test]
+    fn only_dropbear_before_2024_86_gets_one_job_per_connection() {
+        assert_eq!(limit_for("SSH-2.0-dropbear_2022.83"), Some(2));
+        assert_eq!(limit_for("SSH-2.0-dropbear_2019.78\r\n"), Some(2));
+        assert_eq!(limit_for("SSH-2.0-dropbear_2024.86"), None);
+        assert_eq!(limit_for("SSH-2.0-dropbear_2025.88"), None);
+        assert_eq!(limit_for("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3"), None);
     }
 }
