@@ -6,6 +6,8 @@
 #    Debian-like system, installs `openssh-server` through apt without starting the system
 #    service (a temporary policy-rc.d); the system sshd and /etc/ssh are otherwise untouched.
 #    Installs ClusterShell with pip when `nodeset` is missing (the folding test's oracle).
+#    Likewise Dropbear (dropbear-bin), busybox, zsh, fish and tcsh for the tests of other
+#    servers and login shells (they create test accounts sortie-t-<shell>).
 # 2. cargo fmt --check, cargo clippy -D warnings, cargo-deny (licences, bans, sources; advisories
 #    when the RustSec database can be fetched), every test of the workspace, then the parsers'
 #    fuzz harness for a bounded time (SORTIE_FUZZ_SECS per parser, default 10; longer runs:
@@ -17,6 +19,11 @@ need_pkgs=()
 [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1 || need_pkgs+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need_pkgs+=(openssh-client)
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+# Other SSH servers and login shells (tests/servers_shells.rs): Dropbear as on cameras and
+# routers, BusyBox ash, and the non-POSIX shells fish and tcsh beside zsh. No service starts.
+[ -x /usr/sbin/dropbear ] || need_pkgs+=(dropbear-bin)
+[ -x /bin/busybox ] || command -v busybox >/dev/null 2>&1 || need_pkgs+=(busybox)
+for sh in zsh fish tcsh; do command -v "$sh" >/dev/null 2>&1 || need_pkgs+=("$sh"); done
 command -v man >/dev/null 2>&1 || need_pkgs+=(man-db)
 command -v socat >/dev/null 2>&1 || need_pkgs+=(socat)
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Scenarios: 200 jobs `sleep 0.1; echo {}` over 10 hosts x 4 slots, and 2000 jobs `true` over
-//! 10 hosts x 8 slots. Tools: sortie (library call), GNU parallel `-S N/host` with an ssh
+//! 10 hosts x 8 slots. Then the first scenario by sortie on Dropbear beside OpenSSH, both
+//! logging in as the same test account (`--only servers` runs just that; needs root and
+//! Debian's dropbear-bin). Tools: sortie (library call), GNU parallel `-S N/host` with an ssh
 //! config file from the fixture (`--ssh 'ssh -F cfg'`), without and with `--controlmaster`.
 //! Printed per tool and scenario: the median of N runs of wall time, jobs/s and client CPU
 //! (user+system from `getrusage`, RUSAGE_SELF for sortie, RUSAGE_CHILDREN for parallel and its
@@ -21,7 +23,7 @@ use sortie::transport::ssh::{SshOptions, SshTransport};
 use sortie::transport::{HostKeyChecking, Target, Transport, TransportKind};
 use sortie::{CancellationToken, Outcome};
 use sortie_plan::{JobSet, JobSource, Template};
-use sortie_testkit::{hosts, KeyKind, Sshd};
+use sortie_testkit::{hosts, test_user, Dropbear, KeyKind, Keys, LoginShell, Sshd};
 
 struct Scenario {
     name: &'static str,
@@ -66,9 +68,27 @@ fn cpu_all() -> Duration {
     cpu(libc::RUSAGE_SELF) + cpu(libc::RUSAGE_CHILDREN)
 }
 
+/// Where a fleet's hosts are: port, login user, client key, known_hosts file.
+struct Peer {
+    port: u16,
+    user: String,
+    key: std::path::PathBuf,
+    known: std::path::PathBuf,
+}
+
 fn targets(sshd: &Sshd, addrs: &[String]) -> Vec<Target> {
     let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
-    let known = sshd.known_hosts_for(&refs).expect("known_hosts");
+    let peer = Peer {
+        port: sshd.port(),
+        user: sshd.user(),
+        key: sshd.client_key(KeyKind::Ed25519),
+        known: sshd.known_hosts_for(&refs).expect("known_hosts"),
+    };
+    peer_targets(&peer, addrs)
+}
+
+fn peer_targets(peer: &Peer, addrs: &[String]) -> Vec<Target> {
+    let (sshd_port, user, key, known) = (peer.port, &peer.user, &peer.key, &peer.known);
     addrs
         .iter()
         .map(|a| Target {
@@ -76,9 +96,9 @@ fn targets(sshd: &Sshd, addrs: &[String]) -> Vec<Target> {
             hostname: a.clone(),
             host_key_alias: None,
             hash_known_hosts: false,
-            port: sshd.port(),
-            user: sshd.user(),
-            identity_files: vec![sshd.client_key(KeyKind::Ed25519)],
+            port: sshd_port,
+            user: user.clone(),
+            identity_files: vec![key.clone()],
             identities_only: true,
             jumps: vec![],
             proxy_command: None,
@@ -94,7 +114,10 @@ fn targets(sshd: &Sshd, addrs: &[String]) -> Vec<Target> {
 
 fn sortie_once(rt: &tokio::runtime::Runtime, sshd: &Sshd, s: &Scenario) -> Sample {
     let addrs = hosts(s.hosts);
-    let targets = targets(sshd, &addrs);
+    sortie_on(rt, targets(sshd, &addrs), s)
+}
+
+fn sortie_on(rt: &tokio::runtime::Runtime, targets: Vec<Target>, s: &Scenario) -> Sample {
     let jobs = JobSet::new(vec![JobSource::range(&format!("1..{}", s.jobs)).unwrap()]).unwrap();
     let template = Template::parse(s.command, jobs.columns()).unwrap();
     let transport: Arc<dyn Transport> = Arc::new(SshTransport::new(SshOptions {
@@ -176,6 +199,74 @@ fn parallel_once(sshd: &Sshd, s: &Scenario, controlmaster: bool) -> Result<Sampl
     })
 }
 
+/// Scenario 1 on Dropbear beside OpenSSH, both logging in as the same test account (login
+/// shell bash), so only the server differs. The target: Dropbear within 1.5x of OpenSSH.
+fn servers(rt: &tokio::runtime::Runtime, runs: usize) {
+    let s = &SCENARIOS[0];
+    println!("\n## servers: {}, sortie, login shell bash", s.name);
+    if sortie_testkit::require_dropbear().is_none() {
+        println!("SKIP: Dropbear is not installed (Debian package dropbear-bin)");
+        return;
+    }
+    let user = match test_user(LoginShell::Bash, &Keys::shared().expect("keys")) {
+        Ok(u) => u,
+        Err(e) => {
+            println!("SKIP: {e}");
+            return;
+        }
+    };
+    let addrs = hosts(s.hosts);
+    let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+    let sshd = Sshd::builder()
+        .login_user(&user)
+        .start()
+        .expect("fixture sshd");
+    let dropbear = Dropbear::start(&user).expect("fixture dropbear");
+    let peers = [
+        (
+            "OpenSSH",
+            Peer {
+                port: sshd.port(),
+                user: user.name.clone(),
+                key: sshd.client_key(KeyKind::Ed25519),
+                known: sshd.known_hosts_for(&refs).expect("known_hosts"),
+            },
+        ),
+        (
+            "Dropbear 2022.83",
+            Peer {
+                port: dropbear.port(),
+                user: user.name.clone(),
+                key: dropbear.client_key(KeyKind::Ed25519),
+                known: dropbear.known_hosts_for(&refs).expect("known_hosts"),
+            },
+        ),
+    ];
+    println!(
+        "{:<28} {:>9} {:>9} {:>11}",
+        "server", "wall s", "jobs/s", "client CPU s"
+    );
+    let mut walls = Vec::new();
+    for (name, peer) in &peers {
+        let samples: Vec<Sample> = (0..runs)
+            .map(|_| sortie_on(rt, peer_targets(peer, &addrs), s))
+            .collect();
+        let wall = median(samples.iter().map(|x| x.wall).collect());
+        let cpu = median(samples.iter().map(|x| x.cpu).collect());
+        println!(
+            "{name:<28} {:>9.2} {:>9.1} {:>11.2}",
+            wall.as_secs_f64(),
+            s.jobs as f64 / wall.as_secs_f64(),
+            cpu.as_secs_f64()
+        );
+        walls.push(wall.as_secs_f64());
+    }
+    println!(
+        "Dropbear / OpenSSH wall time: {:.2}x (target: at most 1.5x)",
+        walls[1] / walls[0]
+    );
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -192,7 +283,7 @@ fn main() {
             "--only" => only = args.next(),
             "--scenario" => scenario = args.next().and_then(|v| v.parse().ok()),
             _ => {
-                eprintln!("usage: bench_run [--runs N] [--only sortie|parallel|parallel-cm] [--scenario 1|2]");
+                eprintln!("usage: bench_run [--runs N] [--only sortie|parallel|parallel-cm|servers] [--scenario 1|2]");
                 std::process::exit(2);
             }
         }
@@ -223,7 +314,7 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     for (i, s) in SCENARIOS.iter().enumerate() {
-        if scenario.is_some_and(|n| n != i + 1) {
+        if scenario.is_some_and(|n| n != i + 1) || only.as_deref() == Some("servers") {
             continue;
         }
         println!("\n## {}", s.name);
@@ -273,5 +364,8 @@ fn main() {
                 cpu.as_secs_f64()
             );
         }
+    }
+    if scenario.is_none_or(|n| n == 1) && only.as_deref().is_none_or(|o| o == "servers") {
+        servers(&rt, runs);
     }
 }

@@ -745,7 +745,11 @@ impl Connection for SshConnection {
     }
 
     async fn subsystem(&self, name: &str) -> Result<ByteStream, SpawnError> {
-        let mut channel = channel::open(&self.handle).await?;
+        let mut channel = channel::open(&self.handle).await.inspect_err(|e| {
+            if let SpawnError::Lost(_) = e {
+                self.closed.store(true, Ordering::Relaxed);
+            }
+        })?;
         channel
             .request_subsystem(true, name)
             .await
