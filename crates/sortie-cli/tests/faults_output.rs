@@ -88,7 +88,7 @@ fn unterminated_last_line_of_an_endless_process_is_kept() {
     let hosts = ["127.0.0.1", "127.0.0.2"];
     let cfg = sshd.ssh_config_for(&hosts).unwrap();
     let marker = format!("nonl-{}", std::process::id());
-    let cmd = format!("echo first; printf 'no newline here'; sleep 1000 # {marker}");
+    let cmd = format!("echo first; printf 'no newline here'; sleep 1000; : {marker}");
     let od = tempfile::tempdir().unwrap();
     let done = run(
         sortie()
@@ -150,7 +150,7 @@ fn process_ignoring_sigterm_is_killed_after_the_grace() {
     let cfg = sshd.ssh_config_for(&hosts).unwrap();
     let marker = format!("noterm-{}", std::process::id());
     // Ignored signals stay ignored across exec, so `sleep` ignores TERM (and HUP, INT) too.
-    let cmd = format!("trap '' TERM HUP INT; echo up; sleep 1000 # {marker}");
+    let cmd = format!("trap '' TERM HUP INT; echo up; sleep 1000; : {marker}");
     let done = run(
         sortie().args(["exec", "-F"]).arg(&cfg).args([
             "-H",

@@ -116,7 +116,7 @@ fn ctrl_c_while_connecting_and_running_exec() {
         "--kill-grace",
         "1s",
         "--",
-        &format!("trap '' TERM HUP; echo up; sleep 1000 # {marker}"),
+        &format!("trap '' TERM HUP; echo up; sleep 1000; : {marker}"),
     ]));
     wait_remote(&marker, 3, RUN_LIMIT);
     let (done, took) = interrupt(running);
@@ -226,7 +226,7 @@ fn stop_exec_and_run(args: &[&str], hosts: &str, n: usize, (sig, num): (&str, i3
         "-H",
         hosts,
         "--",
-        &format!("echo up; sleep 1000 # {marker}-exec"),
+        &format!("echo up; sleep 1000; : {marker}-exec"),
     ];
     let job = format!("sleep 1000 # {marker}-run {{}}");
     let run = [

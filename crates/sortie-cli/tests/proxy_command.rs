@@ -89,7 +89,7 @@ fn twenty_hosts_answer_through_socat_and_no_proxy_outlives_the_run_or_ctrl_c() {
         "--kill-grace",
         "1s",
         "--",
-        &format!("sleep 1000 # {marker}"),
+        &format!("sleep 1000; : {marker}"),
     ]));
     let deadline = Instant::now() + RUN_LIMIT;
     while sortie_testkit::remote_processes(&marker).len() < 20 {

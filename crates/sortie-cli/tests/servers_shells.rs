@@ -228,6 +228,9 @@ fn server_and_shell(test: &str, dropbear: bool, shell: LoginShell) {
     while sortie_testkit::remote_processes(&marker).len() < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The check below means something only if the commands are visible by their marker.
+    let seen = sortie_testkit::remote_processes(&marker);
+    assert!(seen.len() >= 2, "{ctx}: marked processes: {seen:?}");
     running.interrupt();
     let done = running.finish(RUN_LIMIT);
     assert_eq!(done.code(), Some(130), "{ctx}: {}", done.shown());
@@ -368,5 +371,61 @@ fn put_and_get_on_dropbear_and_on_openssh_without_sftp() {
     }
     if let Some(f) = Fixture::start(test, false, LoginShell::Tcsh, true) {
         put_get(&f, "openssh with sftp, tcsh");
+    }
+}
+
+/// `sortie launch` on Dropbear (BusyBox ash) and on OpenSSH with a tcsh account: every
+/// process becomes ready, the stop sequence (INT, which the processes answer by exiting)
+/// ends them at the end of the hold, and nothing is left on the hosts.
+#[test]
+fn launch_stop_on_dropbear_and_on_a_tcsh_account_leaves_nothing() {
+    let test = "launch_stop_on_dropbear_and_on_a_tcsh_account_leaves_nothing";
+    for (dropbear, shell) in [(true, LoginShell::BusyboxAsh), (false, LoginShell::Tcsh)] {
+        let Some(f) = Fixture::start(test, dropbear, shell, true) else {
+            continue;
+        };
+        let ctx = format!("{} as {}", f.user.name, f.user.shell.display());
+        let marker = format!("shells-launch-{}-{}", shell.name(), std::process::id());
+        let dir = tempfile::tempdir().unwrap();
+        let plan = format!(
+            "name = \"servers-shells\"\n\n[groups.cam]\nhosts = [\"127.0.0.1\", \"127.0.0.2\"]\n\n\
+             [roles.worker]\ngroup = \"cam\"\ncount = 2\n\
+             command = \"trap 'echo stopping; exit 0' INT; echo up; while :; do sleep 1; done; : {marker}\"\n\
+             ready = 'up'\nready_timeout = \"20s\"\n\
+             stop = [{{ signal = \"INT\", grace = \"5s\" }}]\n\n[run]\nduration = \"1s\"\n"
+        );
+        std::fs::write(dir.path().join("plan.toml"), plan).unwrap();
+        let run_dir = dir.path().join("run");
+        let mut c = sortie();
+        c.current_dir(dir.path())
+            .args(["launch", "plan.toml", "-F"])
+            .arg(&f.ssh_config)
+            .arg("--run-dir")
+            .arg(&run_dir);
+        let (code, out, err) = f.output(c);
+        assert_eq!(code, Some(0), "{ctx}: launch\n{out}\n{err}\n{}", f.log());
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
+                .unwrap();
+        let stopped = report["processes"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .filter(|p| p["ending"]["kind"] == "ready_then_stopped")
+                    .count()
+            })
+            .unwrap_or(0);
+        // `count = 2`: two processes in all, placed one per host.
+        assert_eq!(stopped, 2, "{ctx}: {report}");
+        assert_eq!(
+            report["stop_check"]["survivors"],
+            serde_json::json!([]),
+            "{ctx}"
+        );
+        let left = sortie_testkit::wait_for_no_remote_processes(&marker, Duration::from_secs(5));
+        assert!(
+            left.is_empty(),
+            "{ctx}: left behind after launch's stop: {left:?}"
+        );
     }
 }

@@ -22,18 +22,18 @@
 //! **The process group.** Servers differ: OpenSSH's sshd makes each session's shell a session
 //! leader, but Dropbear leaves it in the group of Dropbear's own per-connection process, so
 //! the shell's `$$` is not a group and `kill -TERM -$$` would miss (or hit Dropbear). The
-//! wrapper therefore starts the command in a new session that it creates itself: a subshell
-//! (never a group leader, so `setsid` does not fork) `exec`s `setsid /bin/sh -c INNER`. INNER
-//! prints its own pid, which is now its session and process group id for certain, as the
-//! marker line sortie strips from stdout, forks a watchdog, and `exec`s the command. Where
-//! `setsid` is missing, the wrapper uses its own group when it leads one (OpenSSH) and
-//! otherwise refuses with a clear error: `set -m` needs a terminal in dash and BusyBox ash.
-//! The wrapper waits for the command and re-raises a signal that ended it (after `ulimit -c
-//! 0`), so the server reports `exit-signal` as it would for the command itself.
+//! wrapper therefore makes sure, on the host, that the process which will `exec` the command
+//! leads a session of its own (see [`wrapper`] for the three ways), prints that pid as the
+//! marker line sortie strips from stdout (it is the session and process group id), forks the
+//! watchdog and `exec`s the command. Without `setsid`, on a server that does not give the
+//! session its own group, the wrapper refuses with a clear error rather than start a command
+//! it could not stop: `set -m` is no way out, dash and BusyBox ash refuse job control without
+//! a terminal. Stops signal every group of that session (from `/proc`), so that jobs a login
+//! shell's job control moved into groups of their own (tcsh's `&`) end too.
 //!
 //! **The watchdog** holds the channel's stdin: when the channel closes (the run ended, sortie
 //! exited, or the server noticed the connection died) it reads end of file and sends TERM to
-//! the whole group; being in the group, it keeps the group id from being reused until then.
+//! the whole session; being in the group, it keeps the group id from being reused until then.
 //! The command itself reads `/dev/null`, as with `pdsh`.
 
 use std::fmt::Write as _;
