@@ -224,7 +224,7 @@ fn server_and_shell(test: &str, dropbear: bool, shell: LoginShell) {
     ));
     let up = running.wait_for(|l| l.contains("up"), Duration::from_secs(30));
     assert!(up.is_some(), "{ctx}: commands never started\n{}", f.log());
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while sortie_testkit::remote_processes(&marker).len() < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
