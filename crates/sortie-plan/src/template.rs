@@ -10,27 +10,33 @@
 //! |---|---|
 //! | `{}` | all values of the job, each shell-quoted, joined by spaces (for one source: the line) |
 //! | `{1}`, `{2}`, … | the value in that 1-based position of the job's columns |
+//! | `{-1}`, `{-2}`, … | the value in that position counted from the last column |
 //! | `{name}` | the value of the column called `name` (a CSV header or a named source) |
 //! | `{host}` | the label of the host the job runs on |
-//! | `{slot}` | the 1-based slot on that host |
-//! | `{seq}` | the 1-based job number |
+//! | `{slot}`, `{%}` | the 1-based slot on that host |
+//! | `{seq}`, `{#}` | the 1-based job number |
+//!
+//! **GNU parallel's path edits** follow `{}` or a position: `{.}` removes the extension, `{/}`
+//! keeps the basename, `{//}` the directory, `{/.}` the basename without extension; `{1.}`,
+//! `{-1/}`, … edit one column ([`Modifier`] gives the exact rules, those of parallel 20221122).
 //!
 //! Values are shell-quoted POSIX-style with [`shell_quote`], so a value with spaces, quotes or `$`
 //! arrives as one word, unchanged. Do not put placeholders inside quotes of your own (`'{}'`): the
 //! value is already quoted.
 //!
-//! **Raw form.** `{=NAME=}` inserts the same value *unquoted*, for any placeholder body:
-//! `{=1=}`, `{=channel=}`, `{=host=}`; `{==}` is the whole line unquoted (values joined by spaces).
-//! Use it when the value is shell code or when you quote it yourself. (GNU parallel's
-//! `{= perl expression =}` is not supported and is reported as an error.)
+//! **Raw form.** `{=NAME=}` inserts the same value *unquoted*, for NAME empty, a position or a
+//! name: `{=1=}`, `{=-1=}`, `{=channel=}`, `{=host=}`; `{==}` is the whole line unquoted (values
+//! joined by spaces). Use it when the value is shell code or when you quote it yourself. Anything
+//! else between `{=` and `=}` (and `{N= … =}`) is GNU parallel's Perl expression, which is refused
+//! with a hint.
 //!
-//! **What is not a placeholder.** Only `{` + (nothing | digits | identifier
-//! `[A-Za-z_][A-Za-z0-9_-]*`) + `}` is a placeholder. So shell text like `{a,b}`, `{ cmd; }` or
-//! `{1..3}` stays as written, and a `{` right after `$` (`${VAR}`) or `\` is literal: write
-//! `\{}` or `\{1}` to pass a literal `{}` or `{1}` to the command (the shell removes the
-//! backslash). An identifier that is neither a column nor `host`/`slot`/`seq` is an error, as are
-//! GNU parallel's `{#}`, `{%}`, `{.}`, `{/}`, `{//}` and `{/.}` (the error names the
-//! replacement where there is one).
+//! **Never silently text.** Every token of GNU parallel's replacement-string grammar — `{`, an
+//! optional position `N` or `-N`, an optional modifier among `. / // /. # %`, `}` — is either
+//! understood or an error at its column (`{1#}`, `{0/}`, `{3}` with two columns). Other braces
+//! stay as written, as parallel keeps them: shell text like `{a,b}`, `{ cmd; }`, `{1..3}`, `{..}`;
+//! a name `{x}` that is no column and no built-in is an error. A `{` right after `$` (`${VAR}`) or
+//! `\` is literal: write `\{}` or `\{1}` to pass a literal `{}` or `{1}` to the command (the shell
+//! removes the backslash).
 //!
 //! **Appended `{}`.** As in GNU parallel, a template without any placeholder gets ` {}` appended
 //! when there are job columns: `sortie run gzip ::: a b` runs `gzip a` and `gzip b`. A template
@@ -92,6 +98,8 @@ pub struct Placeholder {
     pub kind: PlaceholderKind,
     /// Whether it is the raw (unquoted) form `{=…=}`.
     pub raw: bool,
+    /// The path edit applied to job values (`{.}`, `{1/}`, …); [`Modifier::None`] otherwise.
+    pub modifier: Modifier,
     /// Byte range in the template text, or `None` for the appended ` {}`.
     pub span: Option<Range<usize>>,
 }
@@ -297,33 +305,97 @@ pub struct Template {
     appended: bool,
 }
 
-/// GNU parallel replacement strings with a hint about what to use instead.
-const GNU_ONLY: [(&str, &str); 6] = [
-    ("{#}", "use {seq} for the job number"),
-    ("{%}", "use {slot} for the slot number"),
-    (
-        "{.}",
-        "sortie has no path-editing placeholders; prepare the value in the job source",
-    ),
-    (
-        "{/}",
-        "sortie has no path-editing placeholders; prepare the value in the job source",
-    ),
-    (
-        "{//}",
-        "sortie has no path-editing placeholders; prepare the value in the job source",
-    ),
-    (
-        "{/.}",
-        "sortie has no path-editing placeholders; prepare the value in the job source",
-    ),
-];
+/// A path edit GNU parallel applies to a value before inserting it: `{.}`, `{/}`, `{//}`,
+/// `{/.}`, and the same after a position (`{1.}`, `{-1/}`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Modifier {
+    /// The value as it is.
+    #[default]
+    None,
+    /// `.`: the extension removed, as parallel's `s:\.[^/.]*$::` (`a/b.tar.gz` → `a/b.tar`).
+    NoExtension,
+    /// `/`: the basename, as parallel's `s:.*/::` (`a/b.c` → `b.c`).
+    Basename,
+    /// `//`: the directory, as Perl's `File::Basename::dirname` (`a/b.c` → `a`, `b` → `.`).
+    Dirname,
+    /// `/.`: the basename without extension (`a/b.c` → `b`).
+    BasenameNoExtension,
+}
+
+impl Modifier {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "" => Self::None,
+            "." => Self::NoExtension,
+            "/" => Self::Basename,
+            "//" => Self::Dirname,
+            "/." => Self::BasenameNoExtension,
+            _ => return None,
+        })
+    }
+
+    /// `value` with this edit applied, byte for byte as GNU parallel 20221122 does it.
+    pub fn apply(self, value: &str) -> Cow<'_, str> {
+        match self {
+            Self::None => Cow::Borrowed(value),
+            Self::NoExtension => Cow::Borrowed(remove_extension(value)),
+            Self::Basename => basename(value),
+            Self::Dirname => Cow::Borrowed(dirname(value)),
+            Self::BasenameNoExtension => match basename(value) {
+                Cow::Borrowed(b) => Cow::Borrowed(remove_extension(b)),
+                Cow::Owned(b) => Cow::Owned(remove_extension(&b).to_owned()),
+            },
+        }
+    }
+}
+
+/// `s:\.[^/.]*$::`: the last `.` goes with what follows it, unless a `/` follows it.
+fn remove_extension(v: &str) -> &str {
+    match v.rfind('.') {
+        Some(i) if !v[i..].contains('/') => &v[..i],
+        _ => v,
+    }
+}
+
+/// `s:.*/::`: Perl's `.` stops at a newline, so the first line holding a `/` loses its text up
+/// to that line's last `/`.
+fn basename(v: &str) -> Cow<'_, str> {
+    let mut line_start = 0;
+    for line in v.split_inclusive('\n') {
+        if let Some(slash) = line.rfind('/') {
+            let rest = &v[line_start + slash + 1..];
+            return if line_start == 0 {
+                Cow::Borrowed(rest)
+            } else {
+                Cow::Owned(format!("{}{rest}", &v[..line_start]))
+            };
+        }
+        line_start += line.len();
+    }
+    Cow::Borrowed(v)
+}
+
+/// Perl's `File::Basename::dirname` on Unix: trailing slashes ignored, `.` when there is no
+/// directory, `/` for the root.
+fn dirname(v: &str) -> &str {
+    let trimmed = v.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return if v.is_empty() { "." } else { "/" };
+    }
+    match trimmed.rfind('/') {
+        None => ".",
+        Some(i) => match trimmed[..=i].trim_end_matches('/') {
+            "" => "/",
+            dir => dir,
+        },
+    }
+}
 
 fn is_body_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
 
-/// Length of the placeholder body starting at `text[at..]` if it fits the grammar
+/// Length of a sortie name body starting at `text[at..]` if it fits the grammar
 /// (empty | digits | identifier), else `None`.
 fn body_len(text: &str, at: usize) -> Option<usize> {
     let len = text[at..]
@@ -334,6 +406,77 @@ fn body_len(text: &str, at: usize) -> Option<usize> {
         || body.bytes().all(|b| b.is_ascii_digit())
         || crate::jobs::is_identifier(body))
     .then_some(len)
+}
+
+/// Length of the optional position (`N` or `-N`) at the start of `rest`.
+fn position_len(rest: &str) -> usize {
+    let sign = usize::from(rest.starts_with('-'));
+    let digits = rest[sign..].bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        0
+    } else {
+        sign + digits
+    }
+}
+
+/// GNU parallel's modifiers, longest first.
+const GNU_MODIFIERS: [&str; 7] = ["/.", "//", "/", ".", "#", "%", ""];
+
+/// Length of a GNU parallel replacement-string body at the start of `rest` (an optional
+/// position, an optional modifier), if a `}` follows it.
+fn gnu_body_len(rest: &str) -> Option<usize> {
+    let p = position_len(rest);
+    if p == 0 && rest.starts_with('-') {
+        return None;
+    }
+    GNU_MODIFIERS.iter().find_map(|m| {
+        (rest[p..].starts_with(m) && rest[p + m.len()..].starts_with('}')).then_some(p + m.len())
+    })
+}
+
+/// A `{…}` token of a template.
+enum Token<'t> {
+    /// `{BODY}` (`raw` false) or `{=BODY=}` (`raw` true), ending before byte `end`.
+    Value {
+        body: &'t str,
+        raw: bool,
+        end: usize,
+    },
+    /// `{=…=}` or `{N=…=}` that is not sortie's raw form: a GNU parallel Perl expression.
+    Perl { end: usize },
+}
+
+/// The token opening at `text[open]` (a `{`), or `None` when the `{` is plain text.
+fn token(text: &str, open: usize) -> Option<Token<'_>> {
+    let at = open + 1;
+    let rest = &text[at..];
+    let p = position_len(rest);
+    if rest[p..].starts_with('=') {
+        if p == 0 {
+            let negative = Some(position_len(&rest[1..])).filter(|&n| n > 0);
+            if let Some(len) = negative.or_else(|| body_len(text, at + 1)) {
+                if text[at + 1 + len..].starts_with("=}") {
+                    let body = &text[at + 1..at + 1 + len];
+                    return Some(Token::Value {
+                        body,
+                        raw: true,
+                        end: at + len + 3,
+                    });
+                }
+            }
+        }
+        let close = rest[p + 1..].find("=}")?;
+        return Some(Token::Perl {
+            end: at + p + 1 + close + 2,
+        });
+    }
+    let len = gnu_body_len(rest)
+        .or_else(|| body_len(text, at).filter(|len| text[at + len..].starts_with('}')))?;
+    Some(Token::Value {
+        body: &rest[..len],
+        raw: false,
+        end: at + len + 1,
+    })
 }
 
 impl Template {
@@ -358,58 +501,31 @@ impl Template {
             literal.push_str(&text[pos..open]);
             pos = open + 1;
             let escaped = text[..open].ends_with(['$', '\\']);
-            if escaped {
-                literal.push('{');
-                continue;
-            }
-            if let Some((gnu, instead)) = GNU_ONLY.iter().find(|(g, _)| text[open..].starts_with(g))
-            {
-                let kind = TemplateErrorKind::Unsupported {
-                    placeholder: (*gnu).to_owned(),
-                    instead: (*instead).to_owned(),
-                };
-                return Err(err(kind, open..open + gnu.len()));
-            }
-            // Raw form `{=BODY=}`.
-            let raw_body = text[open + 1..].starts_with('=').then(|| open + 2);
-            let parsed = match raw_body {
-                Some(at) => match body_len(text, at) {
-                    Some(len) if text[at + len..].starts_with("=}") => {
-                        Some((at, len, true, at + len + 2))
-                    }
-                    _ => {
-                        if let Some(close) = text[open..].find("=}") {
-                            let end = open + close + 2;
-                            let kind = TemplateErrorKind::Unsupported {
-                                placeholder: text[open..end].to_owned(),
-                                instead: "GNU parallel's {= perl =} expressions are not supported; {=NAME=} inserts a value unquoted, where NAME is empty, a position or a column name".into(),
-                            };
-                            return Err(err(kind, open..end));
-                        }
-                        None
-                    }
-                },
-                None => match body_len(text, open + 1) {
-                    Some(len) if text[open + 1 + len..].starts_with('}') => {
-                        Some((open + 1, len, false, open + 1 + len + 1))
-                    }
-                    _ => None,
-                },
-            };
-            let Some((body_at, body_len, raw, end)) = parsed else {
+            let Some(token) = token(text, open).filter(|_| !escaped) else {
                 literal.push('{');
                 continue;
             };
-            let body = &text[body_at..body_at + body_len];
+            let (body, raw, end) = match token {
+                Token::Value { body, raw, end } => (body, raw, end),
+                Token::Perl { end } => {
+                    let kind = TemplateErrorKind::Unsupported {
+                        placeholder: text[open..end].to_owned(),
+                        instead: "GNU parallel's {= perl =} expressions are not supported; {=NAME=} inserts a value unquoted, where NAME is empty, a position or a column name; for other edits, prepare the value in the job source".into(),
+                    };
+                    return Err(err(kind, open..end));
+                }
+            };
             let span = open..end;
             let written = &text[span.clone()];
-            let kind = Self::resolve(body, written, columns).map_err(|k| err(k, span.clone()))?;
+            let (kind, modifier) =
+                Self::resolve(body, written, columns).map_err(|k| err(k, span.clone()))?;
             if !literal.is_empty() {
                 segments.push(Segment::Literal(std::mem::take(&mut literal)));
             }
             segments.push(Segment::Value(Placeholder {
                 kind,
                 raw,
+                modifier,
                 span: Some(span),
             }));
             pos = end;
@@ -425,6 +541,7 @@ impl Template {
             segments.push(Segment::Value(Placeholder {
                 kind: PlaceholderKind::Line,
                 raw: false,
+                modifier: Modifier::None,
                 span: None,
             }));
         }
@@ -439,28 +556,55 @@ impl Template {
         body: &str,
         written: &str,
         columns: &Columns,
-    ) -> Result<PlaceholderKind, TemplateErrorKind> {
+    ) -> Result<(PlaceholderKind, Modifier), TemplateErrorKind> {
         let needs_jobs = || TemplateErrorKind::NoJobValues {
             placeholder: written.to_owned(),
         };
-        if body.is_empty() {
-            return if columns.is_empty() {
-                Err(needs_jobs())
-            } else {
-                Ok(PlaceholderKind::Line)
-            };
-        }
-        if body.bytes().all(|b| b.is_ascii_digit()) {
+        let p = position_len(body);
+        if let Some(modifier) = (body.len() - p <= 2)
+            .then(|| &body[p..])
+            .filter(|m| GNU_MODIFIERS.contains(m))
+        {
+            if modifier == "#" || modifier == "%" {
+                if p > 0 {
+                    let what = if modifier == "#" {
+                        "job number"
+                    } else {
+                        "slot"
+                    };
+                    return Err(TemplateErrorKind::Unsupported {
+                        placeholder: written.to_owned(),
+                        instead: format!(
+                            "{{{modifier}}} (the {what}) takes no position: write {{{modifier}}}"
+                        ),
+                    });
+                }
+                let kind = if modifier == "#" {
+                    PlaceholderKind::Seq
+                } else {
+                    PlaceholderKind::Slot
+                };
+                return Ok((kind, Modifier::None));
+            }
+            let modifier = Modifier::parse(modifier).unwrap_or_default();
             if columns.is_empty() {
                 return Err(needs_jobs());
             }
-            return match body.parse::<usize>() {
-                Ok(0) => Err(TemplateErrorKind::PositionZero),
-                Ok(n) if n <= columns.len() => Ok(PlaceholderKind::Column(n - 1)),
-                _ => Err(TemplateErrorKind::PositionOutOfRange {
-                    position: body.to_owned(),
-                    count: columns.len(),
-                }),
+            if p == 0 {
+                return Ok((PlaceholderKind::Line, modifier));
+            }
+            let position = &body[..p];
+            let count = columns.len();
+            let out_of_range = || TemplateErrorKind::PositionOutOfRange {
+                position: position.to_owned(),
+                count,
+            };
+            let n = position.trim_start_matches('-').parse::<usize>();
+            return match (position.starts_with('-'), n) {
+                (_, Ok(0)) => Err(TemplateErrorKind::PositionZero),
+                (false, Ok(n)) if n <= count => Ok((PlaceholderKind::Column(n - 1), modifier)),
+                (true, Ok(n)) if n <= count => Ok((PlaceholderKind::Column(count - n), modifier)),
+                _ => Err(out_of_range()),
             };
         }
         let builtin = match body {
@@ -469,7 +613,7 @@ impl Template {
             "seq" => Some(PlaceholderKind::Seq),
             _ => None,
         };
-        match (columns.position(body), builtin) {
+        let kind = match (columns.position(body), builtin) {
             (Some(i), Some(_)) => Err(TemplateErrorKind::Ambiguous {
                 name: body.to_owned(),
                 position: i + 1,
@@ -480,7 +624,8 @@ impl Template {
                 name: body.to_owned(),
                 known: known_placeholders(columns),
             }),
-        }
+        }?;
+        Ok((kind, Modifier::None))
     }
 
     /// The template as written (without the appended ` {}`).
@@ -526,10 +671,11 @@ impl Template {
                 Segment::Value(p) => p,
             };
             let quote = |s: &str| -> String {
+                let s = p.modifier.apply(s);
                 if p.raw {
-                    s.to_owned()
+                    s.into_owned()
                 } else {
-                    shell_quote(s).into_owned()
+                    shell_quote(&s).into_owned()
                 }
             };
             match p.kind {
@@ -746,11 +892,13 @@ mod tests {
                 Placeholder {
                     kind: PlaceholderKind::Column(1),
                     raw: true,
+                    modifier: Modifier::None,
                     span: Some(2..10)
                 },
                 Placeholder {
                     kind: PlaceholderKind::Host,
                     raw: false,
+                    modifier: Modifier::None,
                     span: Some(11..17)
                 },
             ]
@@ -833,22 +981,79 @@ mod tests {
     }
 
     #[test]
-    fn gnu_parallel_only_forms_are_refused_with_a_hint() {
+    fn gnu_parallel_replacement_strings_render_as_parallel_does() {
+        let c = cols(&[None, None]);
+        let v = ["/a/b/c.tar.gz", "x y/z.q"];
+        assert_eq!(
+            render("{1} {1.} {1/} {1//} {1/.}", &c, &v),
+            "/a/b/c.tar.gz /a/b/c.tar c.tar.gz /a/b c.tar"
+        );
+        assert_eq!(render("{-1} {-2/}", &c, &v), "'x y/z.q' c.tar.gz");
+        assert_eq!(render("{#} {%}", &c, &v), "7 2");
+        // Without a position the edit applies to every value of the job.
+        assert_eq!(render("{.} | {/.}", &c, &v), "/a/b/c.tar 'x y/z' | c.tar z");
+        assert_eq!(render("{=-1=}", &c, &v), "x y/z.q");
+    }
+
+    #[test]
+    fn path_edits_match_gnu_parallel_20221122() {
+        // Expected values printed by `parallel echo '[{.}] [{/}] [{//}] [{/.}]' ::: VALUE`.
+        let cases = [
+            ("a.b", "a", "a.b", ".", "a"),
+            (".bashrc", "", ".bashrc", ".", ""),
+            ("a/b.c/d", "a/b.c/d", "d", "a/b.c", "d"),
+            ("/x", "/x", "x", "/", "x"),
+            ("a", "a", "a", ".", "a"),
+            ("./a", "./a", "a", ".", "a"),
+            ("a/", "a/", "", ".", ""),
+            ("/a/b/", "/a/b/", "", "/a", ""),
+            ("a//b", "a//b", "b", "a", "b"),
+            ("", "", "", ".", ""),
+            ("/", "/", "", "/", ""),
+        ];
+        for (v, dot, base, dir, base_dot) in cases {
+            assert_eq!(Modifier::NoExtension.apply(v), dot, "{{.}} {v:?}");
+            assert_eq!(Modifier::Basename.apply(v), base, "{{/}} {v:?}");
+            assert_eq!(Modifier::Dirname.apply(v), dir, "{{//}} {v:?}");
+            assert_eq!(
+                Modifier::BasenameNoExtension.apply(v),
+                base_dot,
+                "{{/.}} {v:?}"
+            );
+        }
+        assert_eq!(Modifier::Basename.apply("a\nb/c\nd/e"), "a\nc\nd/e");
+    }
+
+    #[test]
+    fn gnu_tokens_that_are_not_understood_are_errors_at_their_column() {
         let c = cols(&[None]);
-        let e = error("echo {#}", &c);
-        assert_eq!(e.column(), 6);
-        assert!(Diagnostic::help(&e).unwrap().to_string().contains("{seq}"));
-        let e = error("echo {%}", &c);
-        assert!(Diagnostic::help(&e).unwrap().to_string().contains("{slot}"));
-        for text in ["{.}", "{/}", "{//}", "{/.}"] {
-            assert!(matches!(
-                error(text, &c).kind(),
-                TemplateErrorKind::Unsupported { .. }
-            ));
+        for (text, column) in [
+            ("echo {1#}", 6),
+            ("echo x {-1%}", 8),
+            ("echo {2.}", 6),
+            ("echo {-2}", 6),
+            ("echo {0/}", 6),
+            ("a {= s/a/b/ =} x", 3),
+            ("a {1= $_ =}", 3),
+        ] {
+            let e = error(text, &c);
+            assert_eq!(e.column(), column, "{text}");
+            assert!(Diagnostic::help(&e).is_some(), "{text}");
         }
         let e = error("echo {= s/a/b/ =} x", &c);
         assert_eq!(e.span(), 5..17);
-        assert!(matches!(e.kind(), TemplateErrorKind::Unsupported { .. }));
+        assert!(Diagnostic::help(&e).unwrap().to_string().contains("perl"));
+        // Forms outside parallel's grammar stay text, as parallel keeps them.
+        for text in ["{..}", "{+/}", "{1..3}", "{-}", "{/x}"] {
+            assert!(Template::parse(text, &c).unwrap().appended_line(), "{text}");
+        }
+        // {#} and {%} need no job source.
+        assert_eq!(
+            Template::parse("n={#} s={%}", &Columns::none())
+                .unwrap()
+                .render_values(&[], &CTX),
+            "n=7 s=2"
+        );
     }
 
     #[test]

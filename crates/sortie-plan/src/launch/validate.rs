@@ -295,11 +295,16 @@ pub(crate) fn render_raw(t: &Template, values: &[String], ctx: &Context<'_>) -> 
         let Some(span) = &p.span else { continue };
         out.push_str(&text[pos..span.start]);
         match p.kind {
-            PlaceholderKind::Column(i) => out.push_str(values.get(i).map_or("", String::as_str)),
+            PlaceholderKind::Column(i) => {
+                out.push_str(&p.modifier.apply(values.get(i).map_or("", String::as_str)))
+            }
             PlaceholderKind::Host => out.push_str(ctx.host),
             PlaceholderKind::Slot => out.push_str(&ctx.slot.to_string()),
             PlaceholderKind::Seq => out.push_str(&ctx.seq.to_string()),
-            PlaceholderKind::Line => out.push_str(&values.join(" ")),
+            PlaceholderKind::Line => {
+                let edited: Vec<_> = values.iter().map(|v| p.modifier.apply(v)).collect();
+                out.push_str(&edited.join(" "))
+            }
         }
         pos = span.end;
     }
