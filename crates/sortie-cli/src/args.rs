@@ -241,27 +241,42 @@ pub enum Spread {
     RoundRobin,
 }
 
-/// `sortie run`.
+/// `sortie run`. Letters GNU parallel gives another meaning (`-x`, `-i`, `-l`, `-p`, `-t`) are
+/// not sortie's short options here: the parallel spelling is refused with a hint
+/// (docs/parallel.md).
 #[derive(Args, Debug)]
+#[command(
+    mut_arg("exclude", |a| a.short(None)),
+    mut_arg("inventory", |a| a.short(None)),
+    mut_arg("user", |a| a.short(None)),
+    mut_arg("port", |a| a.short(None))
+)]
 pub struct RunArgs {
     #[command(flatten)]
     pub selection: Selection,
-    /// One job per line of FILE (`-` = stdin). Sources combine as a cartesian product, in
-    /// the order given.
+    /// One job per line of FILE (`-` = stdin), a trailing `\r` removed. Sources combine as a
+    /// cartesian product, in the order given.
     #[arg(long = "args", value_name = "FILE", help_heading = BEHAVIOUR)]
     pub args: Vec<PathBuf>,
+    /// GNU parallel's -a: one job per line of FILE (`-` = stdin), bytes kept (repeatable).
+    #[arg(short = 'a', long = "arg-file", value_name = "FILE", help_heading = BEHAVIOUR)]
+    pub arg_file: Vec<PathBuf>,
+    /// Link the sources (GNU parallel's --link): job N takes row N of each, shorter ones
+    /// starting over, instead of their cartesian product.
+    #[arg(long = "link", visible_alias = "xapply", help_heading = BEHAVIOUR)]
+    pub link: bool,
     /// One job per row of a CSV file (first line is the header: columns as {name}).
     #[arg(long = "csv", value_name = "FILE", help_heading = BEHAVIOUR)]
     pub csv: Vec<PathBuf>,
     /// One job per integer of A..B (inclusive; zero padding kept).
     #[arg(long = "range", value_name = "A..B", help_heading = BEHAVIOUR)]
     pub range: Vec<String>,
-    /// Jobs at once per host.
-    #[arg(long = "slots", default_value_t = 1, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..), help_heading = BEHAVIOUR)]
-    pub slots: u32,
-    /// Jobs in flight at once overall.
-    #[arg(short = 'j', long = "jobs", value_name = "N",
+    /// Jobs at once per host (GNU parallel's -j/--jobs) [default: 1].
+    #[arg(long = "slots", short = 'j', visible_alias = "jobs", value_name = "N",
+          value_parser = parse_slots, help_heading = BEHAVIOUR)]
+    pub slots: Option<u32>,
+    /// Jobs in flight at once overall, over all hosts.
+    #[arg(long = "max-in-flight", value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..), help_heading = BEHAVIOUR)]
     pub jobs: Option<u64>,
     /// Job starts per second/minute, globally (e.g. 5/s, 100/m).
@@ -277,14 +292,15 @@ pub struct RunArgs {
     #[arg(short = 'f', long = "fanout", default_value_t = 64, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..), help_heading = CONNECTION)]
     pub fanout: u32,
-    /// Reruns of a failed job, on another host when there is one.
+    /// Tries of a job in all, as GNU parallel counts them (0 and 1: no rerun); reruns go to
+    /// another host when there is one, and the last try's output is shown.
     #[arg(long = "retries", default_value_t = 0, value_name = "N", help_heading = BEHAVIOUR)]
     pub retries: u32,
     /// Stop early: `now` or `soon`, with `,fail=N` or `,fail=N%` (like GNU parallel).
     #[arg(long = "halt", value_name = "WHEN,fail=N", help_heading = BEHAVIOUR)]
     pub halt: Option<String>,
     /// Time limit per job; then its remote process group is ended.
-    #[arg(short = 't', long = "timeout", value_name = "DURATION", value_parser = parse_duration, help_heading = BEHAVIOUR)]
+    #[arg(long = "timeout", value_name = "DURATION", value_parser = parse_duration, help_heading = BEHAVIOUR)]
     pub timeout: Option<std::time::Duration>,
     /// Grace between TERM and KILL when a job is ended.
     #[arg(long = "kill-grace", value_name = "DURATION", value_parser = parse_duration, default_value = "5s", help_heading = BEHAVIOUR)]
@@ -295,7 +311,7 @@ pub struct RunArgs {
     /// Environment variables from a file of K=V lines (`#` comments; values never logged).
     #[arg(long = "env-file", value_name = "FILE", help_heading = BEHAVIOUR)]
     pub env_file: Vec<PathBuf>,
-    /// Job log: one TSV row per finished job, like GNU parallel's --joblog.
+    /// Job log: one TSV row per finished job, like GNU parallel's --joblog (`+FILE` appends).
     #[arg(long = "joblog", value_name = "FILE", help_heading = OUTPUT)]
     pub joblog: Option<PathBuf>,
     /// Skip the jobs already in the job log.
@@ -304,8 +320,9 @@ pub struct RunArgs {
     /// Skip the jobs that succeeded in the job log; rerun failed and missing ones.
     #[arg(long = "resume-failed", requires = "joblog", help_heading = BEHAVIOUR)]
     pub resume_failed: bool,
-    /// One directory per job with stdout, stderr and exit.
-    #[arg(long = "results", value_name = "DIR", help_heading = OUTPUT)]
+    /// One directory per job, DIR/<seq>/ with stdout, stderr and exit (not GNU parallel's
+    /// --results layout, hence the name).
+    #[arg(long = "results-dir", value_name = "DIR", help_heading = OUTPUT)]
     pub results: Option<PathBuf>,
     /// Live lines prefixed `host/seq | ` instead of each job's output printed whole.
     #[arg(long = "line-buffer", conflicts_with = "json", help_heading = OUTPUT)]
@@ -313,9 +330,90 @@ pub struct RunArgs {
     /// One JSON object per event on stdout (JSON Lines).
     #[arg(long = "json", help_heading = OUTPUT)]
     pub json: bool,
-    /// The command template, after `--`; `::: a b c` adds a literal source.
-    #[arg(required = true, last = true, value_name = "TEMPLATE")]
+    /// Print each job's output in the order of the jobs, not as they finish (GNU parallel's -k).
+    #[arg(short = 'k', long = "keep-order", help_heading = OUTPUT)]
+    pub keep_order: bool,
+    /// Output as GNU parallel prints it: each job's bytes as they came, stdout to stdout and
+    /// stderr to stderr, no `host/seq |` prefix, no summary.
+    #[arg(long = "plain", conflicts_with_all = ["json", "line_buffer"], help_heading = OUTPUT)]
+    pub plain: bool,
+    /// Plain output with each line prefixed by the job's values and a tab (GNU parallel's --tag).
+    #[arg(long = "tag", conflicts_with_all = ["json", "line_buffer"], help_heading = OUTPUT)]
+    pub tag: bool,
+    /// Plain output with each line prefixed by STR and a tab; STR takes {}, {1}, {.}, {#}, ...
+    #[arg(long = "tagstring", value_name = "STR", conflicts_with_all = ["json", "line_buffer"], help_heading = OUTPUT)]
+    pub tagstring: Option<String>,
+    #[command(flatten)]
+    pub parallel_only: ParallelOnly,
+    /// The command, then its sources: `COMMAND ::: a b`, `:::: FILE`, `:::+` / `::::+` (linked);
+    /// `--` before the command is optional. With no command, each job's values are the command.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
     pub template: Vec<String>,
+}
+
+/// GNU parallel options whose letters mean something else in sortie, or that sortie does not
+/// have: accepted by the parser only to be refused with a hint, never to do something else.
+#[derive(Args, Debug, Default)]
+pub struct ParallelOnly {
+    #[arg(short = 'x', hide = true, num_args = 0..=1, default_missing_value = "")]
+    pub x: Option<String>,
+    #[arg(short = 'X', hide = true, num_args = 0..=1, default_missing_value = "")]
+    pub xargs: Option<String>,
+    #[arg(short = 'm', hide = true, num_args = 0..=1, default_missing_value = "")]
+    pub m: Option<String>,
+    #[arg(short = 'i', hide = true, num_args = 0..=1, default_missing_value = "")]
+    pub i: Option<String>,
+    #[arg(short = 'l', hide = true, num_args = 0..=1, default_missing_value = "")]
+    pub l: Option<String>,
+    #[arg(short = 'p', hide = true, num_args = 0..=1, default_missing_value = "")]
+    pub p: Option<String>,
+    #[arg(short = 't', hide = true, num_args = 0..=1, default_missing_value = "")]
+    pub t: Option<String>,
+    #[arg(short = 'n', long = "max-args", hide = true)]
+    pub n: Option<String>,
+    #[arg(short = 'N', long = "max-replace-args", hide = true)]
+    pub big_n: Option<String>,
+    #[arg(short = 'q', long = "quote", hide = true, num_args = 0..=1, default_missing_value = "")]
+    pub q: Option<String>,
+    #[arg(short = '0', long = "null", hide = true, num_args = 0..=1, default_missing_value = "")]
+    pub null: Option<String>,
+    #[arg(short = 'd', long = "delimiter", hide = true)]
+    pub d: Option<String>,
+    #[arg(short = 'E', hide = true)]
+    pub e: Option<String>,
+    #[arg(short = 'C', long = "colsep", hide = true)]
+    pub colsep: Option<String>,
+    #[arg(long = "header", hide = true)]
+    pub header: Option<String>,
+    #[arg(short = 'I', hide = true)]
+    pub big_i: Option<String>,
+    #[arg(short = 'S', long = "sshlogin", hide = true)]
+    pub sshlogin: Option<String>,
+    #[arg(short = 'u', long = "ungroup", hide = true, num_args = 0..=1, default_missing_value = "")]
+    pub u: Option<String>,
+    #[arg(long = "arg-sep", hide = true)]
+    pub arg_sep: Option<String>,
+    #[arg(long = "arg-file-sep", hide = true)]
+    pub arg_file_sep: Option<String>,
+    #[arg(long = "pipe", hide = true, num_args = 0..=1, default_missing_value = "")]
+    pub pipe: Option<String>,
+    #[arg(long = "results", alias = "res", hide = true)]
+    pub gnu_results: Option<String>,
+}
+
+/// `-j N` / `--slots N`: a whole number of jobs per host. GNU parallel's forms relative to the
+/// host's CPUs (`0`, `+N`, `-N`, `N%`) are refused: sortie does not read remote CPU counts.
+fn parse_slots(s: &str) -> Result<u32, String> {
+    let relative = "GNU parallel's forms relative to the CPU count (0, +N, -N, N%) are not supported: give a number of jobs per host, e.g. -j 4";
+    if s.starts_with(['+', '-']) || s.ends_with('%') || s == "0" {
+        return Err(relative.into());
+    }
+    s.parse::<u32>()
+        .map_err(|_| format!("expected a whole number of jobs per host, got {s:?}"))
 }
 
 /// `sortie hosts`.

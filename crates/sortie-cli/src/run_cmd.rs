@@ -4,10 +4,11 @@ use std::path::Path;
 
 use sortie::runner::run::{run as run_jobs, Halt, Resume, RunOptions, Spread};
 use sortie::transport::StopSequence;
+use sortie_plan::Context;
 use sortie_plan::{JobSet, JobSource, Template};
-use sortie_report::{Mode, PrefixStyle, ReporterConfig};
+use sortie_report::{Mode, PlainReporter, PrefixStyle, ReporterConfig, TagFn};
 
-use crate::args::{self, RunArgs};
+use crate::args::{self, ParallelOnly, RunArgs};
 use crate::exec_cmd::drive;
 use crate::exit::ExitCode;
 use crate::select;
@@ -18,10 +19,21 @@ pub async fn run(
     signals: crate::signals::Interrupts,
 ) -> miette::Result<ExitCode> {
     // Everything the user wrote is checked before any host is contacted.
-    let (template_words, lists) = split_lists(&args.template);
-    let jobs = job_set(&args, matches, lists)?;
-    let template_text = template_words.join(" ");
+    refuse_parallel_only(&args.parallel_only)?;
+    let (command, groups) = split_sources(&args.template);
+    let jobs = job_set(&args, matches, groups)?;
+    // No command: each job's values are the command, as in GNU parallel (`cat cmds | parallel`).
+    let template_text = if command.is_empty() {
+        "{==}".to_owned()
+    } else {
+        command.join(" ")
+    };
     let template = Template::parse(&template_text, jobs.columns()).map_err(miette::Report::new)?;
+    // GNU parallel's `--joblog +FILE` appends.
+    let (joblog, joblog_append) = match args.joblog.as_deref().map(Path::to_str) {
+        Some(Some(p)) if p.starts_with('+') && p.len() > 1 => (Some(p[1..].into()), true),
+        _ => (args.joblog.clone(), false),
+    };
     let halt = args
         .halt
         .as_deref()
@@ -36,7 +48,7 @@ pub async fn run(
     let targets = select::targets(&args.selection)?;
 
     let options = RunOptions {
-        slots: args.slots,
+        slots: args.slots.unwrap_or(1),
         jobs: args.jobs.map(|j| j as usize),
         rate: args.rate,
         delay: args.delay.unwrap_or_default(),
@@ -45,14 +57,16 @@ pub async fn run(
             args::Spread::RoundRobin => Spread::RoundRobin,
         },
         fanout: args.fanout as usize,
-        retries: args.retries,
+        // GNU parallel counts tries in all: --retries 3 is one try and two reruns.
+        retries: args.retries.saturating_sub(1),
         halt,
         timeout: args.timeout,
         stop: StopSequence {
             steps: vec![("TERM".into(), args.kill_grace)],
         },
         env,
-        joblog: args.joblog.clone(),
+        joblog: joblog.clone(),
+        joblog_append,
         resume: if args.resume_failed {
             Resume::Failed
         } else if args.resume {
@@ -62,6 +76,8 @@ pub async fn run(
         },
         results: args.results.clone(),
     };
+    let tag = tag_fn(&args, &jobs)?;
+    let plain = args.plain || args.keep_order || tag.is_some();
     let mode = if args.json {
         Mode::Json
     } else if args.line_buffer {
@@ -69,13 +85,34 @@ pub async fn run(
     } else {
         Mode::PerJob
     };
+    let cancel = sortie::CancellationToken::new();
+    if plain {
+        let mut reporter =
+            PlainReporter::new(std::io::stdout(), std::io::stderr(), args.keep_order, tag);
+        let handle = run_jobs(
+            select::transports(),
+            targets,
+            jobs,
+            template,
+            options,
+            cancel.clone(),
+        )
+        .map_err(miette::Report::new)?;
+        select::on_interrupt(signals, cancel);
+        let code = drive(handle, &mut reporter).await;
+        // GNU parallel's exit status: the number of failed jobs, 101 for more than 100.
+        let failed = reporter.failed();
+        if code != ExitCode::Interrupted && failed > 0 {
+            std::process::exit(failed.min(101) as i32);
+        }
+        return Ok(code);
+    }
     let mut reporter = ReporterConfig::new(mode)
         .color(crate::color())
         .labels(targets.iter().map(|t| t.label.clone()))
         .prefix(PrefixStyle::HostJob)
         .build()
         .map_err(miette::Report::new)?;
-    let cancel = sortie::CancellationToken::new();
     let handle = run_jobs(
         select::transports(),
         targets,
@@ -89,19 +126,131 @@ pub async fn run(
     Ok(drive(handle, &mut reporter).await)
 }
 
-/// Splits `TEMPLATE... ::: a b ::: c d` into the template words and the literal lists.
-fn split_lists(words: &[String]) -> (Vec<String>, Vec<Vec<String>>) {
-    let mut parts = words.split(|w| w == ":::");
-    let template = parts.next().unwrap_or_default().to_vec();
-    (template, parts.map(<[String]>::to_vec).collect())
+/// The tag before each output line: `--tag` (the job's values joined by spaces) or
+/// `--tagstring STR` (STR rendered for the job, values unquoted).
+fn tag_fn(args: &RunArgs, jobs: &JobSet) -> miette::Result<Option<TagFn>> {
+    let jobs = jobs.clone();
+    if let Some(text) = &args.tagstring {
+        let t = Template::parse_named("--tagstring", text, jobs.columns())
+            .map_err(miette::Report::new)?;
+        if t.placeholders()
+            .any(|p| p.kind == sortie_plan::template::PlaceholderKind::Slot)
+        {
+            return Err(miette::miette!(
+                help = "the tag is written when the job's output is printed, where the slot is not known; use {#} or {host}",
+                "--tagstring: {{%}} and {{slot}} are not available in a tag"
+            ));
+        }
+        let constant = t.appended_line().then(|| text.clone());
+        let tag: TagFn = Box::new(move |seq, host| {
+            if let Some(c) = &constant {
+                return c.clone();
+            }
+            let values = jobs
+                .get(seq - 1)
+                .map(|j| j.values().to_vec())
+                .unwrap_or_default();
+            t.render_unquoted(&values, &Context { host, slot: 0, seq })
+        });
+        return Ok(Some(tag));
+    }
+    if !args.tag {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(move |seq, _| {
+        jobs.get(seq - 1)
+            .map(|j| j.values().join(" "))
+            .unwrap_or_default()
+    })))
 }
 
-/// The job sources in command-line order (as GNU parallel combines them), then `:::` lists;
-/// standard input when there is no source at all.
+/// Refuses GNU parallel options that sortie does not have or spells differently, naming the
+/// option and what to write instead (docs/parallel.md), before anything runs.
+fn refuse_parallel_only(p: &ParallelOnly) -> miette::Result<()> {
+    let table: [(&Option<String>, &str, &str); 22] = [
+        (&p.x, "-x", "GNU parallel's -x (--xargs) packs many arguments into one command, which sortie does not do; sortie's --exclude HOSTS has no short form in run"),
+        (&p.xargs, "-X", "packing many arguments into one command is not supported: give one job per value"),
+        (&p.m, "-m", "packing many arguments into one command is not supported: give one job per value"),
+        (&p.i, "-i", "GNU parallel's -i (replace string) is not supported: use {}; sortie's --inventory FILE has no short form in run"),
+        (&p.l, "-l", "GNU parallel's -l (--max-lines) is not supported; sortie's --user USER has no short form in run"),
+        (&p.p, "-p", "GNU parallel's -p (--interactive) is not supported; sortie's --port PORT has no short form in run"),
+        (&p.t, "-t", "GNU parallel's -t (print each command on stderr) is not supported: --json shows each command in its job_started event; sortie's --timeout DURATION has no short form in run"),
+        (&p.n, "-n", "several arguments per job (-n/--max-args) are not supported: give one job per value, or link sources with :::+"),
+        (&p.big_n, "-N", "several arguments per job (-N) are not supported: give one job per value, or link sources with :::+"),
+        (&p.q, "-q", "-q (--quote) is not supported: sortie joins the command words with spaces for the shell, as parallel does without -q; quote the command yourself"),
+        (&p.null, "-0", "NUL-separated input (-0/--null) is not supported: one job per line"),
+        (&p.d, "-d", "another delimiter (-d/--delimiter) is not supported: one job per line"),
+        (&p.e, "-E", "an end-of-file string (-E) is not supported: end the input where the jobs end"),
+        (&p.colsep, "--colsep", "splitting input lines into columns (--colsep) is not supported: give a CSV file with --csv (columns as {1}, {2} or {name})"),
+        (&p.header, "--header", "--header is not supported: give a CSV file with --csv, whose header names the columns ({name})"),
+        (&p.big_i, "-I", "another replacement string (-I) is not supported: use {}"),
+        (&p.sshlogin, "-S", "hosts are given with -H HOSTS (comma-separated [user@]host[:port]), -g GROUP or an inventory; jobs per host with -j N"),
+        (&p.u, "-u", "--ungroup is not supported: use --line-buffer for live output, prefixed by host/seq"),
+        (&p.arg_sep, "--arg-sep", "another separator than ::: is not supported"),
+        (&p.arg_file_sep, "--arg-file-sep", "another separator than :::: is not supported"),
+        (&p.pipe, "--pipe", "--pipe (splitting standard input among jobs) is not supported"),
+        (&p.gnu_results, "--results", "GNU parallel's --results layout (DIR/1/VALUE/stdout, .csv, .json) is not supported; --results-dir DIR writes DIR/<seq>/stdout, stderr and exit"),
+    ];
+    for (given, option, hint) in table {
+        if given.is_some() {
+            return Err(miette::miette!(
+                code = "sortie::run::parallel_option",
+                help = hint,
+                "option {option}: GNU parallel's meaning is not supported by sortie run, and sortie gives it no other meaning here"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// GNU parallel's input-source separators: how the words after each one are read, and whether
+/// the group is linked to the source before it (`:::+`, `::::+`).
+const SEPARATORS: [(&str, bool, bool); 4] = [
+    (":::", false, false),
+    (":::+", false, true),
+    ("::::", true, false),
+    ("::::+", true, true),
+];
+
+/// One group of words after a separator.
+struct Group {
+    /// The separator as written.
+    sep: &'static str,
+    /// `::::`: the words are files (`-` = standard input), one source each.
+    files: bool,
+    /// `:::+`, `::::+`: linked to the source before.
+    linked: bool,
+    words: Vec<String>,
+}
+
+/// Splits `COMMAND... ::: a b :::+ c d :::: FILE` into the command words and the groups.
+fn split_sources(words: &[String]) -> (Vec<String>, Vec<Group>) {
+    let mut command = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
+    for word in words {
+        if let Some(&(sep, files, linked)) = SEPARATORS.iter().find(|(s, ..)| s == word) {
+            groups.push(Group {
+                sep,
+                files,
+                linked,
+                words: Vec::new(),
+            });
+        } else if let Some(group) = groups.last_mut() {
+            group.words.push(word.clone());
+        } else {
+            command.push(word.clone());
+        }
+    }
+    (command, groups)
+}
+
+/// The job sources in GNU parallel's order: the option sources in command-line order (`-a`,
+/// `--args`, `--csv`, `--range`), then the groups after the command. Linked groups are zipped
+/// to the source before them, `--link` zips everything; standard input when there is no source.
 fn job_set(
     args: &RunArgs,
     matches: Option<&clap::ArgMatches>,
-    lists: Vec<Vec<String>>,
+    groups: Vec<Group>,
 ) -> miette::Result<JobSet> {
     let index_of = |id: &str, n: usize| -> Vec<usize> {
         matches
@@ -117,6 +266,12 @@ fn job_set(
     {
         ordered.push((i, JobSource::args_path(p).map_err(err)?));
     }
+    for (i, p) in index_of("arg_file", args.arg_file.len())
+        .into_iter()
+        .zip(&args.arg_file)
+    {
+        ordered.push((i, JobSource::arg_file("-a", p).map_err(err)?));
+    }
     for (i, p) in index_of("csv", args.csv.len()).into_iter().zip(&args.csv) {
         ordered.push((i, JobSource::csv_path(p).map_err(err)?));
     }
@@ -127,18 +282,54 @@ fn job_set(
         ordered.push((i, JobSource::range(r).map_err(err)?));
     }
     ordered.sort_by_key(|(i, _)| *i);
-    let mut sources: Vec<JobSource> = ordered.into_iter().map(|(_, s)| s).collect();
-    for list in lists {
-        if list.is_empty() {
+    // Chains of linked sources; a chain of one is a plain source of the product.
+    let mut chains: Vec<Vec<JobSource>> = ordered.into_iter().map(|(_, s)| vec![s]).collect();
+    for group in groups {
+        if group.words.is_empty() {
             return Err(miette::miette!(
-                help = "write the values after `:::`, e.g. `::: a b c`",
-                "empty `:::` list"
+                help = "write the values after `{0}`, e.g. `{0} a b c`; GNU parallel runs the command once with an empty value here, which sortie refuses as a likely mistake",
+                "empty `{}` group",
+                group.sep
             ));
         }
-        sources.push(JobSource::list(list));
+        let sources = if group.files {
+            let files = group
+                .words
+                .iter()
+                .map(|f| JobSource::arg_file(group.sep, Path::new(f)));
+            files.collect::<Result<Vec<_>, _>>().map_err(err)?
+        } else {
+            vec![JobSource::list(group.words)]
+        };
+        match chains.last_mut() {
+            Some(chain) if group.linked => chain.extend(sources),
+            _ if group.linked => {
+                return Err(miette::miette!(
+                    help = "`{0}` links its values to the source before it: give one first, e.g. `::: a b {0} c d`",
+                    "`{0}` has no source before it to link to",
+                    group.sep
+                ))
+            }
+            _ if group.files => chains.extend(sources.into_iter().map(|s| vec![s])),
+            _ => chains.push(sources),
+        }
+    }
+    let link = |chain: Vec<JobSource>, wrap: bool| -> miette::Result<JobSource> {
+        if chain.len() == 1 {
+            Ok(chain.into_iter().next().expect("one source"))
+        } else {
+            JobSource::link(chain, wrap).map_err(err)
+        }
+    };
+    let mut sources = chains
+        .into_iter()
+        .map(|c| link(c, false))
+        .collect::<miette::Result<Vec<_>>>()?;
+    if args.link && sources.len() > 1 {
+        sources = vec![link(sources, true)?];
     }
     if sources.is_empty() {
-        sources.push(JobSource::stdin().map_err(err)?);
+        sources.push(JobSource::stdin_as_parallel().map_err(err)?);
     }
     JobSet::new(sources).map_err(err)
 }

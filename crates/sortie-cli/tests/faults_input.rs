@@ -343,7 +343,7 @@ fn secrets_never_appear_in_logs_events_or_files() {
         .arg(&env_file)
         .arg("--joblog")
         .arg(&joblog)
-        .arg("--results")
+        .arg("--results-dir")
         .arg(&results)
         .args([
             "--",

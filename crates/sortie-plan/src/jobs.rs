@@ -16,7 +16,8 @@
 //! first source, and so on. CSV columns are named by their header; a one-column source can be
 //! named with [`JobSource::named`].
 //!
-//! Lines are split on `\n` with a trailing `\r` removed; a final line break does not add an empty
+//! Lines are split on `\n` (for `--args`, with a trailing `\r` removed; GNU parallel's
+//! spellings `::::`, `-a` and standard input keep it, as parallel does); a final line break does not add an empty
 //! job, but an empty line in the middle is a job whose value is empty (as in GNU parallel).
 //!
 //! [`JobSet`] computes jobs on demand from their index, so even a product of millions of jobs
@@ -270,7 +271,16 @@ impl JobSource {
 
     /// One job per line of `bytes`. `origin` names the source in errors (e.g. `--args jobs.txt`).
     pub fn lines(origin: impl Into<String>, bytes: &[u8]) -> Result<Self, JobsError> {
-        let origin = origin.into();
+        Self::split_lines(origin.into(), bytes, true)
+    }
+
+    /// One job per line of `bytes`, as GNU parallel reads `::::` files, `-a` files and standard
+    /// input: a `\r` before the `\n` stays part of the value.
+    pub fn lines_as_parallel(origin: impl Into<String>, bytes: &[u8]) -> Result<Self, JobsError> {
+        Self::split_lines(origin.into(), bytes, false)
+    }
+
+    fn split_lines(origin: String, bytes: &[u8], strip_cr: bool) -> Result<Self, JobsError> {
         let text = std::str::from_utf8(bytes).map_err(|e| {
             let lossy = String::from_utf8_lossy(bytes).into_owned();
             let (line, column) = line_col(&lossy, e.valid_up_to());
@@ -287,7 +297,10 @@ impl JobSource {
             Vec::new()
         } else {
             text.split('\n')
-                .map(|l| l.strip_suffix('\r').unwrap_or(l).to_owned())
+                .map(|l| match l.strip_suffix('\r') {
+                    Some(l) if strip_cr => l.to_owned(),
+                    _ => l.to_owned(),
+                })
                 .collect()
         };
         Ok(Self::one_column(
@@ -327,6 +340,71 @@ impl JobSource {
         let mut source = Self::lines(path.display().to_string(), &bytes)?;
         source.origin = origin;
         Ok(source)
+    }
+
+    /// A file of GNU parallel's `::::`, `-a` or `--arg-file`: one job per line, `\r` kept, `-`
+    /// for standard input. `how` is the spelling used, for messages (e.g. `::::`).
+    pub fn arg_file(how: &str, path: &Path) -> Result<Self, JobsError> {
+        let origin = format!("{how} {}", path.display());
+        let bytes = if path == Path::new("-") {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut bytes)
+                .map_err(|error| JobsError::Io {
+                    origin: origin.clone(),
+                    error,
+                })?;
+            bytes
+        } else {
+            std::fs::read(path).map_err(|error| JobsError::Io {
+                origin: origin.clone(),
+                error,
+            })?
+        };
+        let mut source = Self::lines_as_parallel(path.display().to_string(), &bytes)?;
+        source.origin = origin;
+        Ok(source)
+    }
+
+    /// Sources whose rows go together, side by side, as GNU parallel links them: with `wrap`
+    /// false (`:::+`, `::::+`) there are as many rows as the shortest source has; with `wrap`
+    /// true (`--link`) as many as the longest, the shorter ones starting over.
+    pub fn link(sources: Vec<JobSource>, wrap: bool) -> Result<Self, JobsError> {
+        if let Some(empty) = sources.iter().find(|s| s.is_empty()) {
+            return Err(JobsError::EmptySource {
+                origin: empty.origin.clone(),
+                help: empty.empty_help.clone(),
+            });
+        }
+        let lens = sources.iter().map(JobSource::len);
+        let rows = if wrap { lens.max() } else { lens.min() }.unwrap_or(0);
+        let width: usize = sources.iter().map(JobSource::width).sum();
+        let mut values = Vec::new();
+        for row in 0..rows {
+            for source in &sources {
+                for column in 0..source.width() {
+                    let value = source.value(row % source.len(), column).unwrap_or_default();
+                    values.push(value.into_owned());
+                }
+            }
+        }
+        let origins: Vec<&str> = sources.iter().map(|s| s.origin.as_str()).collect();
+        Ok(Self {
+            origin: origins.join(if wrap { " --link " } else { " + " }),
+            names: sources.iter().flat_map(|s| s.names.clone()).collect(),
+            data: Data::Rows { width, values },
+            empty_help: String::new(),
+        })
+    }
+
+    /// Standard input, one job per line, `\r` kept (GNU parallel's source when no other is
+    /// given).
+    pub fn stdin_as_parallel() -> Result<Self, JobsError> {
+        Self::arg_file("standard input", Path::new("-")).map(|mut s| {
+            s.origin = "standard input".into();
+            s
+        })
     }
 
     /// Standard input, one job per line (the source when no other is given).

@@ -661,6 +661,16 @@ impl Template {
     /// Renders the command from bare values (one per column the template was parsed against; a
     /// missing value renders as empty). Use `&[]` for templates parsed against [`Columns::none`].
     pub fn render_values(&self, values: &[String], ctx: &Context<'_>) -> String {
+        self.render_with(values, ctx, true)
+    }
+
+    /// Like [`render_values`](Self::render_values) with every value inserted unquoted, for
+    /// text that is not shell code (GNU parallel's `--tagstring`).
+    pub fn render_unquoted(&self, values: &[String], ctx: &Context<'_>) -> String {
+        self.render_with(values, ctx, false)
+    }
+
+    fn render_with(&self, values: &[String], ctx: &Context<'_>, quoted: bool) -> String {
         let mut out = String::with_capacity(self.text.len() + 16);
         for segment in &self.segments {
             let p = match segment {
@@ -672,7 +682,7 @@ impl Template {
             };
             let quote = |s: &str| -> String {
                 let s = p.modifier.apply(s);
-                if p.raw {
+                if p.raw || !quoted {
                     s.into_owned()
                 } else {
                     shell_quote(&s).into_owned()

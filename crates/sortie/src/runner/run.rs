@@ -224,6 +224,8 @@ pub struct RunOptions {
     pub env: Vec<(String, String)>,
     /// Job log file.
     pub joblog: Option<PathBuf>,
+    /// Append rows to the job log and write no header (GNU parallel's `--joblog +FILE`).
+    pub joblog_append: bool,
     /// Resume from the job log.
     pub resume: Resume,
     /// Results directory (`DIR/<seq>/{stdout,stderr,exit}`).
@@ -245,6 +247,7 @@ impl Default for RunOptions {
             stop: StopSequence::default(),
             env: Vec::new(),
             joblog: None,
+            joblog_append: false,
             resume: Resume::No,
             results: None,
         }
@@ -388,7 +391,11 @@ pub fn run(
         (Some(p), r) => joblog::skip_set(p, r)?,
     };
     let log = match &options.joblog {
-        Some(p) => Some(joblog::Writer::open(p, options.resume != Resume::No)?),
+        Some(p) => Some(joblog::Writer::open(
+            p,
+            options.resume != Resume::No,
+            options.joblog_append,
+        )?),
         None => None,
     };
     if let Some(dir) = &options.results {
@@ -647,10 +654,17 @@ impl Executor {
                 receive: 0,
             },
         );
+        // GNU parallel's variables, so scripts ported from it find them.
+        let mut env = self.options.env.clone();
+        env.extend([
+            ("PARALLEL_SEQ".to_owned(), a.seq.to_string()),
+            ("PARALLEL_JOBSLOT".to_owned(), a.slot.to_string()),
+            ("PARALLEL_SSHLOGIN".to_owned(), pool.target.label.clone()),
+        ]);
         let cmd = Command {
             command,
             shell: CommandShell::Posix,
-            env: self.options.env.clone(),
+            env,
             cwd: None,
         };
         tokio::spawn(attempt(self.shared.clone(), pool, a.seq, cmd));

@@ -141,12 +141,24 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Opens `path`: appended to when resuming from an existing log, else created anew with
-    /// the header.
-    pub(crate) fn open(path: &Path, append: bool) -> Result<Self, RunError> {
+    /// the header. With `plus` (GNU parallel's `--joblog +FILE`) rows are appended, the file
+    /// created if missing, and no header is written, as parallel does.
+    pub(crate) fn open(path: &Path, append: bool, plus: bool) -> Result<Self, RunError> {
         let err = |source| RunError::WriteJoblog {
             path: path.to_path_buf(),
             source,
         };
+        if plus {
+            let file = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .map_err(err)?;
+            return Ok(Writer {
+                path: path.to_path_buf(),
+                out: BufWriter::new(file),
+            });
+        }
         let exists = path.metadata().map(|m| m.len() > 0).unwrap_or(false);
         let file = if append && exists {
             OpenOptions::new().append(true).open(path).map_err(err)?
