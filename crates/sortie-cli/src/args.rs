@@ -347,11 +347,7 @@ pub struct RunArgs {
     pub parallel_only: ParallelOnly,
     /// The command, then its sources: `COMMAND ::: a b`, `:::: FILE`, `:::+` / `::::+` (linked);
     /// `--` before the command is optional. With no command, each job's values are the command.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "COMMAND"
-    )]
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     pub template: Vec<String>,
 }
 
@@ -359,28 +355,28 @@ pub struct RunArgs {
 /// have: accepted by the parser only to be refused with a hint, never to do something else.
 #[derive(Args, Debug, Default)]
 pub struct ParallelOnly {
-    #[arg(short = 'x', hide = true, num_args = 0..=1, default_missing_value = "")]
-    pub x: Option<String>,
-    #[arg(short = 'X', hide = true, num_args = 0..=1, default_missing_value = "")]
-    pub xargs: Option<String>,
-    #[arg(short = 'm', hide = true, num_args = 0..=1, default_missing_value = "")]
-    pub m: Option<String>,
+    #[arg(short = 'x', hide = true)]
+    pub x: bool,
+    #[arg(short = 'X', hide = true)]
+    pub xargs: bool,
+    #[arg(short = 'm', hide = true)]
+    pub m: bool,
     #[arg(short = 'i', hide = true, num_args = 0..=1, default_missing_value = "")]
     pub i: Option<String>,
     #[arg(short = 'l', hide = true, num_args = 0..=1, default_missing_value = "")]
     pub l: Option<String>,
-    #[arg(short = 'p', hide = true, num_args = 0..=1, default_missing_value = "")]
-    pub p: Option<String>,
-    #[arg(short = 't', hide = true, num_args = 0..=1, default_missing_value = "")]
-    pub t: Option<String>,
+    #[arg(short = 'p', hide = true)]
+    pub p: bool,
+    #[arg(short = 't', hide = true)]
+    pub t: bool,
     #[arg(short = 'n', long = "max-args", hide = true)]
     pub n: Option<String>,
     #[arg(short = 'N', long = "max-replace-args", hide = true)]
     pub big_n: Option<String>,
-    #[arg(short = 'q', long = "quote", hide = true, num_args = 0..=1, default_missing_value = "")]
-    pub q: Option<String>,
-    #[arg(short = '0', long = "null", hide = true, num_args = 0..=1, default_missing_value = "")]
-    pub null: Option<String>,
+    #[arg(short = 'q', long = "quote", hide = true)]
+    pub q: bool,
+    #[arg(short = '0', long = "null", hide = true)]
+    pub null: bool,
     #[arg(short = 'd', long = "delimiter", hide = true)]
     pub d: Option<String>,
     #[arg(short = 'E', hide = true)]
@@ -393,14 +389,14 @@ pub struct ParallelOnly {
     pub big_i: Option<String>,
     #[arg(short = 'S', long = "sshlogin", hide = true)]
     pub sshlogin: Option<String>,
-    #[arg(short = 'u', long = "ungroup", hide = true, num_args = 0..=1, default_missing_value = "")]
-    pub u: Option<String>,
+    #[arg(short = 'u', long = "ungroup", hide = true)]
+    pub u: bool,
     #[arg(long = "arg-sep", hide = true)]
     pub arg_sep: Option<String>,
     #[arg(long = "arg-file-sep", hide = true)]
     pub arg_file_sep: Option<String>,
-    #[arg(long = "pipe", hide = true, num_args = 0..=1, default_missing_value = "")]
-    pub pipe: Option<String>,
+    #[arg(long = "pipe", hide = true)]
+    pub pipe: bool,
     #[arg(long = "results", alias = "res", hide = true)]
     pub gnu_results: Option<String>,
 }

@@ -28,7 +28,8 @@ pub async fn run(
     } else {
         command.join(" ")
     };
-    let template = Template::parse(&template_text, jobs.columns()).map_err(miette::Report::new)?;
+    let template =
+        Template::parse_as_parallel(&template_text, jobs.columns()).map_err(miette::Report::new)?;
     // GNU parallel's `--joblog +FILE` appends.
     let (joblog, joblog_append) = match args.joblog.as_deref().map(Path::to_str) {
         Some(Some(p)) if p.starts_with('+') && p.len() > 1 => (Some(p[1..].into()), true),
@@ -167,32 +168,32 @@ fn tag_fn(args: &RunArgs, jobs: &JobSet) -> miette::Result<Option<TagFn>> {
 /// Refuses GNU parallel options that sortie does not have or spells differently, naming the
 /// option and what to write instead (docs/parallel.md), before anything runs.
 fn refuse_parallel_only(p: &ParallelOnly) -> miette::Result<()> {
-    let table: [(&Option<String>, &str, &str); 22] = [
-        (&p.x, "-x", "GNU parallel's -x (--xargs) packs many arguments into one command, which sortie does not do; sortie's --exclude HOSTS has no short form in run"),
-        (&p.xargs, "-X", "packing many arguments into one command is not supported: give one job per value"),
-        (&p.m, "-m", "packing many arguments into one command is not supported: give one job per value"),
-        (&p.i, "-i", "GNU parallel's -i (replace string) is not supported: use {}; sortie's --inventory FILE has no short form in run"),
-        (&p.l, "-l", "GNU parallel's -l (--max-lines) is not supported; sortie's --user USER has no short form in run"),
-        (&p.p, "-p", "GNU parallel's -p (--interactive) is not supported; sortie's --port PORT has no short form in run"),
-        (&p.t, "-t", "GNU parallel's -t (print each command on stderr) is not supported: --json shows each command in its job_started event; sortie's --timeout DURATION has no short form in run"),
-        (&p.n, "-n", "several arguments per job (-n/--max-args) are not supported: give one job per value, or link sources with :::+"),
-        (&p.big_n, "-N", "several arguments per job (-N) are not supported: give one job per value, or link sources with :::+"),
-        (&p.q, "-q", "-q (--quote) is not supported: sortie joins the command words with spaces for the shell, as parallel does without -q; quote the command yourself"),
-        (&p.null, "-0", "NUL-separated input (-0/--null) is not supported: one job per line"),
-        (&p.d, "-d", "another delimiter (-d/--delimiter) is not supported: one job per line"),
-        (&p.e, "-E", "an end-of-file string (-E) is not supported: end the input where the jobs end"),
-        (&p.colsep, "--colsep", "splitting input lines into columns (--colsep) is not supported: give a CSV file with --csv (columns as {1}, {2} or {name})"),
-        (&p.header, "--header", "--header is not supported: give a CSV file with --csv, whose header names the columns ({name})"),
-        (&p.big_i, "-I", "another replacement string (-I) is not supported: use {}"),
-        (&p.sshlogin, "-S", "hosts are given with -H HOSTS (comma-separated [user@]host[:port]), -g GROUP or an inventory; jobs per host with -j N"),
-        (&p.u, "-u", "--ungroup is not supported: use --line-buffer for live output, prefixed by host/seq"),
-        (&p.arg_sep, "--arg-sep", "another separator than ::: is not supported"),
-        (&p.arg_file_sep, "--arg-file-sep", "another separator than :::: is not supported"),
-        (&p.pipe, "--pipe", "--pipe (splitting standard input among jobs) is not supported"),
-        (&p.gnu_results, "--results", "GNU parallel's --results layout (DIR/1/VALUE/stdout, .csv, .json) is not supported; --results-dir DIR writes DIR/<seq>/stdout, stderr and exit"),
+    let table: [(bool, &str, &str); 22] = [
+        (p.pipe, "--pipe", "--pipe (splitting standard input among jobs) is not supported"),
+        (p.x, "-x", "GNU parallel's -x (--xargs) packs many arguments into one command, which sortie does not do; sortie's --exclude HOSTS has no short form in run"),
+        (p.xargs, "-X", "packing many arguments into one command is not supported: give one job per value"),
+        (p.m, "-m", "packing many arguments into one command is not supported: give one job per value"),
+        (p.i.is_some(), "-i", "GNU parallel's -i (replace string) is not supported: use {}; sortie's --inventory FILE has no short form in run"),
+        (p.l.is_some(), "-l", "GNU parallel's -l (--max-lines) is not supported; sortie's --user USER has no short form in run"),
+        (p.p, "-p", "GNU parallel's -p (--interactive) is not supported; sortie's --port PORT has no short form in run"),
+        (p.t, "-t", "GNU parallel's -t (print each command on stderr) is not supported: --json shows each command in its job_started event; sortie's --timeout DURATION has no short form in run"),
+        (p.n.is_some(), "-n", "several arguments per job (-n/--max-args) are not supported: give one job per value, or link sources with :::+"),
+        (p.big_n.is_some(), "-N", "several arguments per job (-N) are not supported: give one job per value, or link sources with :::+"),
+        (p.q, "-q", "-q (--quote) is not supported: sortie joins the command words with spaces for the shell, as parallel does without -q; quote the command yourself"),
+        (p.null, "-0", "NUL-separated input (-0/--null) is not supported: one job per line"),
+        (p.d.is_some(), "-d", "another delimiter (-d/--delimiter) is not supported: one job per line"),
+        (p.e.is_some(), "-E", "an end-of-file string (-E) is not supported: end the input where the jobs end"),
+        (p.colsep.is_some(), "-C/--colsep", "splitting input lines into columns (--colsep) is not supported: give a CSV file with --csv (columns as {1}, {2} or {name})"),
+        (p.header.is_some(), "--header", "--header is not supported: give a CSV file with --csv, whose header names the columns ({name})"),
+        (p.big_i.is_some(), "-I", "another replacement string (-I) is not supported: use {}"),
+        (p.sshlogin.is_some(), "-S", "hosts are given with -H HOSTS (comma-separated [user@]host[:port]), -g GROUP or an inventory; jobs per host with -j N"),
+        (p.u, "-u", "--ungroup is not supported: use --line-buffer for live output, prefixed by host/seq"),
+        (p.arg_sep.is_some(), "--arg-sep", "another separator than ::: is not supported"),
+        (p.arg_file_sep.is_some(), "--arg-file-sep", "another separator than :::: is not supported"),
+        (p.gnu_results.is_some(), "--results", "GNU parallel's --results layout (DIR/1/VALUE/stdout, .csv, .json) is not supported; --results-dir DIR writes DIR/<seq>/stdout, stderr and exit"),
     ];
     for (given, option, hint) in table {
-        if given.is_some() {
+        if given {
             return Err(miette::miette!(
                 code = "sortie::run::parallel_option",
                 help = hint,

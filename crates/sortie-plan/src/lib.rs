@@ -59,5 +59,5 @@ pub use launch::{
     load as load_plan, render_dry_run, HostResolution, Plan, PlanError, PlanSpec, ProcessSpec,
 };
 pub use position::Located;
-pub use template::{shell_quote, Context, Modifier, Template, TemplateError};
+pub use template::{parallel_quote, shell_quote, Context, Modifier, Template, TemplateError};
 pub use units::{parse_duration, parse_rate, Rate, UnitError};

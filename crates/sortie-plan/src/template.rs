@@ -76,6 +76,24 @@ pub fn shell_quote(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Quotes `s` as GNU parallel 20221122 does for Bourne shells, byte for byte: strings made only
+/// of ASCII letters, digits and `- _ . + /` are unchanged, the empty string is `''`, anything
+/// else is enclosed in single quotes with each `'` written as `'"'"'` (and a leading or trailing
+/// `''` dropped). Used by `sortie run` so that a value inside the user's own quotes
+/// (`echo "{}"`) prints what parallel prints.
+pub fn parallel_quote(s: &str) -> Cow<'_, str> {
+    let safe = |b: u8| b.is_ascii_alphanumeric() || b"-_.+/".contains(&b);
+    if s.is_empty() {
+        return Cow::Borrowed("''");
+    }
+    if s.bytes().all(safe) {
+        return Cow::Borrowed(s);
+    }
+    let quoted = format!("'{}'", s.replace('\'', "'\"'\"'"));
+    let quoted = quoted.strip_prefix("''").unwrap_or(&quoted);
+    Cow::Owned(quoted.strip_suffix("''").unwrap_or(quoted).to_owned())
+}
+
 /// What a placeholder stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlaceholderKind {
@@ -303,6 +321,8 @@ pub struct Template {
     text: String,
     segments: Vec<Segment>,
     appended: bool,
+    parallel_quoting: bool,
+    unquoted: bool,
 }
 
 /// A path edit GNU parallel applies to a value before inserting it: `{.}`, `{/}`, `{//}`,
@@ -489,6 +509,30 @@ impl Template {
     /// Like [`parse`](Self::parse), naming the template `name` in errors (for templates read from
     /// a plan file, e.g. `plan.toml: fleet "master" command`).
     pub fn parse_named(name: &str, text: &str, columns: &Columns) -> Result<Self, TemplateError> {
+        Self::parse_with(name, text, columns, false)
+    }
+
+    /// Parses a `sortie run` command as GNU parallel reads it: no `\{` or `${` escape (parallel
+    /// replaces `{}` there too), values quoted with [`parallel_quote`], and no value quoted at
+    /// all when a placeholder is part of the first word (`{} x`, `my_{}`: the value is the
+    /// command itself, parallel's rule).
+    pub fn parse_as_parallel(text: &str, columns: &Columns) -> Result<Self, TemplateError> {
+        let mut t = Self::parse_with("command template", text, columns, true)?;
+        t.parallel_quoting = true;
+        let first_word = text.find([' ', '\t', '\n', '=']).unwrap_or(text.len());
+        let unquoted = t
+            .placeholders()
+            .any(|p| p.span.as_ref().is_some_and(|s| s.start < first_word));
+        t.unquoted = unquoted;
+        Ok(t)
+    }
+
+    fn parse_with(
+        name: &str,
+        text: &str,
+        columns: &Columns,
+        parallel: bool,
+    ) -> Result<Self, TemplateError> {
         let err = |kind, span| TemplateError::new(kind, name, text, span);
         if text.trim().is_empty() {
             return Err(err(TemplateErrorKind::Empty, 0..text.len()));
@@ -500,7 +544,12 @@ impl Template {
             let open = pos + rel;
             literal.push_str(&text[pos..open]);
             pos = open + 1;
-            let escaped = text[..open].ends_with(['$', '\\']);
+            // Parallel has no `\{` escape, and replaces `${1}` but keeps `${VAR}`.
+            let escaped = if parallel {
+                text[..open].ends_with('$') && gnu_body_len(&text[open + 1..]).is_none()
+            } else {
+                text[..open].ends_with(['$', '\\'])
+            };
             let Some(token) = token(text, open).filter(|_| !escaped) else {
                 literal.push('{');
                 continue;
@@ -549,6 +598,8 @@ impl Template {
             text: text.to_owned(),
             segments,
             appended,
+            parallel_quoting: false,
+            unquoted: false,
         })
     }
 
@@ -682,8 +733,10 @@ impl Template {
             };
             let quote = |s: &str| -> String {
                 let s = p.modifier.apply(s);
-                if p.raw || !quoted {
+                if p.raw || !quoted || self.unquoted {
                     s.into_owned()
+                } else if self.parallel_quoting {
+                    parallel_quote(&s).into_owned()
                 } else {
                     shell_quote(&s).into_owned()
                 }
@@ -771,6 +824,42 @@ mod tests {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote("~"), "'~'");
+    }
+
+    #[test]
+    fn parallel_quote_matches_gnu_parallel_20221122() {
+        // Printed by `parallel --dry-run echo {} ::: VALUE`.
+        for (v, q) in [
+            ("a b", "'a b'"),
+            ("c'd", "'c'\"'\"'d'"),
+            ("$x", "'$x'"),
+            ("e=f", "'e=f'"),
+            ("a:b", "'a:b'"),
+            ("a/b", "a/b"),
+            ("+x", "+x"),
+            ("é", "'é'"),
+            ("", "''"),
+            ("'", "\"'\""),
+        ] {
+            assert_eq!(parallel_quote(v), q, "{v:?}");
+            if !v.is_empty() {
+                assert_eq!(sh_echo(&parallel_quote(v)), v.as_bytes(), "{v:?}");
+            }
+        }
+        let c = cols(&[None]);
+        let render = |text: &str, v: &str| {
+            Template::parse_as_parallel(text, &c)
+                .unwrap()
+                .render_values(&[v.into()], &CTX)
+        };
+        assert_eq!(render("echo \"{}\"", "e=f"), "echo \"'e=f'\"");
+        // Parallel has no escapes: `\{}` is `\` and the value.
+        assert_eq!(render("echo \\{} ${}", "a b"), "echo \\'a b' $'a b'");
+        assert_eq!(render("echo ${HOME}{}", "a"), "echo ${HOME}a");
+        // A placeholder in the first word: the value is the command, nothing is quoted.
+        assert_eq!(render("{} x {}", "echo a"), "echo a x echo a");
+        assert_eq!(render("my_{} 'a b'", "x y"), "my_x y 'a b'");
+        assert_eq!(render("V={} echo {}", "a b"), "V='a b' echo 'a b'");
     }
 
     #[test]
