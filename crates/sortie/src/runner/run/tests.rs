@@ -512,7 +512,17 @@ async fn env_reaches_the_command_but_no_event_or_joblog_row() {
         CancellationToken::new(),
     )
     .await;
-    assert_eq!(fake.started()[0].2, [("TOKEN".into(), "hunter2".into())]);
+    // The user's variables, then GNU parallel's for the job.
+    let env: Vec<(String, String)> = [
+        ("TOKEN", "hunter2"),
+        ("PARALLEL_SEQ", "1"),
+        ("PARALLEL_JOBSLOT", "1"),
+        ("PARALLEL_SSHLOGIN", "a"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    assert_eq!(fake.started()[0].2, env);
     for e in &ran.events {
         assert!(!e.to_json_line().contains("hunter2"));
     }
