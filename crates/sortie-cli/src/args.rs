@@ -331,7 +331,7 @@ pub struct RunArgs {
     #[arg(long = "json", help_heading = OUTPUT)]
     pub json: bool,
     /// Print each job's output in the order of the jobs, not as they finish (GNU parallel's -k).
-    #[arg(short = 'k', long = "keep-order", help_heading = OUTPUT)]
+    #[arg(short = 'k', long = "keep-order", conflicts_with = "line_buffer", help_heading = OUTPUT)]
     pub keep_order: bool,
     /// Output as GNU parallel prints it: each job's bytes as they came, stdout to stdout and
     /// stderr to stderr, no `host/seq |` prefix, no summary.

@@ -30,55 +30,10 @@ pub async fn run(
     };
     let template =
         Template::parse_as_parallel(&template_text, jobs.columns()).map_err(miette::Report::new)?;
-    // GNU parallel's `--joblog +FILE` appends.
-    let (joblog, joblog_append) = match args.joblog.as_deref().map(Path::to_str) {
-        Some(Some(p)) if p.starts_with('+') && p.len() > 1 => (Some(p[1..].into()), true),
-        _ => (args.joblog.clone(), false),
-    };
-    let halt = args
-        .halt
-        .as_deref()
-        .map(str::parse::<Halt>)
-        .transpose()
-        .map_err(miette::Report::new)?;
-    let mut env = Vec::new();
-    for file in &args.env_file {
-        env.extend(read_env_file(file)?);
-    }
-    env.extend(args.env.iter().cloned());
+    let options = run_options(&args)?;
     let targets = select::targets(&args.selection)?;
-
-    let options = RunOptions {
-        slots: args.slots.unwrap_or(1),
-        jobs: args.jobs.map(|j| j as usize),
-        rate: args.rate,
-        delay: args.delay.unwrap_or_default(),
-        spread: match args.spread {
-            args::Spread::LeastLoaded => Spread::LeastLoaded,
-            args::Spread::RoundRobin => Spread::RoundRobin,
-        },
-        fanout: args.fanout as usize,
-        // GNU parallel counts tries in all: --retries 3 is one try and two reruns.
-        retries: args.retries.saturating_sub(1),
-        halt,
-        timeout: args.timeout,
-        stop: StopSequence {
-            steps: vec![("TERM".into(), args.kill_grace)],
-        },
-        env,
-        joblog: joblog.clone(),
-        joblog_append,
-        resume: if args.resume_failed {
-            Resume::Failed
-        } else if args.resume {
-            Resume::All
-        } else {
-            Resume::No
-        },
-        results: args.results.clone(),
-    };
     let tag = tag_fn(&args, &jobs)?;
-    let plain = args.plain || args.keep_order || tag.is_some();
+    let plain = args.plain || (!args.json && (args.keep_order || tag.is_some()));
     let mode = if args.json {
         Mode::Json
     } else if args.line_buffer {
@@ -125,6 +80,55 @@ pub async fn run(
     .map_err(miette::Report::new)?;
     select::on_interrupt(signals, cancel);
     Ok(drive(handle, &mut reporter).await)
+}
+
+/// The scheduler's options from the command line.
+fn run_options(args: &RunArgs) -> miette::Result<RunOptions> {
+    // GNU parallel's `--joblog +FILE` appends.
+    let (joblog, joblog_append) = match args.joblog.as_deref().map(Path::to_str) {
+        Some(Some(p)) if p.starts_with('+') && p.len() > 1 => (Some(p[1..].into()), true),
+        _ => (args.joblog.clone(), false),
+    };
+    let halt = args
+        .halt
+        .as_deref()
+        .map(str::parse::<Halt>)
+        .transpose()
+        .map_err(miette::Report::new)?;
+    let mut env = Vec::new();
+    for file in &args.env_file {
+        env.extend(read_env_file(file)?);
+    }
+    env.extend(args.env.iter().cloned());
+    Ok(RunOptions {
+        slots: args.slots.unwrap_or(1),
+        jobs: args.jobs.map(|j| j as usize),
+        rate: args.rate,
+        delay: args.delay.unwrap_or_default(),
+        spread: match args.spread {
+            args::Spread::LeastLoaded => Spread::LeastLoaded,
+            args::Spread::RoundRobin => Spread::RoundRobin,
+        },
+        fanout: args.fanout as usize,
+        // GNU parallel counts tries in all: --retries 3 is one try and two reruns.
+        retries: args.retries.saturating_sub(1),
+        halt,
+        timeout: args.timeout,
+        stop: StopSequence {
+            steps: vec![("TERM".into(), args.kill_grace)],
+        },
+        env,
+        joblog: joblog.clone(),
+        joblog_append,
+        resume: if args.resume_failed {
+            Resume::Failed
+        } else if args.resume {
+            Resume::All
+        } else {
+            Resume::No
+        },
+        results: args.results.clone(),
+    })
 }
 
 /// The tag before each output line: `--tag` (the job's values joined by spaces) or

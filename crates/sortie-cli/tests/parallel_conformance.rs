@@ -209,3 +209,27 @@ fn identical_cases_give_the_same_result_over_five_hosts_with_four_slots() {
     assert!(chosen.len() > 50, "only {} cases ran", chosen.len());
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+#[test]
+fn joblog_plus_appends_rows_without_a_header_as_parallel_does() {
+    // `parallel --joblog +log echo ::: a` run twice leaves two rows and no header.
+    let dir = tempfile::tempdir().unwrap();
+    for value in ["a", "b c"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sortie"))
+            .current_dir(dir.path())
+            .args([
+                "run", "-H", "local", "--joblog", "+log", "-k", "echo", ":::", value,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let text = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for (row, command) in rows.iter().zip(["echo a", "echo 'b c'"]) {
+        assert_eq!(row.len(), 9, "{text}");
+        assert_eq!((row[0], row[6], row[8]), ("1", "0", command), "{text}");
+    }
+    assert!(!dir.path().join("+log").exists());
+}
