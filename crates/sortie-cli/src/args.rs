@@ -78,9 +78,11 @@ pub enum Command {
     Hosts(HostsArgs),
     /// Spread a list of jobs over hosts, N slots per host (like GNU parallel -S).
     #[command(after_help = "Examples:\n  \
+        sortie run -H 'web[1-4]' -j 4 -k gzip -9 ::: *.log      # GNU parallel's syntax\n  \
         sortie run -H 'web[1-4]' --slots 4 -- 'echo job {}' ::: a b c d\n  \
         sortie run -g viewers --slots 4 --csv channels.csv --joblog jobs.tsv -- './viewer {channel}'\n  \
-        sortie run -H web1,web2 --range 1..100 --retries 2 -- './step.sh {}'")]
+        sortie run -H web1,web2 --range 1..100 --retries 3 -- './step.sh {}'\n\n\
+        GNU parallel's options and replacement strings, and what sortie refuses: docs/parallel.md")]
     Run(Box<RunArgs>),
     /// Run a plan's fleet of long-lived processes: ramp-up, readiness, hold, clean stop, report.
     #[command(after_help = "Examples:\n  \

@@ -36,7 +36,8 @@
 //! stay as written, as parallel keeps them: shell text like `{a,b}`, `{ cmd; }`, `{1..3}`, `{..}`;
 //! a name `{x}` that is no column and no built-in is an error. A `{` right after `$` (`${VAR}`) or
 //! `\` is literal: write `\{}` or `\{1}` to pass a literal `{}` or `{1}` to the command (the shell
-//! removes the backslash).
+//! removes the backslash). `sortie run` parses with [`Template::parse_as_parallel`] instead,
+//! which reads the command exactly as GNU parallel does (its quoting, no `\{` escape).
 //!
 //! **Appended `{}`.** As in GNU parallel, a template without any placeholder gets ` {}` appended
 //! when there are job columns: `sortie run gzip ::: a b` runs `gzip a` and `gzip b`. A template
@@ -190,7 +191,7 @@ impl TemplateErrorKind {
                 "give a command to run; to run each input line as a command, use {==}".into()
             }
             Self::Unknown { .. } => {
-                "use one of the known placeholders; to pass braces to the command, write \\{ (the shell removes the backslash)".into()
+                "use one of the known placeholders; to pass the braces to the command as text, quote the opening one: '{'name} (the shell removes the quotes)".into()
             }
             Self::PositionZero => "{1} is the first column".into(),
             Self::PositionOutOfRange { count, .. } => {
