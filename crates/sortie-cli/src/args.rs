@@ -345,6 +345,13 @@ pub struct RunArgs {
     /// Plain output with each line prefixed by STR and a tab; STR takes {}, {1}, {.}, {#}, ...
     #[arg(long = "tagstring", value_name = "STR", conflicts_with_all = ["json", "line_buffer"], help_heading = OUTPUT)]
     pub tagstring: Option<String>,
+    /// Split each input line (and ::: value) into columns {1}, {2}... on SEP, a literal string
+    /// or `\t` (GNU parallel's --colsep; regular expressions are refused).
+    #[arg(short = 'C', long = "colsep", value_name = "SEP", help_heading = BEHAVIOUR)]
+    pub colsep: Option<String>,
+    /// `--header :`: the first line of each source names its columns ({name}), as in GNU parallel.
+    #[arg(long = "header", value_name = ":", help_heading = BEHAVIOUR)]
+    pub header: Option<String>,
     #[command(flatten)]
     pub parallel_only: ParallelOnly,
     /// The command, then its sources: `COMMAND ::: a b`, `:::: FILE`, `:::+` / `::::+` (linked);
@@ -383,10 +390,6 @@ pub struct ParallelOnly {
     pub d: Option<String>,
     #[arg(short = 'E', hide = true)]
     pub e: Option<String>,
-    #[arg(short = 'C', long = "colsep", hide = true)]
-    pub colsep: Option<String>,
-    #[arg(long = "header", hide = true)]
-    pub header: Option<String>,
     #[arg(short = 'I', hide = true)]
     pub big_i: Option<String>,
     #[arg(short = 'S', long = "sshlogin", hide = true)]

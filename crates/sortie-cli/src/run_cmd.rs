@@ -172,7 +172,7 @@ fn tag_fn(args: &RunArgs, jobs: &JobSet) -> miette::Result<Option<TagFn>> {
 /// Refuses GNU parallel options that sortie does not have or spells differently, naming the
 /// option and what to write instead (docs/parallel.md), before anything runs.
 fn refuse_parallel_only(p: &ParallelOnly) -> miette::Result<()> {
-    let table: [(bool, &str, &str); 22] = [
+    let table: [(bool, &str, &str); 20] = [
         (p.pipe, "--pipe", "--pipe (splitting standard input among jobs) is not supported"),
         (p.x, "-x", "GNU parallel's -x (--xargs) packs many arguments into one command, which sortie does not do; sortie's --exclude HOSTS has no short form in run"),
         (p.xargs, "-X", "packing many arguments into one command is not supported: give one job per value"),
@@ -187,8 +187,6 @@ fn refuse_parallel_only(p: &ParallelOnly) -> miette::Result<()> {
         (p.null, "-0", "NUL-separated input (-0/--null) is not supported: one job per line"),
         (p.d.is_some(), "-d", "another delimiter (-d/--delimiter) is not supported: one job per line"),
         (p.e.is_some(), "-E", "an end-of-file string (-E) is not supported: end the input where the jobs end"),
-        (p.colsep.is_some(), "-C/--colsep", "splitting input lines into columns (--colsep) is not supported: give a CSV file with --csv (columns as {1}, {2} or {name})"),
-        (p.header.is_some(), "--header", "--header is not supported: give a CSV file with --csv, whose header names the columns ({name})"),
         (p.big_i.is_some(), "-I", "another replacement string (-I) is not supported: use {}"),
         (p.sshlogin.is_some(), "-S", "hosts are given with -H HOSTS (comma-separated [user@]host[:port]), -g GROUP or an inventory; jobs per host with -j N"),
         (p.u, "-u", "--ungroup is not supported: use --line-buffer for live output, prefixed by host/seq"),
@@ -206,6 +204,40 @@ fn refuse_parallel_only(p: &ParallelOnly) -> miette::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--colsep SEP` (a literal separator; `\t` is a tab) and `--header :`. Regular expressions,
+/// which parallel takes, are refused rather than read literally.
+fn columns_options(args: &RunArgs) -> miette::Result<(Option<String>, bool)> {
+    let header = match args.header.as_deref() {
+        None => false,
+        Some(":") => true,
+        Some(other) => {
+            return Err(miette::miette!(
+                code = "sortie::run::parallel_option",
+                help = "write --header : (the first line of each source names its columns)",
+                "option --header {other:?}: only `:` is supported"
+            ))
+        }
+    };
+    // With --header and no --colsep, parallel splits on tabs.
+    let sep = (args.colsep.clone()).or_else(|| header.then(|| "\\t".to_owned()));
+    let Some(sep) = &sep else {
+        return Ok((None, header));
+    };
+    let literal = sep.replace("\\t", "\t");
+    if sep.is_empty()
+        || literal.contains([
+            '\\', '.', '[', ']', '(', ')', '*', '+', '?', '{', '}', '|', '^', '$',
+        ])
+    {
+        return Err(miette::miette!(
+            code = "sortie::run::parallel_option",
+            help = "give a literal separator such as , or ; or \\t (tab); GNU parallel's regular expressions are not supported",
+            "option -C/--colsep {sep:?}: not a literal separator"
+        ));
+    }
+    Ok((Some(literal), header))
 }
 
 /// GNU parallel's input-source separators: how the words after each one are read, and whether
@@ -326,6 +358,11 @@ fn job_set(
             JobSource::link(chain, wrap).map_err(err)
         }
     };
+    let (sep, header) = columns_options(args)?;
+    for source in chains.iter_mut().flatten() {
+        let taken = std::mem::replace(source, JobSource::list([""]));
+        *source = taken.split_columns(sep.as_deref(), header).map_err(err)?;
+    }
     let mut sources = chains
         .into_iter()
         .map(|c| link(c, false))
@@ -334,7 +371,8 @@ fn job_set(
         sources = vec![link(sources, true)?];
     }
     if sources.is_empty() {
-        sources.push(JobSource::stdin_as_parallel().map_err(err)?);
+        let stdin = JobSource::stdin_as_parallel().map_err(err)?;
+        sources.push(stdin.split_columns(sep.as_deref(), header).map_err(err)?);
     }
     JobSet::new(sources).map_err(err)
 }

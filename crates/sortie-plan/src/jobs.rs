@@ -117,6 +117,22 @@ pub enum JobsError {
     #[error("the job sources multiply to more than {} jobs", u64::MAX)]
     #[diagnostic(code(sortie::jobs::too_many))]
     TooMany,
+    /// `--colsep` split the lines of a source into different numbers of columns.
+    #[error("{origin}: value {row} has {got} column(s) where the first has {expected}")]
+    #[diagnostic(
+        code(sortie::jobs::uneven_columns),
+        help("give every line the same number of separators; GNU parallel would pass fewer arguments for that job, which sortie refuses rather than guess")
+    )]
+    UnevenColumns {
+        /// The source.
+        origin: String,
+        /// 1-based value (line) number.
+        row: usize,
+        /// Columns of the first value.
+        expected: usize,
+        /// Columns of this one.
+        got: usize,
+    },
     /// No source was given to [`JobSet::new`].
     #[error("no job source was given")]
     #[diagnostic(
@@ -538,6 +554,48 @@ impl JobSource {
         }
         self.names[0] = Some(name);
         Ok(self)
+    }
+
+    /// GNU parallel's `--colsep SEP` and `--header :` on this one-column source: each value is
+    /// split on the literal `sep` into columns (empty fields kept), and with `header` the first
+    /// value names the columns (`{name}`) instead of being a job. Fails if values split into
+    /// different numbers of columns.
+    pub fn split_columns(self, sep: Option<&str>, header: bool) -> Result<Self, JobsError> {
+        if self.width() != 1 {
+            return Ok(self);
+        }
+        let mut rows: Vec<Vec<String>> = (0..self.len())
+            .map(|row| {
+                let v = self.value(row, 0).unwrap_or_default();
+                match sep {
+                    Some(sep) if !sep.is_empty() => v.split(sep).map(str::to_owned).collect(),
+                    _ => vec![v.into_owned()],
+                }
+            })
+            .collect();
+        let width = rows.first().map_or(1, Vec::len);
+        if let Some((i, row)) = rows.iter().enumerate().find(|(_, r)| r.len() != width) {
+            return Err(JobsError::UnevenColumns {
+                origin: self.origin,
+                row: i + 1,
+                expected: width,
+                got: row.len(),
+            });
+        }
+        let names = if header && !rows.is_empty() {
+            rows.remove(0).into_iter().map(Some).collect()
+        } else {
+            vec![None; width]
+        };
+        Ok(Self {
+            origin: self.origin,
+            names,
+            data: Data::Rows {
+                width,
+                values: rows.into_iter().flatten().collect(),
+            },
+            empty_help: self.empty_help,
+        })
     }
 
     /// How the user gave this source, for messages (e.g. `--csv streams.csv`).
@@ -996,5 +1054,28 @@ mod tests {
         assert_eq!(set.get(999_999_999).unwrap().line(), "1000000 1000");
         assert_eq!(set.get(1_000).unwrap().line(), "2 1");
         assert!(set.get(1_000_000_000).is_none());
+    }
+
+    #[test]
+    fn colsep_splits_values_and_header_names_columns() {
+        let s = JobSource::list(["n,x", "1,a", ",b"])
+            .split_columns(Some(","), true)
+            .unwrap();
+        assert_eq!(s.names(), [Some("n".to_owned()), Some("x".to_owned())]);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.value(1, 0).unwrap(), "");
+        assert_eq!(s.value(1, 1).unwrap(), "b");
+        let e = JobSource::list(["a,b", "c,d,"])
+            .split_columns(Some(","), false)
+            .unwrap_err();
+        assert!(matches!(
+            e,
+            JobsError::UnevenColumns {
+                row: 2,
+                expected: 2,
+                got: 3,
+                ..
+            }
+        ));
     }
 }
