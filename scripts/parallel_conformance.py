@@ -160,7 +160,12 @@ CASES = [
     ("position-out-of-range", ["-k", "echo", "{3}", ":::", "a", ":::", "b"], None, REFUSED, "command template:1:6"),
     ("position-zero", ["-k", "echo", "{0}", ":::", "a"], None, REFUSED, "command template:1:6"),
     # Refused: options (man parallel) sortie does not have or spells otherwise.
-    ("max-args", ["-k", "-N2", "echo", ":::", "A", "B", "C", "D"], None, REFUSED, "option -N"),
+    ("max-replace-args", ["-k", "-N2", "echo", ":::", "A", "B", "C", "D"], None, SAME, None),
+    ("max-replace-args-positions", ["-k", "-N2", "echo", "{2}-{1}", "{#}", ":::", "A", "B", "C", "D"], None, SAME, None),
+    ("max-replace-args-stdin", ["-k", "-N", "3", "echo", "{3}"], "a\nb\nc\nd\ne\nf\n", SAME, None),
+    ("max-replace-args-context", ["-k", "-N2", "echo", "[{}]", ":::", "A", "B", "C", "D"], None, REFUSED, "command template:1:7"),
+    ("max-replace-args-partial", ["-k", "-N2", "echo", ":::", "A", "B", "C"], None, REFUSED, "do not make jobs of 2"),
+    ("max-replace-args-two-sources", ["-k", "-N2", "echo", "{1}", ":::", "A", "B", ":::", "x"], None, REFUSED, "option -N"),
     ("max-args-n", ["-k", "-n", "2", "echo", ":::", "A", "B", "C", "D"], None, REFUSED, "option -n"),
     ("xargs-X", ["-k", "-X", "echo", ":::", "A", "B"], None, REFUSED, "option -X"),
     ("xargs-m", ["-k", "-m", "echo", ":::", "A", "B"], None, REFUSED, "option -m"),

@@ -352,6 +352,10 @@ pub struct RunArgs {
     /// `--header :`: the first line of each source names its columns ({name}), as in GNU parallel.
     #[arg(long = "header", value_name = ":", help_heading = BEHAVIOUR)]
     pub header: Option<String>,
+    /// Each job takes the next N values of the (single) source as {1}..{N} (GNU parallel's -N).
+    #[arg(short = 'N', long = "max-replace-args", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..), help_heading = BEHAVIOUR)]
+    pub group: Option<u32>,
     #[command(flatten)]
     pub parallel_only: ParallelOnly,
     /// The command, then its sources: `COMMAND ::: a b`, `:::: FILE`, `:::+` / `::::+` (linked);
@@ -380,8 +384,6 @@ pub struct ParallelOnly {
     pub t: bool,
     #[arg(short = 'n', long = "max-args", hide = true)]
     pub n: Option<String>,
-    #[arg(short = 'N', long = "max-replace-args", hide = true)]
-    pub big_n: Option<String>,
     #[arg(short = 'q', long = "quote", hide = true)]
     pub q: bool,
     #[arg(short = '0', long = "null", hide = true)]

@@ -30,6 +30,9 @@ pub async fn run(
     };
     let template =
         Template::parse_as_parallel(&template_text, jobs.columns()).map_err(miette::Report::new)?;
+    if args.group.is_some() {
+        refuse_context_replace(&template)?;
+    }
     let options = run_options(&args)?;
     let targets = select::targets(&args.selection)?;
     let tag = tag_fn(&args, &jobs)?;
@@ -172,7 +175,7 @@ fn tag_fn(args: &RunArgs, jobs: &JobSet) -> miette::Result<Option<TagFn>> {
 /// Refuses GNU parallel options that sortie does not have or spells differently, naming the
 /// option and what to write instead (docs/parallel.md), before anything runs.
 fn refuse_parallel_only(p: &ParallelOnly) -> miette::Result<()> {
-    let table: [(bool, &str, &str); 20] = [
+    let table: [(bool, &str, &str); 19] = [
         (p.pipe, "--pipe", "--pipe (splitting standard input among jobs) is not supported"),
         (p.x, "-x", "GNU parallel's -x (--xargs) packs many arguments into one command, which sortie does not do; sortie's --exclude HOSTS has no short form in run"),
         (p.xargs, "-X", "packing many arguments into one command is not supported: give one job per value"),
@@ -181,8 +184,7 @@ fn refuse_parallel_only(p: &ParallelOnly) -> miette::Result<()> {
         (p.l.is_some(), "-l", "GNU parallel's -l (--max-lines) is not supported; sortie's --user USER has no short form in run"),
         (p.p, "-p", "GNU parallel's -p (--interactive) is not supported; sortie's --port PORT has no short form in run"),
         (p.t, "-t", "GNU parallel's -t (print each command on stderr) is not supported: --json shows each command in its job_started event; sortie's --timeout DURATION has no short form in run"),
-        (p.n.is_some(), "-n", "several arguments per job (-n/--max-args) are not supported: give one job per value, or link sources with :::+"),
-        (p.big_n.is_some(), "-N", "several arguments per job (-N) are not supported: give one job per value, or link sources with :::+"),
+        (p.n.is_some(), "-n", "-n/--max-args is not supported: -N N gives each job the next N values as {1}..{N}"),
         (p.q, "-q", "-q (--quote) is not supported: sortie joins the command words with spaces for the shell, as parallel does without -q; quote the command yourself"),
         (p.null, "-0", "NUL-separated input (-0/--null) is not supported: one job per line"),
         (p.d.is_some(), "-d", "another delimiter (-d/--delimiter) is not supported: one job per line"),
@@ -204,6 +206,39 @@ fn refuse_parallel_only(p: &ParallelOnly) -> miette::Result<()> {
         }
     }
     Ok(())
+}
+
+/// With `-N`, GNU parallel repeats `{}` and its path forms once per value with the word around
+/// them (`[{}]` gives `[A] [B]`); sortie does not, so they are refused at their column.
+fn refuse_context_replace(template: &Template) -> miette::Result<()> {
+    let line = template.placeholders().find(|p| {
+        p.kind == sortie_plan::template::PlaceholderKind::Line && p.span.is_some() && !p.raw
+    });
+    if let Some(span) = line.and_then(|p| p.span.clone()) {
+        let text = template.text();
+        let column = text[..span.start].chars().count() + 1;
+        return Err(miette::miette!(
+            code = "sortie::run::parallel_option",
+            help = "with -N, name the values by position: {1} {2} ...; or leave the command without placeholders to append them all",
+            "command template:1:{column}: {} with -N repeats per value in GNU parallel, which sortie does not do",
+            &text[span]
+        ));
+    }
+    Ok(())
+}
+
+/// `-N n`: one source of one column, grouped `n` values per job.
+fn group_sources(sources: Vec<JobSource>, n: usize) -> miette::Result<Vec<JobSource>> {
+    match <[JobSource; 1]>::try_from(sources) {
+        Ok([source]) if source.width() == 1 => {
+            Ok(vec![source.group_rows(n).map_err(miette::Report::new)?])
+        }
+        _ => Err(miette::miette!(
+            code = "sortie::run::parallel_option",
+            help = "-N groups the values of one source: give one source of one column, or link sources with :::+ instead",
+            "option -N: only one input source of one column is supported"
+        )),
+    }
 }
 
 /// `--colsep SEP` (a literal separator; `\t` is a tab) and `--header :`. Regular expressions,
@@ -373,6 +408,9 @@ fn job_set(
     if sources.is_empty() {
         let stdin = JobSource::stdin_as_parallel().map_err(err)?;
         sources.push(stdin.split_columns(sep.as_deref(), header).map_err(err)?);
+    }
+    if let Some(n) = args.group {
+        sources = group_sources(sources, n as usize)?;
     }
     JobSet::new(sources).map_err(err)
 }

@@ -133,6 +133,22 @@ pub enum JobsError {
         /// Columns of this one.
         got: usize,
     },
+    /// `-N n` on a source whose values do not fill the last job.
+    #[error("{origin}: {len} value(s) do not make jobs of {n} (-N {n}): {rest} left over")]
+    #[diagnostic(
+        code(sortie::jobs::partial_group),
+        help("give a multiple of {n} values; GNU parallel would run a last job with fewer arguments, which sortie refuses rather than guess")
+    )]
+    PartialGroup {
+        /// The source.
+        origin: String,
+        /// Values in the source.
+        len: u64,
+        /// Values per job.
+        n: usize,
+        /// Values left for the last job.
+        rest: u64,
+    },
     /// No source was given to [`JobSet::new`].
     #[error("no job source was given")]
     #[diagnostic(
@@ -594,6 +610,30 @@ impl JobSource {
                 width,
                 values: rows.into_iter().flatten().collect(),
             },
+            empty_help: self.empty_help,
+        })
+    }
+
+    /// GNU parallel's `-N n` on this one-column source: each job takes the next `n` values, as
+    /// columns `{1}`..`{n}`. Fails unless the values fill every job.
+    pub fn group_rows(self, n: usize) -> Result<Self, JobsError> {
+        let len = self.len();
+        let rest = len % n.max(1) as u64;
+        if self.width() != 1 || rest != 0 {
+            return Err(JobsError::PartialGroup {
+                origin: self.origin,
+                len,
+                n,
+                rest,
+            });
+        }
+        let values = (0..len)
+            .map(|row| self.value(row, 0).unwrap_or_default().into_owned())
+            .collect();
+        Ok(Self {
+            origin: self.origin,
+            names: vec![None; n],
+            data: Data::Rows { width: n, values },
             empty_help: self.empty_help,
         })
     }
