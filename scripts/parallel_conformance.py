@@ -40,7 +40,7 @@ OWN_DIAGNOSTICS = {"halt-soon"}
 # Known differences, with the reason: the tests check they still differ (so the list stays
 # true) and report them; they are not counted as identical.
 SHELL_DIFFERS = {
-    "bash-braces-kept": "sortie runs each job with /bin/sh -c (local host and SSH wrapper alike), GNU parallel with $SHELL (bash here): bash's brace expansion is not done; issue 12 moves jobs to the login shell, after which this case should match",
+    "bash-braces-kept": "sortie runs each job with /bin/sh -c on every host (README, 'Which shell reads what'), GNU parallel with $SHELL (bash here): bash's brace expansion is not done",
 }
 
 # (name, argv after `parallel`, stdin or None, expect, where-for-refusals)
