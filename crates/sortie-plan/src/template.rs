@@ -49,10 +49,11 @@ use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
-use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode, SourceSpan};
+use miette::{Diagnostic, LabeledSpan, SourceCode};
+use std::sync::Arc;
 
 use crate::jobs::{Columns, Job, RESERVED_NAMES};
-use crate::position::line_col;
+use crate::position::Located;
 
 /// Quotes `s` for a POSIX shell so it is read back as exactly one word equal to `s`.
 ///
@@ -222,59 +223,62 @@ impl TemplateErrorKind {
 
 /// An error in a command template, with its 1-based line and column (in characters) and a
 /// labelled span for [`miette`]. Displays as `NAME:LINE:COLUMN: message`, where NAME is
-/// `command template` unless given to [`Template::parse_named`].
+/// `command template` unless given to [`Template::parse_named`]. Its place, message, label and
+/// help are the crate's one located-error type, [`Located`].
 #[derive(Debug, Clone)]
-pub struct TemplateError(Box<TemplateErrorInner>);
-
-#[derive(Debug, Clone)]
-struct TemplateErrorInner {
-    kind: TemplateErrorKind,
-    line: usize,
-    column: usize,
-    span: Range<usize>,
-    src: NamedSource<String>,
-    name: String,
-}
+pub struct TemplateError(Box<(TemplateErrorKind, Located)>);
 
 impl TemplateError {
     fn new(kind: TemplateErrorKind, name: &str, text: &str, span: Range<usize>) -> Self {
-        let (line, column) = line_col(text, span.start);
-        Self(Box::new(TemplateErrorInner {
-            kind,
-            line,
-            column,
+        let label = match &kind {
+            TemplateErrorKind::Empty => "no command",
+            TemplateErrorKind::Unknown { .. } => "unknown placeholder",
+            TemplateErrorKind::Unsupported { .. } => "not supported",
+            _ => "here",
+        };
+        let at = Located::new(
+            kind.code(),
+            &Arc::from(name),
+            &Arc::from(text),
             span,
-            src: NamedSource::new(name, text.to_owned()),
-            name: name.to_owned(),
-        }))
+            true,
+            kind.to_string(),
+            label.to_owned(),
+            Some(kind.help()),
+        );
+        Self(Box::new((kind, at)))
     }
 
     /// What is wrong.
     pub fn kind(&self) -> &TemplateErrorKind {
-        &self.0.kind
+        &self.0 .0
+    }
+
+    /// Where, with the message, label and help.
+    pub fn located(&self) -> &Located {
+        &self.0 .1
     }
 
     /// 1-based line in the template.
     pub fn line(&self) -> usize {
-        self.0.line
+        self.located().line()
     }
 
     /// 1-based column (in characters) in the template.
     pub fn column(&self) -> usize {
-        self.0.column
+        self.located().column()
     }
 
     /// Byte range of the offending text in the template, for callers that embed the template in a
     /// larger file and want to report the error there.
     pub fn span(&self) -> Range<usize> {
-        self.0.span.clone()
+        self.located().span()
     }
 }
 
 impl fmt::Display for TemplateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let e = &self.0;
-        write!(f, "{}:{}:{}: {}", e.name, e.line, e.column, e.kind)
+        self.located().fmt(f)
     }
 }
 
@@ -282,31 +286,19 @@ impl std::error::Error for TemplateError {}
 
 impl Diagnostic for TemplateError {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new(self.0.kind.code()))
+        Diagnostic::code(self.located())
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new(self.0.kind.help()))
+        Diagnostic::help(self.located())
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        Some(&self.0.src)
+        Diagnostic::source_code(self.located())
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let span = &self.0.span;
-        let label = match &self.0.kind {
-            TemplateErrorKind::Empty => "no command",
-            TemplateErrorKind::Unknown { .. } => "unknown placeholder",
-            TemplateErrorKind::Unsupported { .. } => "not supported",
-            _ => "here",
-        };
-        Some(Box::new(std::iter::once(
-            LabeledSpan::new_primary_with_span(
-                Some(label.to_owned()),
-                SourceSpan::new(span.start.into(), span.len().max(1)),
-            ),
-        )))
+        Diagnostic::labels(self.located())
     }
 }
 
