@@ -77,6 +77,22 @@ impl Example {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// Points the plan at SSH `hosts` of the fixture sshd (this machine) instead of the local
+    /// transport; workdir, upload destinations and the collected directory become this copy's
+    /// absolute path.
+    fn on_ssh_hosts(&self, hosts: &[String]) {
+        let wd = self.root().join("examples/local");
+        let plan = std::fs::read_to_string(wd.join("plan.toml")).unwrap();
+        let list: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
+        let plan = plan
+            .replace(
+                "hosts = [\"local[1-2]\"]\ntransport = \"local\"",
+                &format!("hosts = [{}]", list.join(", ")),
+            )
+            .replace("\"examples/local", &format!("\"{}", wd.display()));
+        std::fs::write(wd.join("plan.toml"), plan).unwrap();
+    }
+
     fn fresh(&self, role: &str, dir: &str) -> PathBuf {
         self.root()
             .join("examples/local/.sortie")
@@ -531,15 +547,7 @@ fn over_ssh_sigterm_and_sighup_while_holding_stop_with_int_and_write_the_report(
     let cfg = cfg.display().to_string();
     for signal in ["TERM", "HUP"] {
         let ex = Example::new(|p| p);
-        let wd = ex.root().join("examples/local");
-        let plan = std::fs::read_to_string(wd.join("plan.toml")).unwrap();
-        let plan = plan
-            .replace(
-                "hosts = [\"local[1-2]\"]\ntransport = \"local\"",
-                &format!("hosts = [\"{}\", \"{}\"]", hosts[0], hosts[1]),
-            )
-            .replace("\"examples/local", &format!("\"{}", wd.display()));
-        std::fs::write(wd.join("plan.toml"), plan).unwrap();
+        ex.on_ssh_hosts(&hosts[..2]);
         let master = format!("{}-1", ex.tag);
         term_or_hup_while_holding(&ex, &["-F", &cfg], signal, &master);
     }
@@ -555,16 +563,7 @@ fn over_ssh_on_a_fixture_sshd_the_same_plan_runs_and_leaves_nothing() {
     };
     let ex = Example::new(|p| p);
     // The same plan on two SSH "hosts"; the work directory is this copy (same machine).
-    let wd = ex.root().join("examples/local");
-    let plan = std::fs::read_to_string(wd.join("plan.toml")).unwrap();
-    let plan = plan
-        .replace(
-            "hosts = [\"local[1-2]\"]\ntransport = \"local\"",
-            &format!("hosts = [\"{}\", \"{}\"]", hosts[0], hosts[1]),
-        )
-        // workdir, upload destinations and the collected directory: this copy, by absolute path
-        .replace("\"examples/local", &format!("\"{}", wd.display()));
-    std::fs::write(wd.join("plan.toml"), plan).unwrap();
+    ex.on_ssh_hosts(&hosts[..2]);
     let out = ex
         .cmd()
         .arg("-F")
@@ -614,19 +613,7 @@ fn over_ssh_ctrl_c_while_holding_leaves_nothing_on_the_hosts() {
         return;
     };
     let ex = Example::new(|p| p);
-    let wd = ex.root().join("examples/local");
-    let plan = std::fs::read_to_string(wd.join("plan.toml")).unwrap();
-    let plan = plan
-        .replace(
-            "hosts = [\"local[1-2]\"]\ntransport = \"local\"",
-            &format!(
-                "hosts = [\"{}\", \"{}\", \"{}\"]",
-                hosts[0], hosts[1], hosts[2]
-            ),
-        )
-        // workdir, upload destinations and the collected directory: this copy, by absolute path
-        .replace("\"examples/local", &format!("\"{}", wd.display()));
-    std::fs::write(wd.join("plan.toml"), plan).unwrap();
+    ex.on_ssh_hosts(&hosts[..3]);
     let cfg = cfg.display().to_string();
     let (mut child, events) = interrupt_when(&ex, &["-F", &cfg, "--duration", "10m"], |e| {
         e["event"] == "phase_changed" && e["phase"] == "holding"

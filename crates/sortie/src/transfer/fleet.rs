@@ -416,21 +416,8 @@ fn summary_line(verb: &str, s: &TransferStats, failed: usize) -> String {
     line
 }
 
-/// Bytes for a person: `512 B`, `1.5 KiB`, `100.0 MiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+/// Bytes for a person: `512 B`, `1.5 KiB`, `100.0 MiB` (the reporters' one formatter).
+pub use sortie_report::launch::human_bytes;
 
 #[cfg(test)]
 mod tests {
