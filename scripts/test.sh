@@ -46,7 +46,8 @@ fi
 # ClusterShell's nodeset is the oracle of the host-folding test (crates/sortie-cli/tests/cli_hosts.rs).
 if ! command -v nodeset >/dev/null 2>&1; then
   pip=$(command -v pip || command -v pip3 || true)
-  if [ -n "$pip" ] && "$pip" install --quiet clustershell && command -v nodeset >/dev/null 2>&1; then
+  if [ -n "$pip" ] && "$pip" install --quiet clustershell \
+     && { ! command -v pyenv >/dev/null 2>&1 || pyenv rehash; } && command -v nodeset >/dev/null 2>&1; then
     echo "test.sh: installed ClusterShell (nodeset) with pip"
   else
     echo "test.sh: cannot install ClusterShell with pip: fold_matches_clustershell_nodeset will print SKIP"
