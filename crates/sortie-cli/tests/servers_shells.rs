@@ -184,7 +184,7 @@ fn server_and_shell(test: &str, dropbear: bool, shell: LoginShell) {
     assert_eq!(bodies(&out).trim_end(), want.trim_end(), "{ctx}: run vs sh");
 
     // --timeout ends the remote tree, and the server keeps serving afterwards.
-    let marker = format!("shells-timeout-{}-{}", shell.name(), std::process::id());
+    let marker = format!("shells-timeout-{test}-{}", std::process::id());
     let t0 = Instant::now();
     let (code, out, err) = f.output(f.sortie(
         "exec",
@@ -211,7 +211,7 @@ fn server_and_shell(test: &str, dropbear: bool, shell: LoginShell) {
     );
 
     // Ctrl-C ends them too.
-    let marker = format!("shells-ctrlc-{}-{}", shell.name(), std::process::id());
+    let marker = format!("shells-ctrlc-{test}-{}", std::process::id());
     let mut running = spawn(&mut f.sortie(
         "exec",
         "127.0.0.1,127.0.0.2",
