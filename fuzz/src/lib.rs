@@ -128,6 +128,8 @@ pub fn sshconfig(data: &[u8]) {
     let t = text(data);
     match parse_str(&t, Path::new("/fuzz/ssh_config")) {
         Ok(cfg) => {
+            // Mutated text must never run commands (`Match exec "rm ..."`).
+            let cfg = cfg.without_match_exec();
             let env = sortie_inventory::LocalEnv {
                 user: "fuzz".into(),
                 home: "/nonexistent-fuzz-home".into(),

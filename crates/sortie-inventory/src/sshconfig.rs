@@ -527,6 +527,17 @@ impl From<ParseError> for LoadError {
 }
 
 impl SshConfig {
+    /// The same configuration, except that a `Match exec` line that would have to run its
+    /// command is an error instead: for callers that resolve untrusted text (the fuzz harness),
+    /// where running commands is not acceptable.
+    pub fn without_match_exec(mut self) -> Self {
+        self.execs = Arc::new(ExecCache {
+            disabled: true,
+            ..ExecCache::default()
+        });
+        self
+    }
+
     /// A configuration with no files (like `ssh -F none`).
     pub fn empty() -> SshConfig {
         SshConfig::default()
@@ -1701,7 +1712,11 @@ pub fn connection_hash(local: &str, host: &str, port: &str, user: &str) -> Strin
 /// Results of `Match exec` commands, so each runs once per host (and pass), however often
 /// sortie resolves that host.
 #[derive(Debug, Default)]
-struct ExecCache(std::sync::Mutex<std::collections::HashMap<(String, bool, String), bool>>);
+struct ExecCache {
+    results: std::sync::Mutex<std::collections::HashMap<(String, bool, String), bool>>,
+    /// Set by [`SshConfig::without_match_exec`]: a `Match exec` that must run is an error.
+    disabled: bool,
+}
 
 impl ExecCache {
     /// Runs `cmd` as OpenSSH's `execute_in_shell`: `$SHELL -c CMD` (or `/bin/sh`), stdin and
@@ -1716,7 +1731,7 @@ impl ExecCache {
     ) -> Result<bool, InventoryError> {
         use std::process::{Command, Stdio};
         let key = (host_arg.to_string(), final_pass, cmd.to_string());
-        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.results.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = cache.get(&key) {
             return Ok(*r);
         }
@@ -1726,6 +1741,11 @@ impl ExecCache {
             message,
             help: "fix the Match exec command or its shell ($SHELL)".into(),
         };
+        if self.disabled {
+            return Err(fail(format!(
+                "Match exec: commands are not run here ('{cmd}')"
+            )));
+        }
         let shell = std::env::var_os("SHELL")
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "/bin/sh".into());
