@@ -4,7 +4,7 @@
 //! * [`inventory`]: the TOML inventory (`sortie.toml`): groups, per-host settings, group commands.
 //! * [`sshconfig`]: OpenSSH client configuration (`~/.ssh/config`, `/etc/ssh/ssh_config`, `-F`).
 //! * [`resolve`]: puts them together: [`select`] and [`resolve_one`] return [`HostConfig`]s.
-//! * [`env`]: the local facts (user, passwd home, host name) resolution depends on.
+//! * [`env`](mod@env): the local facts (user, passwd home, host name) resolution depends on.
 //!
 //! Everything here is synchronous and does no network I/O; the only side effects are reading
 //! files and running a group's `command` when that group is selected.

@@ -30,7 +30,7 @@ struct Args {
     /// Unmeasured warm-up runs per contender and fleet size.
     #[arg(long, default_value_t = 1)]
     warmup: usize,
-    /// The sortie binary (default: next to this binary, then <workspace>/target/release/sortie,
+    /// The sortie binary (default: next to this binary, then `<workspace>/target/release/sortie`,
     /// then $PATH).
     #[arg(long)]
     sortie: Option<PathBuf>,

@@ -5,7 +5,7 @@ pub const MAX_LINE: usize = 1 << 20;
 
 /// Accumulates output bytes and yields whole lines (without the newline).
 ///
-/// A line longer than [`MAX_LINE`] is emitted in pieces, so a process that prints without
+/// A line longer than `MAX_LINE` is emitted in pieces, so a process that prints without
 /// newlines cannot make sortie's memory grow without bound; nothing is dropped.
 #[derive(Debug, Default)]
 pub struct LineSplitter {

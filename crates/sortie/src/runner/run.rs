@@ -5,7 +5,7 @@
 //! failure (retries on another host, lost hosts, `halt`), and the records a run leaves (the
 //! GNU-parallel-compatible job log, `--resume`/`--resume-failed`, the `--results` directory).
 //! Job sources and templates come from `sortie-plan`; processes are started by
-//! [`super::exec::run_job`] over a [`Transport`]; events go through the same coordinator as
+//! `exec::run_job` over a [`Transport`]; events go through the same coordinator as
 //! `exec`, so reporters work unchanged. It knows nothing about terminals.
 //!
 //! Layout:

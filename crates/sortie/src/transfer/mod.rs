@@ -6,8 +6,8 @@
 //! half a file and an interrupted transfer leaves nothing under the real name), skipping files
 //! that are already identical, verification, `{host}`/`{tag:NAME}` path templates, and the
 //! fleet fan-out with the same [`Event`](crate::Event) stream as `exec`. It does not print
-//! anything and does not parse options. The wire is SFTP (pipelined, [`sftp`]) or, when the
-//! server has no SFTP subsystem, plain commands over exec channels ([`shell`]).
+//! anything and does not parse options. The wire is SFTP (pipelined, `sftp`) or, when the
+//! server has no SFTP subsystem, plain commands over exec channels (`shell`).
 //!
 //! Entry points:
 //! - one connection: [`put_files`], [`get_files`] (what a launch plan's `[[upload]]` and
