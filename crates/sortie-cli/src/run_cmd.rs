@@ -44,34 +44,20 @@ pub async fn run(
     } else {
         Mode::PerJob
     };
-    let cancel = sortie::CancellationToken::new();
-    if plain {
-        let mut reporter =
-            PlainReporter::new(std::io::stdout(), std::io::stderr(), args.keep_order, tag);
-        let handle = run_jobs(
-            select::transports(),
-            targets,
-            jobs,
-            template,
-            options,
-            cancel.clone(),
+    // Built before any job starts: an out-dir that cannot be created must stop the run here.
+    let prefixed = if plain {
+        None
+    } else {
+        Some(
+            ReporterConfig::new(mode)
+                .color(crate::color())
+                .labels(targets.iter().map(|t| t.label.clone()))
+                .prefix(PrefixStyle::HostJob)
+                .build()
+                .map_err(miette::Report::new)?,
         )
-        .map_err(miette::Report::new)?;
-        select::on_interrupt(signals, cancel);
-        let code = drive(handle, &mut reporter).await;
-        // GNU parallel's exit status: the number of failed jobs, 101 for more than 100.
-        let failed = reporter.failed();
-        if code != ExitCode::Interrupted && failed > 0 {
-            std::process::exit(failed.min(101) as i32);
-        }
-        return Ok(code);
-    }
-    let mut reporter = ReporterConfig::new(mode)
-        .color(crate::color())
-        .labels(targets.iter().map(|t| t.label.clone()))
-        .prefix(PrefixStyle::HostJob)
-        .build()
-        .map_err(miette::Report::new)?;
+    };
+    let cancel = sortie::CancellationToken::new();
     let handle = run_jobs(
         select::transports(),
         targets,
@@ -82,7 +68,18 @@ pub async fn run(
     )
     .map_err(miette::Report::new)?;
     select::on_interrupt(signals, cancel);
-    Ok(drive(handle, &mut reporter).await)
+    if let Some(mut reporter) = prefixed {
+        return Ok(drive(handle, &mut reporter).await);
+    }
+    let mut reporter =
+        PlainReporter::new(std::io::stdout(), std::io::stderr(), args.keep_order, tag);
+    let code = drive(handle, &mut reporter).await;
+    // GNU parallel's exit status: the number of failed jobs, 101 for more than 100.
+    let failed = reporter.failed();
+    if code != ExitCode::Interrupted && failed > 0 {
+        std::process::exit(failed.min(101) as i32);
+    }
+    Ok(code)
 }
 
 /// The scheduler's options from the command line.

@@ -50,16 +50,21 @@ fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// Runs the example plan of `root` live, recording into `run`.
+fn launch_live(root: &tempfile::TempDir, run: &std::path::Path) -> std::process::Output {
+    sortie()
+        .current_dir(root.path())
+        .args(["launch", "examples/local/plan.toml", "--run-dir"])
+        .arg(run)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_recorded_launch_replays_to_the_same_summary_and_report() {
     let root = example();
     let run = root.path().join("run");
-    let live = sortie()
-        .current_dir(root.path())
-        .args(["launch", "examples/local/plan.toml", "--run-dir"])
-        .arg(&run)
-        .output()
-        .unwrap();
+    let live = launch_live(&root, &run);
     // one channel of the example fails on purpose; its thresholds decide the exit code
     let live_code = live.status.code();
     let live_text = stdout(&live);
@@ -93,12 +98,7 @@ fn a_recorded_launch_replays_to_the_same_summary_and_report() {
 fn a_truncated_record_renders_what_is_known_and_says_the_run_did_not_finish() {
     let root = example();
     let run = root.path().join("run");
-    let live = sortie()
-        .current_dir(root.path())
-        .args(["launch", "examples/local/plan.toml", "--run-dir"])
-        .arg(&run)
-        .output()
-        .unwrap();
+    let live = launch_live(&root, &run);
     assert!(run.join("events.jsonl").exists(), "{}", stderr(&live));
     let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
     // Cut in the middle of the hold, in the middle of a line, as a killed controller might.
