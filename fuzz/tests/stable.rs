@@ -162,12 +162,15 @@ fn fail(target: &str, input: &[u8], why: &str, seed: Option<u64>) -> ! {
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join(format!("{target}-{:016x}", h.finish()));
     let _ = std::fs::write(&path, input);
-    panic!(
+    let message = format!(
         "target {target} failed on {} ({} bytes, seed {seed:?}): {why}\ninput: {:?}",
         path.display(),
         input.len(),
         String::from_utf8_lossy(&input[..input.len().min(300)])
     );
+    // The mutation loop silences the panic hook; print first so the reason is never lost.
+    eprintln!("{message}");
+    panic!("{message}");
 }
 
 fn run_one(target: &str, f: fn(&[u8]), input: &[u8], seed: Option<u64>) {
