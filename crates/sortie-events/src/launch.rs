@@ -471,7 +471,28 @@ pub enum LaunchEvent {
         /// Why.
         message: String,
     },
-    /// Every connection to a host was lost during the run.
+    /// The connection to a host was lost; its processes keep running there while sortie dials
+    /// again for the reconnect window.
+    HostDisconnected {
+        /// Host label.
+        host: String,
+        /// Why.
+        message: String,
+        /// Milliseconds since the launch began.
+        at_ms: u64,
+    },
+    /// A host is connected again after [`LaunchEvent::HostDisconnected`]; following resumes
+    /// where it stopped.
+    HostReconnected {
+        /// Host label.
+        host: String,
+        /// How long it was disconnected, in milliseconds.
+        after_ms: u64,
+        /// Milliseconds since the launch began.
+        at_ms: u64,
+    },
+    /// A host was unreachable for longer than the reconnect window (or its connections were
+    /// lost with nothing to reconnect): its processes count as lost.
     HostLost {
         /// Host label.
         host: String,
@@ -652,7 +673,9 @@ impl LaunchEvent {
             | LaunchEvent::ProcessExited { at_ms, .. }
             | LaunchEvent::ProcessLost { at_ms, .. }
             | LaunchEvent::ProcessStartFailed { at_ms, .. }
-            | LaunchEvent::ProcessRestarting { at_ms, .. } => Some(*at_ms),
+            | LaunchEvent::ProcessRestarting { at_ms, .. }
+            | LaunchEvent::HostDisconnected { at_ms, .. }
+            | LaunchEvent::HostReconnected { at_ms, .. } => Some(*at_ms),
             LaunchEvent::Progress { elapsed_ms, .. }
             | LaunchEvent::LaunchFinished { elapsed_ms, .. } => Some(*elapsed_ms),
             _ => None,

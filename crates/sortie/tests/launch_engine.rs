@@ -354,12 +354,18 @@ ready = 'READY'
 restart = "on-failure"
 [run]
 duration = "5s"
+reconnect_window = "1s"
 "#;
     let ran = run_plan(p, |_| {}, None, None).await;
-    assert!(ran
-        .events
-        .iter()
-        .any(|e| matches!(e, LaunchEvent::HostLost { host, .. } if host == "h1")));
+    // first a disconnect (the process runs on), then the loss once the window has passed
+    let at = |f: &dyn Fn(&LaunchEvent) -> bool| ran.events.iter().position(f);
+    let disc = at(&|e| matches!(e, LaunchEvent::HostDisconnected { host, .. } if host == "h1"));
+    let lost = at(&|e| matches!(e, LaunchEvent::HostLost { host, .. } if host == "h1"));
+    assert!(
+        disc.is_some() && lost.is_some() && disc < lost,
+        "{:?}",
+        ran.events
+    );
     let a = ran.process("w/a");
     assert_eq!(a.planned_host, "h1");
     assert_eq!(a.host, "h2");

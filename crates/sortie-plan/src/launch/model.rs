@@ -412,6 +412,14 @@ pub struct RunSettings {
     pub rate: Option<Rate>,
     /// Most processes starting (started, not yet ready) at once.
     pub max_starting: Option<u32>,
+    /// Where each host keeps the run's host-side files (`<remote_dir>/<run-id>/`); `None`:
+    /// `~/.sortie-runs`.
+    pub remote_dir: Option<String>,
+    /// How long a lost host is dialled again before its processes count as lost; `None`: 60 s.
+    pub reconnect_window: Option<Duration>,
+    /// How long the host-side watchdog lets the fleet run without hearing from the controller;
+    /// `None`: the reconnect window plus 30 s.
+    pub lease: Option<Duration>,
 }
 
 /// A file transfer before (`[[upload]]`) or after (`[[collect]]`) the run. The launch runs

@@ -145,6 +145,9 @@ pub(crate) struct RawRun {
     pub run_dir: Option<Spanned<String>>,
     pub rate: Option<Spanned<String>>,
     pub max_starting: Option<Spanned<u32>>,
+    pub remote_dir: Option<Spanned<String>>,
+    pub reconnect_window: Option<Spanned<String>>,
+    pub lease: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -796,7 +796,39 @@ fn run_settings(ck: &Checker<'_>, run: Option<Spanned<RawRun>>) -> Result<RunSet
             .map(|d| ck.rate(d, "run rate"))
             .transpose()?,
         max_starting: run.max_starting.as_ref().map(|m| *m.get_ref()),
+        remote_dir: run
+            .remote_dir
+            .as_ref()
+            .map(|d| remote_dir(ck, d))
+            .transpose()?,
+        reconnect_window: run
+            .reconnect_window
+            .as_ref()
+            .map(|d| ck.duration(d, "reconnect window"))
+            .transpose()?,
+        lease: run
+            .lease
+            .as_ref()
+            .map(|d| ck.duration(d, "lease"))
+            .transpose()?,
     })
+}
+
+/// `[run] remote_dir`: a directory of its own, never one of the `fresh_dir` directories
+/// (under `WORKDIR/.sortie/`), which a process start empties.
+fn remote_dir(ck: &Checker<'_>, d: &Spanned<String>) -> Result<String, PlanError> {
+    let v = d.get_ref();
+    if v.trim().is_empty() || v.split('/').any(|c| c == ".sortie") {
+        return Err(ck.err(
+            "sortie::plan::bad_value",
+            d.span(),
+            "remote_dir must be a directory of its own",
+            "empty, or under a `.sortie` directory",
+            "fresh_dir directories live under WORKDIR/.sortie/ and are emptied at each start; \
+             the default ~/.sortie-runs needs no setting",
+        ));
+    }
+    Ok(v.clone())
 }
 
 /// A `role = "..."` of a threshold or transfer: a role of the plan.

@@ -107,6 +107,16 @@ pub struct HostReport {
     pub error: Option<String>,
     /// Processes the plan placed on it.
     pub placed: Vec<String>,
+    /// Times its connection was lost during the run (each followed by a reconnect, or by the
+    /// loss of the host when the reconnect window passed).
+    #[serde(default)]
+    pub disconnects: u32,
+    /// Times sortie connected again after a loss.
+    #[serde(default)]
+    pub reconnects: u32,
+    /// Total time disconnected before those reconnects, in milliseconds.
+    #[serde(default)]
+    pub disconnected_ms: u64,
 }
 
 /// The end-of-run check for leftover processes.
@@ -291,6 +301,9 @@ struct ProcFold {
 struct HostFold {
     connected: bool,
     error: Option<String>,
+    disconnects: u32,
+    reconnects: u32,
+    disconnected_ms: u64,
 }
 
 /// Builds the [`LaunchReport`] from a launch's events, one at a time: the report is a fold
@@ -382,6 +395,17 @@ impl ReportFold {
             LaunchEvent::HostConnected { host, .. } => {
                 if let Some(h) = self.host(host) {
                     h.connected = true;
+                }
+            }
+            LaunchEvent::HostDisconnected { host, .. } => {
+                if let Some(h) = self.host(host) {
+                    h.disconnects += 1;
+                }
+            }
+            LaunchEvent::HostReconnected { host, after_ms, .. } => {
+                if let Some(h) = self.host(host) {
+                    h.reconnects += 1;
+                    h.disconnected_ms += after_ms;
                 }
             }
             LaunchEvent::HostFailed { host, message } | LaunchEvent::HostLost { host, message } => {
@@ -597,6 +621,9 @@ impl ReportFold {
                     .filter(|s| s.host == ph.host)
                     .map(|s| s.id.clone())
                     .collect(),
+                disconnects: h.disconnects,
+                reconnects: h.reconnects,
+                disconnected_ms: h.disconnected_ms,
             })
             .collect();
         LaunchReport {

@@ -84,6 +84,12 @@ pub fn render_notable(ev: &LaunchEvent) -> Option<String> {
     Some(match ev {
         LaunchEvent::HostFailed { host, message } => format!("host {host} failed: {message}"),
         LaunchEvent::HostLost { host, message } => format!("host {host} lost: {message}"),
+        LaunchEvent::HostDisconnected { host, message, .. } => {
+            format!("host {host} disconnected: {message}; its processes keep running, reconnecting")
+        }
+        LaunchEvent::HostReconnected { host, after_ms, .. } => {
+            format!("host {host} reconnected after {}", ms(*after_ms))
+        }
         LaunchEvent::ProcessFailed {
             process,
             ending,
@@ -218,6 +224,21 @@ pub fn render_summary(r: &LaunchReport) -> String {
                 failures.len() - 20
             );
         }
+    }
+    for h in r.hosts.iter().filter(|h| h.disconnects > 0) {
+        let _ = writeln!(
+            o,
+            "host {}: connection lost {} time(s), reconnected {} time(s) after {} in all; {}",
+            h.host,
+            h.disconnects,
+            h.reconnects,
+            ms(h.disconnected_ms),
+            if h.reconnects >= h.disconnects {
+                "its processes ran on"
+            } else {
+                "then lost for good"
+            }
+        );
     }
     render_transfers(&mut o, &r.transfers);
     if !r.stop_check.survivors.is_empty() {

@@ -1,13 +1,16 @@
 //! The driver of a launch: performs what the [`Core`] decides, and tells it what happened.
 //!
-//! Host tasks (connect, then the host's uploads) and process tasks (one per attempt, see
-//! [`super::process`]) send [`Msg`]s here; the driver `select!`s over them, the interrupt
-//! tokens, the core's timer and the progress tick, turns each into an [`Input`] for
-//! [`Core::on`], and performs the [`Action`]s it returns: it spawns attempts, stop, kill and
-//! leftover-check scripts and collections, and records each event (the run's `events.jsonl`)
+//! Host tasks (connect, the host's uploads, the host-side set-up, then one [`HostFollow`] per
+//! host that follows every process of the host over one channel and reconnects) send [`Msg`]s
+//! here; the driver `select!`s over them, the interrupt tokens, the core's timer, the progress
+//! tick and the lease tick, turns each into an [`Input`] for [`Core::on`], and performs the
+//! [`Action`]s it returns: it starts attempts in one batch per host (under host-side
+//! supervisors, see [`super::hostside`]), runs stop, kill and leftover-check scripts and
+//! collections, renews each host's lease, and records each event (the run's `events.jsonl`)
 //! before sending it to the reporters. It decides nothing itself.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,12 +21,34 @@ use tokio_util::sync::CancellationToken;
 
 use super::core::{by_host, Action, Core, Input, Settings};
 use super::event::LaunchEvent;
+use super::follow::{HostFollow, Track};
 use super::hosts::HostPool;
-use super::process::{self, Attempt, Msg};
+use super::hostside;
+use super::process::Msg;
 use super::shell;
 use super::stage::{self, TransferRecord, TransferStep};
 use super::{LaunchOptions, LaunchResult};
-use crate::transport::{Exit, SpawnError};
+use crate::transport::{Command, Exit, SpawnError};
+
+/// An attempt waiting for its host's next start batch.
+struct PendingStart {
+    idx: usize,
+    attempt: u32,
+    role: usize,
+    command: Command,
+}
+
+/// What the driver knows of the host side: the remote directory and the lease.
+pub(crate) struct HostSide {
+    /// The run's remote directory, as a shell word.
+    pub dir: String,
+    /// The lease each renewal grants.
+    pub lease: Duration,
+    /// How long a lost host is dialled again.
+    pub reconnect_window: Duration,
+    /// Keep the remote directories at the end.
+    pub keep: bool,
+}
 
 /// The driver.
 pub(crate) struct Engine {
@@ -39,6 +64,16 @@ pub(crate) struct Engine {
     collect_cancel: CancellationToken,
     /// The run record (`events.jsonl`), when the run has a directory.
     log: Option<EventLog>,
+    side: Arc<HostSide>,
+    /// Per host: new attempts for its follower, and (until the host is up) its receiver.
+    tracks: Vec<mpsc::Sender<Track>>,
+    track_rx: Vec<Option<mpsc::Receiver<Track>>>,
+    /// Cancelled at the end of the run: followers stop.
+    follow_done: CancellationToken,
+    /// Per host: attempts for the next start batch.
+    pending: Vec<Vec<PendingStart>>,
+    /// Per host: a lease renewal is under way.
+    renewing: Vec<Arc<AtomicBool>>,
 }
 
 impl Engine {
@@ -50,8 +85,16 @@ impl Engine {
         escalate: CancellationToken,
         out: mpsc::Sender<LaunchEvent>,
         log: Option<EventLog>,
+        side: HostSide,
     ) -> Self {
         let (tx, rx) = mpsc::channel(super::QUEUE);
+        let n = pools.len();
+        let (tracks, track_rx) = (0..n)
+            .map(|_| {
+                let (t, r) = mpsc::channel(super::QUEUE);
+                (t, Some(r))
+            })
+            .unzip();
         let settings = Settings {
             run_id: options.run_id.clone(),
             run_dir: options.run_dir.clone(),
@@ -72,6 +115,12 @@ impl Engine {
             escalate,
             collect_cancel,
             log,
+            side: Arc::new(side),
+            tracks,
+            track_rx,
+            follow_done: CancellationToken::new(),
+            pending: (0..n).map(|_| Vec::new()).collect(),
+            renewing: (0..n).map(|_| Arc::new(AtomicBool::new(false))).collect(),
         }
     }
 
@@ -81,6 +130,9 @@ impl Engine {
         self.connect_all();
         let mut tick = tokio::time::interval(self.options.progress_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let renew_every = (self.side.lease / 4).max(Duration::from_millis(500));
+        let mut lease_tick = tokio::time::interval(renew_every);
+        lease_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         while !self.core.is_done() {
             let deadline = self.core.wake();
             let sleep = async {
@@ -101,47 +153,115 @@ impl Engine {
                 },
                 _ = sleep => Input::Timer,
                 _ = tick.tick() => Input::Tick,
+                _ = lease_tick.tick() => {
+                    self.renew_leases();
+                    continue;
+                }
             };
             self.input(input).await;
         }
         self.finish().await
     }
 
-    /// Connects every host, then runs its uploads (before its first process).
-    fn connect_all(&self) {
+    /// Connects every host, runs its uploads (before its first process), sets up its remote
+    /// directory and watchdog, and starts following it.
+    fn connect_all(&mut self) {
         let plan = self.core.plan().clone();
         let mut uploads = by_host(&plan, &plan.uploads);
+        let stop_sh = self.stop_sh();
         for (i, pool) in self.pools.iter().enumerate() {
             let pool = pool.clone();
             let tx = self.tx.clone();
             let uploads = std::mem::take(&mut uploads[i]);
             let plan = plan.clone();
             let cancel = self.cancel.clone();
+            let side = self.side.clone();
+            let stop_sh = stop_sh.clone();
+            let track_rx = self.track_rx[i].take().expect("connected once");
+            let done = self.follow_done.clone();
             tokio::spawn(async move {
                 let t = Instant::now();
-                let msg = match pool.connect().await {
-                    Ok(()) => {
-                        let elapsed = t.elapsed();
-                        let records = stage::upload(&pool, &plan, &uploads, &cancel).await;
-                        let failed = records.iter().find_map(TransferRecord::failure);
-                        if !records.is_empty() {
-                            let _ = tx.send(Msg::Transfers { host: i, records }).await;
-                        }
-                        match failed {
-                            None => Msg::HostUp { host: i, elapsed },
-                            Some(message) => {
-                                pool.set_down();
-                                Msg::HostFailed { host: i, message }
-                            }
-                        }
-                    }
-                    Err(e) => Msg::HostFailed {
-                        host: i,
-                        message: e.message,
-                    },
+                if let Err(e) = pool.connect().await {
+                    let message = e.message;
+                    let _ = tx.send(Msg::HostFailed { host: i, message }).await;
+                    return;
+                }
+                let elapsed = t.elapsed();
+                let records = stage::upload(&pool, &plan, &uploads, &cancel).await;
+                let failed = records.iter().find_map(TransferRecord::failure);
+                if !records.is_empty() {
+                    let _ = tx.send(Msg::Transfers { host: i, records }).await;
+                }
+                let failed = match failed {
+                    Some(m) => Some(m),
+                    None => set_up(&pool, &side, &stop_sh).await.err(),
                 };
-                let _ = tx.send(msg).await;
+                if let Some(message) = failed {
+                    pool.set_down();
+                    let _ = tx.send(Msg::HostFailed { host: i, message }).await;
+                    return;
+                }
+                let follow = HostFollow::new(
+                    i,
+                    pool,
+                    side.dir.clone(),
+                    tx.clone(),
+                    track_rx,
+                    side.reconnect_window,
+                    done,
+                );
+                tokio::spawn(follow.run());
+                let _ = tx.send(Msg::HostUp { host: i, elapsed }).await;
             });
+        }
+    }
+
+    /// The hosts' `stop.sh`: every role's stop sequence, dependents first.
+    fn stop_sh(&self) -> String {
+        let plan = self.core.plan();
+        let order: Vec<(usize, Vec<(String, Duration)>)> = (plan.roles.iter().enumerate())
+            .rev()
+            .map(|(i, r)| {
+                let steps = r
+                    .stop
+                    .iter()
+                    .map(|s| (s.signal.name().to_string(), s.grace));
+                (i, steps.collect())
+            })
+            .collect();
+        hostside::stop_sh(&order)
+    }
+
+    /// Renews the lease on every connected host (one renewal at a time per host).
+    fn renew_leases(&self) {
+        for (h, pool) in self.pools.iter().enumerate() {
+            if self.renewing[h].swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            let (pool, flag) = (pool.clone(), self.renewing[h].clone());
+            let script = hostside::renew_script(&self.side.dir, self.side.lease);
+            tokio::spawn(async move {
+                if pool.is_up().await {
+                    if let Err(e) = pool.script(script).await {
+                        tracing::debug!("{}: lease renewal: {e}", pool.target.label);
+                    }
+                }
+                flag.store(false, Ordering::Release);
+            });
+        }
+    }
+
+    /// Starts the attempts waiting per host, one batch (one channel) per host.
+    fn flush_starts(&mut self) {
+        for (host, batch) in self.pending.iter_mut().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let batch = std::mem::take(batch);
+            let pool = self.pools[host].clone();
+            let tx = self.tx.clone();
+            let dir = self.side.dir.clone();
+            tokio::spawn(start_batch(pool, dir, batch, tx));
         }
     }
 
@@ -151,6 +271,9 @@ impl Engine {
         match m {
             Msg::HostUp { host, elapsed } => Input::HostUp { host, elapsed },
             Msg::HostFailed { host, message } => Input::HostFailed { host, message },
+            Msg::HostDisconnected { host, message } => Input::HostDisconnected { host, message },
+            Msg::HostReconnected { host, elapsed } => Input::HostReconnected { host, elapsed },
+            Msg::HostGone { host, message } => Input::HostGone { host, message },
             Msg::Transfers { host, records } => Input::Transfers { host, records },
             Msg::Spawned { idx, attempt, pgid } => Input::Spawned { idx, attempt, pgid },
             Msg::SpawnFailed {
@@ -220,6 +343,7 @@ impl Engine {
                 }
             }
         }
+        self.flush_starts();
     }
 
     /// Performs one action; returns an input when the answer is known at once (a host that
@@ -241,16 +365,23 @@ impl Engine {
                 log,
             } => {
                 let role = self.core.role_of(idx);
-                tokio::spawn(process::run(Attempt {
+                let role_idx = self.core.role_index_of(idx);
+                let track = Track {
+                    dir: hostside::proc_dir(role_idx, idx, attempt),
                     idx,
                     attempt,
-                    pool: self.pools[host].clone(),
-                    command,
                     role,
                     log,
                     secrets,
-                    tx: self.tx.clone(),
-                }));
+                    started: Instant::now(),
+                };
+                let _ = self.tracks[host].send(track).await;
+                self.pending[host].push(PendingStart {
+                    idx,
+                    attempt,
+                    role: role_idx,
+                    command,
+                });
             }
             Action::Stop {
                 host,
@@ -348,8 +479,22 @@ impl Engine {
     }
 
     async fn finish(mut self) -> LaunchResult {
+        self.follow_done.cancel();
+        let mut ends = Vec::new();
         for pool in &self.pools {
-            pool.close().await;
+            let pool = pool.clone();
+            let script = hostside::finish_script(&self.side.dir, self.side.keep);
+            ends.push(tokio::spawn(async move {
+                if pool.is_up().await {
+                    if let Err(e) = pool.script(script).await {
+                        tracing::debug!("{}: end of run: {e}", pool.target.label);
+                    }
+                }
+                pool.close().await;
+            }));
+        }
+        for e in ends {
+            let _ = e.await;
         }
         let actions = self.core.finish(Instant::now());
         self.perform(actions).await;
@@ -388,4 +533,96 @@ async fn run_stop(pool: &HostPool, script: String) -> Result<(), SpawnError> {
         }
     }
     Err(last.unwrap_or_else(|| SpawnError::Other("stop failed".into())))
+}
+
+/// Creates the host's remote directory, its `stop.sh` and lease, and starts its watchdog.
+async fn set_up(pool: &HostPool, side: &HostSide, stop_sh: &str) -> Result<(), String> {
+    let script = hostside::setup_script(&side.dir, side.lease, stop_sh);
+    let out = pool.script(script).await.map_err(|e| e.to_string())?;
+    if out.lines().any(|l| l == "\u{2}ok") {
+        return Ok(());
+    }
+    let why = (out.lines())
+        .find_map(|l| l.strip_prefix("\u{2}E "))
+        .unwrap_or("the host-side set-up printed nothing");
+    Err(format!("cannot set up the run on the host: {why}"))
+}
+
+/// Starts one batch of attempts on a host and reports each one's process group or failure.
+async fn start_batch(
+    pool: Arc<HostPool>,
+    dir: String,
+    batch: Vec<PendingStart>,
+    tx: mpsc::Sender<Msg>,
+) {
+    let starts: Vec<hostside::Start<'_>> = (batch.iter())
+        .map(|p| hostside::Start {
+            idx: p.idx,
+            attempt: p.attempt,
+            role: p.role,
+            command: &p.command.command,
+            env: &p.command.env,
+        })
+        .collect();
+    let script = hostside::start_script(&dir, &starts);
+    let mut answered = std::collections::HashSet::new();
+    let result = if pool.is_up().await {
+        pool.script(script).await
+    } else {
+        Err(SpawnError::Lost("host is disconnected".into()))
+    };
+    let error = match result {
+        Ok(out) => {
+            for l in out.lines() {
+                let Some(rest) = l.strip_prefix('\u{2}') else {
+                    continue;
+                };
+                let mut w = rest.splitn(4, ' ');
+                let (kind, idx, attempt) = (w.next(), w.next(), w.next());
+                let (Some(idx), Some(attempt)) = (
+                    idx.and_then(|x| x.parse::<usize>().ok()),
+                    attempt.and_then(|x| x.parse::<u32>().ok()),
+                ) else {
+                    continue;
+                };
+                answered.insert((idx, attempt));
+                let msg = match kind {
+                    Some("S") => Msg::Spawned {
+                        idx,
+                        attempt,
+                        pgid: w.next().and_then(|g| g.trim().parse().ok()),
+                    },
+                    _ => Msg::SpawnFailed {
+                        idx,
+                        attempt,
+                        error: SpawnError::Other(w.next().unwrap_or("").to_string()),
+                    },
+                };
+                let _ = tx.send(msg).await;
+            }
+            SpawnError::Other("the start script did not answer for it".into())
+        }
+        Err(e) => e,
+    };
+    for p in batch {
+        if !answered.contains(&(p.idx, p.attempt)) {
+            let (idx, attempt) = (p.idx, p.attempt);
+            let error = clone_error(&error);
+            let _ = tx
+                .send(Msg::SpawnFailed {
+                    idx,
+                    attempt,
+                    error,
+                })
+                .await;
+        }
+    }
+}
+
+fn clone_error(e: &SpawnError) -> SpawnError {
+    match e {
+        SpawnError::Lost(m) => SpawnError::Lost(m.clone()),
+        SpawnError::ChannelRefused(m) => SpawnError::ChannelRefused(m.clone()),
+        other => SpawnError::Other(other.to_string()),
+    }
 }

@@ -90,6 +90,19 @@ impl HostPool {
         Ok(())
     }
 
+    /// Opens a new connection after every one was lost (the reconnect of a launch).
+    pub(crate) async fn reconnect(&self) -> Result<(), ConnectError> {
+        let conn = self.open().await?;
+        let mut slots = self.slots.lock().await;
+        slots.retain(|s| !s.conn.is_closed());
+        slots.push(Slot {
+            conn,
+            open: 0,
+            cap: None,
+        });
+        Ok(())
+    }
+
     /// Marks the host down: nothing more is started on it.
     pub(crate) fn set_down(&self) {
         self.down.store(true, Ordering::Release);

@@ -46,8 +46,10 @@
 mod core;
 mod engine;
 pub mod event;
+mod follow;
 mod gate;
 mod hosts;
+mod hostside;
 mod process;
 mod shell;
 mod stage;
@@ -96,6 +98,17 @@ pub struct LaunchOptions {
     pub stop_patience: Duration,
     /// The controller's environment, for `env_from_controller` (default: the process's own).
     pub controller_env: EnvLookup,
+    /// Base of the hosts' remote directories (`<base>/<run-id>/`); `None`: the plan's
+    /// `[run] remote_dir`, else `~/.sortie-runs`.
+    pub remote_dir: Option<String>,
+    /// How long a lost host is dialled again before its processes count as lost; `None`: the
+    /// plan's `[run] reconnect_window`, else 60 s.
+    pub reconnect_window: Option<Duration>,
+    /// How long the hosts' watchdogs let the fleet run without a renewal; `None`: the plan's
+    /// `[run] lease`, else the reconnect window plus 30 s.
+    pub lease: Option<Duration>,
+    /// Keep the hosts' remote directories (the processes' raw output) after the run.
+    pub keep_remote_dir: bool,
 }
 
 impl Default for LaunchOptions {
@@ -108,6 +121,10 @@ impl Default for LaunchOptions {
             restart_delay: Duration::from_secs(1),
             stop_patience: Duration::from_secs(15),
             controller_env: Arc::new(|k| std::env::var(k).ok()),
+            remote_dir: None,
+            reconnect_window: None,
+            lease: None,
+            keep_remote_dir: false,
         }
     }
 }
@@ -221,7 +238,17 @@ pub fn launch(
     let (out, events) = mpsc::channel(QUEUE);
     let escalate = CancellationToken::new();
     let run_id = options.run_id.clone();
-    let engine = engine::Engine::new(plan, pools, options, cancel, escalate.clone(), out, log);
+    let side = host_side(&plan, &options);
+    let engine = engine::Engine::new(
+        plan,
+        pools,
+        options,
+        cancel,
+        escalate.clone(),
+        out,
+        log,
+        side,
+    );
     let result = tokio::spawn(engine.run());
     Ok(LaunchHandle {
         run_id,
@@ -229,6 +256,28 @@ pub fn launch(
         result,
         escalate,
     })
+}
+
+/// The defaults of reconnecting and of the lease.
+pub const DEFAULT_RECONNECT_WINDOW: Duration = Duration::from_secs(60);
+/// What the lease adds to the reconnect window by default.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// Where the hosts keep the run, and for how long they trust the controller.
+fn host_side(plan: &Plan, options: &LaunchOptions) -> engine::HostSide {
+    let base = (options.remote_dir.clone())
+        .or_else(|| plan.run.remote_dir.clone())
+        .unwrap_or_else(|| hostside::DEFAULT_BASE.to_string());
+    let reconnect_window = (options.reconnect_window)
+        .or(plan.run.reconnect_window)
+        .unwrap_or(DEFAULT_RECONNECT_WINDOW);
+    let lease = (options.lease.or(plan.run.lease)).unwrap_or(reconnect_window + LEASE_MARGIN);
+    engine::HostSide {
+        dir: hostside::dir_word(&base, &options.run_id),
+        lease: lease.max(Duration::from_secs(2)),
+        reconnect_window,
+        keep: options.keep_remote_dir,
+    }
 }
 
 /// A new run id: local time to the millisecond and a random part, `20260501-120000.123-3f9a0c`.

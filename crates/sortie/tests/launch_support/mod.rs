@@ -2,9 +2,12 @@
 //!
 //! Processes are simulated tasks driven by words in their command line: `ready=MS` prints
 //! `READY` after MS, `fail=MS` prints `ERROR boom` after MS, `exit=CODE@MS` exits, `ignore-int`
-//! ignores SIGINT, `lose=MS@HOST` drops HOST's connection after MS (when it runs there). The launch's control scripts
-//! (stop, kill, survivor check) are understood by their shape and act on the simulated groups,
-//! so stop sequences, graces and escalation run as on a host, in virtual time.
+//! ignores SIGINT, `lose=MS@HOST` drops HOST's connections after MS (when it runs there) and
+//! keeps it unreachable. The launch's host-side scripts are understood by their shape: the
+//! start batch creates simulated supervised processes whose output and exit go to simulated
+//! files of the host's remote directory; the follower streams those files as frames, as the
+//! real one does; stop, kill and survivor scripts act on the simulated groups, so stop
+//! sequences, graces and escalation run as on a host, in virtual time.
 
 #![allow(dead_code)]
 
@@ -27,6 +30,8 @@ use tokio::time::Instant;
 /// One simulated process group.
 pub struct Sim {
     pub host: String,
+    /// Its directory under the remote directory's `p/`.
+    pub dir: String,
     pub command: String,
     pub alive: bool,
     pub signals: Vec<String>,
@@ -42,6 +47,18 @@ pub struct World {
     pub conns: HashMap<String, Vec<Arc<AtomicBool>>>,
     pub max_sessions: Option<usize>,
     pub open: HashMap<usize, usize>,
+    /// Per host, per process directory: its output files and exit.
+    pub files: HashMap<String, HashMap<String, Files>>,
+    /// Running followers' control channels, by their group.
+    followers: HashMap<u32, mpsc::UnboundedSender<String>>,
+}
+
+/// A supervised process's files on its host.
+#[derive(Default, Clone)]
+pub struct Files {
+    pub out: Vec<u8>,
+    pub err: Vec<u8>,
+    pub exit: Option<String>,
 }
 
 pub type Shared = Arc<Mutex<World>>;
@@ -100,8 +117,45 @@ fn pgids(list: &str) -> Vec<u32> {
 }
 
 impl FakeConn {
+    /// Plays a start batch: one supervised process per `sortie_w` line; returns the `S` lines.
+    fn start_batch(&self, text: &str) -> String {
+        let mut out = String::new();
+        for l in text.lines() {
+            let Some(rest) = l.strip_prefix("sortie_w \"$R/p/") else {
+                continue;
+            };
+            let (dir, ids) = rest.split_once("\" ").unwrap();
+            let start = text.find(&format!("sortie-sup \"$R/p/{dir}\" ")).unwrap();
+            let cmd = between(&text[start..], "\" ", ") </dev/null").to_string();
+            let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+            let pgid = {
+                let mut w = self.world.lock().unwrap();
+                w.next += 1;
+                let pgid = 1000 + w.next;
+                w.procs.insert(
+                    pgid,
+                    Sim {
+                        host: self.host.clone(),
+                        dir: dir.to_string(),
+                        command: cmd,
+                        alive: true,
+                        signals: Vec::new(),
+                        ctl: ctl_tx,
+                    },
+                );
+                pgid
+            };
+            tokio::spawn(simulate(self.world.clone(), pgid, ctl_rx));
+            out.push_str(&format!("\x02S {ids} {pgid}\n"));
+        }
+        out
+    }
+
     fn signal(&self, pgid: u32, sig: &str) {
         let w = self.world.lock().unwrap();
+        if let Some(f) = w.followers.get(&pgid) {
+            let _ = f.send(sig.to_string());
+        }
         if let Some(p) = w.procs.get(&pgid) {
             if p.alive {
                 let _ = p.ctl.send(sig.to_string());
@@ -163,15 +217,28 @@ impl FakeConn {
     }
 }
 
-async fn simulate(
-    world: Shared,
-    pgid: u32,
-    cmd: String,
-    tx: mpsc::Sender<ProcessEvent>,
-    mut ctl: mpsc::UnboundedReceiver<String>,
-    closed: Arc<AtomicBool>,
-    host: String,
-) {
+fn append(world: &Shared, host: &str, dir: &str, err: bool, data: &[u8]) {
+    let mut w = world.lock().unwrap();
+    let f = w
+        .files
+        .entry(host.into())
+        .or_default()
+        .entry(dir.into())
+        .or_default();
+    if err {
+        f.err.extend_from_slice(data);
+    } else {
+        f.out.extend_from_slice(data);
+    }
+}
+
+/// A supervised process: its output and exit go to its files on the host.
+async fn simulate(world: Shared, pgid: u32, mut ctl: mpsc::UnboundedReceiver<String>) {
+    let (cmd, host, dir) = {
+        let w = world.lock().unwrap();
+        let p = &w.procs[&pgid];
+        (p.command.clone(), p.host.clone(), p.dir.clone())
+    };
     let t0 = Instant::now();
     let ready = word(&cmd, "ready=").map(|v| t0 + ms(v));
     let fail = word(&cmd, "fail=").map(|v| t0 + ms(v));
@@ -180,14 +247,12 @@ async fn simulate(
         (code.parse::<u32>().unwrap(), t0 + ms(at))
     });
     // lose=MS@HOST: only on that host
-    let lose = word(&cmd, "lose=").and_then(|v| {
+    let mut lose = word(&cmd, "lose=").and_then(|v| {
         let (at, on) = v.split_once('@').unwrap();
         (on == host).then(|| t0 + ms(at))
     });
     let ignore_int = cmd.contains("ignore-int");
-    let _ = tx
-        .send(ProcessEvent::Stdout(Bytes::from_static(b"hello\n")))
-        .await;
+    append(&world, &host, &dir, false, b"hello\n");
     let mut printed_ready = false;
     let mut printed_fail = false;
     let end = loop {
@@ -213,52 +278,112 @@ async fn simulate(
         };
         tokio::select! {
             sig = ctl.recv() => {
-                let Some(sig) = sig else { break Exit::NoStatus };
+                let Some(sig) = sig else { break "0".to_string() };
                 world.lock().unwrap().procs.get_mut(&pgid).unwrap().signals.push(sig.clone());
                 match sig.as_str() {
                     "INT" if ignore_int => {}
                     "INT" => {
                         tokio::time::sleep(Duration::from_millis(10)).await;
-                        let _ = tx.send(ProcessEvent::Stdout(Bytes::from_static(b"Cleanup done\n"))).await;
-                        break Exit::Code(0);
+                        append(&world, &host, &dir, false, b"Cleanup done\n");
+                        break "0".to_string();
                     }
-                    "TERM" => break Exit::Code(143),
-                    _ => break Exit::Signal { name: sig, core_dumped: false },
+                    "TERM" => break "143".to_string(),
+                    // KILL ends the supervisor too: no exit file, the follower says dead.
+                    _ => break "dead".to_string(),
                 }
             }
             _ = sleep => {
                 let now = Instant::now();
                 if ready.is_some_and(|t| t <= now) && !printed_ready {
                     printed_ready = true;
-                    let _ = tx.send(ProcessEvent::Stdout(Bytes::from_static(b"READY now\n"))).await;
+                    append(&world, &host, &dir, false, b"READY now\n");
                 }
                 if fail.is_some_and(|t| t <= now) && !printed_fail {
                     printed_fail = true;
-                    let _ = tx.send(ProcessEvent::Stderr(Bytes::from_static(b"ERROR boom\n"))).await;
+                    append(&world, &host, &dir, true, b"ERROR boom\n");
                 }
                 if let Some((code, t)) = exit {
-                    if t <= now { break Exit::Code(code); }
+                    if t <= now { break code.to_string(); }
                 }
                 if lose.is_some_and(|t| t <= now) {
-                    closed.store(true, Ordering::Release);
-                    // every process on this host's connections is lost
-                    let w = world.lock().unwrap();
-                    for (g, p) in &w.procs {
-                        if p.host == host && *g != pgid && p.alive {
-                            let _ = p.ctl.send("LOST".into());
-                        }
+                    lose = None;
+                    // the host's connections drop and it stays unreachable; the process runs on
+                    let mut w = world.lock().unwrap();
+                    w.down.push(host.clone());
+                    for c in w.conns.get(&host).into_iter().flatten() {
+                        c.store(true, Ordering::Release);
                     }
-                    drop(w);
-                    break Exit::Lost("connection reset".into());
                 }
             }
         }
     };
-    let end = match end {
-        Exit::Signal { name, .. } if name == "LOST" => Exit::Lost("connection reset".into()),
-        e => e,
+    let mut w = world.lock().unwrap();
+    w.procs.get_mut(&pgid).unwrap().alive = false;
+    let f = w.files.entry(host).or_default().entry(dir).or_default();
+    f.exit = Some(end);
+}
+
+/// The follower: frames of every new byte and exit of the host's files, from the offsets in
+/// its script, every 50 ms, until its connection closes or it is signalled.
+async fn follow(
+    world: Shared,
+    host: String,
+    script: String,
+    tx: mpsc::Sender<ProcessEvent>,
+    mut ctl: mpsc::UnboundedReceiver<String>,
+    closed: Arc<AtomicBool>,
+) {
+    let mut off: HashMap<String, usize> = HashMap::new();
+    let mut done: Vec<String> = Vec::new();
+    for l in script.lines().filter_map(|l| l.strip_prefix("I ")) {
+        let (path, o) = l.rsplit_once(' ').unwrap();
+        match path.strip_suffix("/exit") {
+            Some(d) => done.push(d.to_string()),
+            None => {
+                off.insert(path.to_string(), o.parse().unwrap());
+            }
+        }
+    }
+    let end = loop {
+        if closed.load(Ordering::Acquire) {
+            break Exit::Lost("connection reset".into());
+        }
+        let snapshot = world
+            .lock()
+            .unwrap()
+            .files
+            .get(&host)
+            .cloned()
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for (dir, f) in &snapshot {
+            for (name, data) in [("out", &f.out), ("err", &f.err)] {
+                let path = format!("{dir}/{name}");
+                let o = off.get(&path).copied().unwrap_or(0);
+                if data.len() > o {
+                    out.extend(format!("\x02F {path} {o} {}\n", data.len() - o).bytes());
+                    out.extend_from_slice(&data[o..]);
+                    off.insert(path, data.len());
+                }
+            }
+            if let Some(x) = f.exit.as_ref().filter(|_| !done.contains(dir)) {
+                out.extend(format!("\x02X {dir} {x}\n").bytes());
+                done.push(dir.clone());
+            }
+        }
+        if !out.is_empty()
+            && tx
+                .send(ProcessEvent::Stdout(Bytes::from(out)))
+                .await
+                .is_err()
+        {
+            return;
+        }
+        tokio::select! {
+            _ = ctl.recv() => break Exit::Code(143),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
     };
-    world.lock().unwrap().procs.get_mut(&pgid).unwrap().alive = false;
     let _ = tx.send(ProcessEvent::Exit(end)).await;
 }
 
@@ -288,34 +413,44 @@ impl Connection for FakeConn {
                 events: rx,
             });
         }
-        let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
-        let pgid = {
-            let mut w = self.world.lock().unwrap();
-            w.next += 1;
-            let pgid = 1000 + w.next;
-            w.procs.insert(
-                pgid,
-                Sim {
-                    host: self.host.clone(),
-                    command: text.clone(),
-                    alive: true,
-                    signals: Vec::new(),
-                    ctl: ctl_tx,
-                },
-            );
-            pgid
-        };
-        tokio::spawn(simulate(
-            self.world.clone(),
-            pgid,
-            text,
-            tx,
-            ctl_rx,
-            self.closed.clone(),
-            self.host.clone(),
-        ));
+        if text.contains("sortie_sup=") {
+            let out = self.start_batch(&text);
+            tokio::spawn(async move {
+                let _ = tx.send(ProcessEvent::Stdout(Bytes::from(out))).await;
+                let _ = tx.send(ProcessEvent::Exit(Exit::Code(0))).await;
+            });
+            return Ok(Process {
+                pgid: None,
+                events: rx,
+            });
+        }
+        if text.contains("wc -c") {
+            let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+            let pgid = {
+                let mut w = self.world.lock().unwrap();
+                w.next += 1;
+                let pgid = 50_000 + w.next;
+                w.followers.insert(pgid, ctl_tx);
+                pgid
+            };
+            let (world, host, closed) =
+                (self.world.clone(), self.host.clone(), self.closed.clone());
+            tokio::spawn(follow(world, host, text, tx, ctl_rx, closed));
+            return Ok(Process {
+                pgid: Some(pgid),
+                events: rx,
+            });
+        }
+        assert!(text.starts_with("R="), "unexpected script: {text}");
+        // set-up, lease renewal, end of run: they answer ok
+        tokio::spawn(async move {
+            let _ = tx
+                .send(ProcessEvent::Stdout(Bytes::from_static(b"\x02ok\n")))
+                .await;
+            let _ = tx.send(ProcessEvent::Exit(Exit::Code(0))).await;
+        });
         Ok(Process {
-            pgid: Some(pgid),
+            pgid: None,
             events: rx,
         })
     }

@@ -497,6 +497,10 @@ struct Processes {
     numbered: bool,
 }
 
+/// The most processes one role may have: far above any fleet a controller drives, low enough
+/// that a typo (`count = 4000000000`) is an error rather than hours of work and gigabytes.
+pub(crate) const MAX_PROCESSES_PER_ROLE: u64 = 1_000_000;
+
 /// `count` processes per data row, keyed, within `unique_key` / `max_per_key`.
 fn processes(
     ck: &Checker<'_>,
@@ -535,6 +539,20 @@ fn processes(
         ));
     }
     let rows = set.map_or_else(|| vec![Vec::new()], DataSet::rows);
+    let total = u64::from(count) * rows.len() as u64;
+    if total > MAX_PROCESSES_PER_ROLE {
+        return Err(ck.err(
+            "sortie::plan::too_many",
+            count_span,
+            format!(
+                "role {rname:?} would have {total} processes ({count} per row, {} rows); a role \
+                 holds at most {MAX_PROCESSES_PER_ROLE}",
+                rows.len()
+            ),
+            "too many",
+            "lower count (or split the load over several runs)",
+        ));
+    }
     let mut per_key: HashMap<String, u32> = HashMap::new();
     let mut pending = Vec::new();
     let ctx = Context {

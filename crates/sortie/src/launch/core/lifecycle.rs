@@ -83,7 +83,7 @@ impl Core {
             };
             match &self.hosts[self.procs[i].host] {
                 HostState::Up => {}
-                HostState::Connecting => continue,
+                HostState::Connecting | HostState::Disconnected => continue,
                 HostState::Failed(m) | HostState::Lost(m) => {
                     let m = m.clone();
                     self.move_or_never(i, &m);
@@ -467,6 +467,7 @@ impl Core {
                 (_, HostState::Failed(m)) => Some(format!("host failed: {m}")),
                 (_, HostState::Lost(m)) => Some(format!("host lost: {m}")),
                 (_, HostState::Connecting) => Some("host never connected".to_string()),
+                (_, HostState::Disconnected) => Some("host disconnected".to_string()),
                 (_, HostState::Up) => None,
             };
             match (why, &self.settings.run_dir) {

@@ -45,6 +45,12 @@ pub(crate) enum Input {
     HostUp { host: usize, elapsed: Duration },
     /// Host `host` could not be connected, or its uploads failed.
     HostFailed { host: usize, message: String },
+    /// Host `host`'s connection was lost; its processes keep running there.
+    HostDisconnected { host: usize, message: String },
+    /// Host `host` is connected again, `elapsed` after the loss.
+    HostReconnected { host: usize, elapsed: Duration },
+    /// Host `host` stayed unreachable for the whole reconnect window: its processes are lost.
+    HostGone { host: usize, message: String },
     /// Plan transfers ended on host `host`.
     Transfers {
         host: usize,
@@ -152,6 +158,8 @@ pub(crate) enum Action {
 pub(crate) enum HostState {
     Connecting,
     Up,
+    /// Connection lost, being dialled again; its processes run on.
+    Disconnected,
     Failed(String),
     Lost(String),
 }
@@ -295,6 +303,11 @@ impl Core {
     /// The role of process `idx`.
     pub(crate) fn role_of(&self, idx: usize) -> Arc<Role> {
         self.roles[self.procs[idx].role].clone()
+    }
+
+    /// The index of process `idx`'s role.
+    pub(crate) fn role_index_of(&self, idx: usize) -> usize {
+        self.procs[idx].role
     }
 
     /// The host process `idx` is on now.
@@ -482,6 +495,29 @@ impl Core {
                     message,
                 });
             }
+            Input::HostDisconnected { host, message } => {
+                if self.hosts[host] == HostState::Up {
+                    self.hosts[host] = HostState::Disconnected;
+                }
+                let (label, at_ms) = (self.label(host), self.at(now));
+                self.emit(LaunchEvent::HostDisconnected {
+                    host: label,
+                    message,
+                    at_ms,
+                });
+            }
+            Input::HostReconnected { host, elapsed } => {
+                if self.hosts[host] == HostState::Disconnected {
+                    self.hosts[host] = HostState::Up;
+                }
+                let (label, at_ms) = (self.label(host), self.at(now));
+                self.emit(LaunchEvent::HostReconnected {
+                    host: label,
+                    after_ms: ms(elapsed),
+                    at_ms,
+                });
+            }
+            Input::HostGone { host, message } => self.host_gone(host, message, now),
             Input::Transfers { host, records } => {
                 for r in records {
                     if r.step == TransferStep::Collect {
@@ -656,6 +692,16 @@ impl Core {
             host: label,
             message,
         });
+    }
+
+    /// The reconnect window passed: the host is lost, and so is every process that ran there.
+    fn host_gone(&mut self, host: usize, message: String, now: Instant) {
+        self.host_lost(host, message.clone());
+        for i in 0..self.procs.len() {
+            if self.procs[i].host == host && self.procs[i].is_alive() {
+                self.exited(i, Exit::Lost(message.clone()), false, now);
+            }
+        }
     }
 
     fn exited(&mut self, i: usize, exit: Exit, host_up: bool, now: Instant) {
