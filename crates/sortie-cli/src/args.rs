@@ -98,6 +98,22 @@ pub enum Command {
         A run whose controller died (its events.jsonl ends early) is reported as far as it \
         went, and the summary says it did not finish.")]
     Report(ReportArgs),
+    /// Take over a launch's fleet again (after --detach, or a controller that died): follow,
+    /// hold, stop, report.
+    #[command(after_help = "Examples:\n  \
+        sortie launch plan.toml --duration 1h --detach\n  \
+        sortie attach runs/kvs-20260501-120000.123-3f9a0c\n\n\
+        Needs only the run directory: it records the plan, the hosts and the connection \
+        settings. Ctrl-C then stops the fleet as during a launch.")]
+    Attach(RunDirArgs),
+    /// Print where a launch's processes are now, as their hosts see them.
+    #[command(after_help = "Examples:\n  \
+        sortie status runs/kvs-20260501-120000.123-3f9a0c")]
+    Status(RunDirArgs),
+    /// Stop a launch's fleet now (dependents first), collect and write the report.
+    #[command(after_help = "Examples:\n  \
+        sortie stop runs/kvs-20260501-120000.123-3f9a0c")]
+    Stop(RunDirArgs),
     /// Copy local files and directories to every selected host.
     #[command(after_help = "Examples:\n  \
         sortie put -g all -r build/ /opt/kvs/\n  \
@@ -550,6 +566,37 @@ pub struct LaunchArgs {
     /// [`crate::config`], not an option).
     #[arg(skip)]
     pub defaults: sortie_inventory::Defaults,
+    /// Return once every process settled; the hosts hold the fleet for the rest of the
+    /// duration (which --detach needs) and stop it by themselves. Then: sortie status, attach,
+    /// stop RUN_DIR.
+    #[arg(long = "detach", help_heading = BEHAVIOUR)]
+    pub detach: bool,
+    /// Where each host keeps the run's files: DIR/<run-id>/ [default: run.remote_dir, else
+    /// ~/.sortie-runs].
+    #[arg(long = "remote-dir", value_name = "DIR", help_heading = BEHAVIOUR)]
+    pub remote_dir: Option<String>,
+    /// Keep the hosts' remote directories (raw output of every process) after the run.
+    #[arg(long = "keep-remote-dir", help_heading = BEHAVIOUR)]
+    pub keep_remote_dir: bool,
+    /// How long a lost host is dialled again while its processes run on [default:
+    /// run.reconnect_window, else 60s].
+    #[arg(long = "reconnect-window", value_name = "DURATION", value_parser = parse_duration, help_heading = BEHAVIOUR)]
+    pub reconnect_window: Option<std::time::Duration>,
+    /// How long the hosts' watchdogs let the fleet run without hearing from sortie [default:
+    /// run.lease, else the reconnect window + 30s].
+    #[arg(long = "lease", value_name = "DURATION", value_parser = parse_duration, help_heading = BEHAVIOUR)]
+    pub lease: Option<std::time::Duration>,
+}
+
+/// `sortie attach`, `status`, `stop`.
+#[derive(Args, Debug)]
+pub struct RunDirArgs {
+    /// A launch's run directory (it holds run.json and events.jsonl).
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
+    /// One JSON object per event on stdout (JSON Lines).
+    #[arg(long = "json", help_heading = OUTPUT)]
+    pub json: bool,
 }
 
 /// `sortie report`.

@@ -212,7 +212,10 @@ impl Settings {
             args::Command::Completions(_)
             | args::Command::Man
             | args::Command::Config
-            | args::Command::Report(_) => {}
+            | args::Command::Report(_)
+            | args::Command::Attach(_)
+            | args::Command::Status(_)
+            | args::Command::Stop(_) => {}
         }
     }
 

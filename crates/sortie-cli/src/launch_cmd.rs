@@ -11,16 +11,60 @@ use std::time::Duration;
 use indicatif::ProgressDrawTarget;
 use sortie::launch::{launch, render_summary, LaunchOptions, LaunchReport};
 use sortie::transport::{HostKeyChecking, Target, TransportKind};
+use sortie::CancellationToken;
 use sortie_inventory::{HostSpec, Overrides, Resolver, SelectRequest};
 use sortie_plan::launch::{GroupSource, HostResolution, Plan, PlanSpec, Transport};
+use sortie_report::launch::read_record;
 use sortie_report::launch::LiveView;
 
-use crate::args::LaunchArgs;
+use crate::args::{LaunchArgs, RunDirArgs};
 use crate::exit::ExitCode;
 use crate::select;
 
 /// Runs `sortie launch`.
 pub async fn run(a: LaunchArgs, signals: crate::signals::Interrupts) -> miette::Result<ExitCode> {
+    let Some(plan) = prepare(&a)? else {
+        return Ok(ExitCode::Ok);
+    };
+    if a.detach && plan.run.duration.is_none() {
+        return Err(miette::miette!(
+            code = "sortie::launch::detach_needs_duration",
+            help = "give the run a duration: --duration 1h, or [run] duration in the plan",
+            "--detach needs a duration: the hosts stop the fleet by themselves at its end"
+        ));
+    }
+    let targets = targets(&plan, &a)?;
+    let run_id = sortie::launch::new_run_id();
+    let run_dir = a.run_dir.clone().unwrap_or_else(|| plan.run_dir(&run_id));
+    let mut options = options(&a, run_id.clone(), run_dir.clone());
+    options.detach = a.detach;
+    let hold = plan.run.duration.unwrap_or_default();
+    let cancel = CancellationToken::new();
+    let handle = launch(select::transports(), plan, targets, options, cancel.clone());
+    let result = drive(handle, cancel, a.json, &run_id, signals, Some(&run_dir)).await?;
+    if result.detached {
+        print_end(a.json, &detached_text(&result.report, &run_dir, hold));
+        return Ok(ExitCode::Ok);
+    }
+    print_end(
+        a.json,
+        &end_text(&result.report, result.report_path.as_deref()),
+    );
+    Ok(exit_code(&result.report))
+}
+
+/// The end text goes to stdout, or to stderr when stdout carries `--json` lines.
+fn print_end(json: bool, text: &str) {
+    if json {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+}
+
+/// Loads and places the plan (`None` after a dry run), and checks the controller's
+/// environment: everything that can fail before a host is contacted.
+fn prepare(a: &LaunchArgs) -> miette::Result<Option<Plan>> {
     let mut overrides = a.set.clone();
     if let Some(d) = &a.duration {
         overrides.push(format!("run.duration=\"{d}\""));
@@ -30,24 +74,42 @@ pub async fn run(a: LaunchArgs, signals: crate::signals::Interrupts) -> miette::
     let plan = spec.place(&resolved).map_err(miette::Report::new)?;
     if a.dry_run {
         print!("{}", sortie_plan::launch::render_dry_run(&plan));
-        return Ok(ExitCode::Ok);
+        return Ok(None);
     }
     spec.check_controller_env(&|k| std::env::var(k).ok())
         .map_err(miette::Report::new)?;
-    let targets = targets(&plan, &a)?;
-    let run_id = sortie::launch::new_run_id();
-    let run_dir = a.run_dir.clone().unwrap_or_else(|| plan.run_dir(&run_id));
+    Ok(Some(plan))
+}
 
-    let cancel = sortie::CancellationToken::new();
-    let options = LaunchOptions {
-        run_id: run_id.clone(),
-        run_dir: Some(run_dir.clone()),
+/// The launch options of `a` for run `run_id` in `run_dir`.
+fn options(a: &LaunchArgs, run_id: String, run_dir: PathBuf) -> LaunchOptions {
+    LaunchOptions {
+        run_id,
+        run_dir: Some(run_dir),
         fanout: a.fanout as usize,
         progress_interval: Duration::from_millis(250),
+        remote_dir: a.remote_dir.clone(),
+        reconnect_window: a.reconnect_window,
+        lease: a.lease,
+        keep_remote_dir: a.keep_remote_dir,
         ..LaunchOptions::default()
-    };
-    let mut handle = launch(select::transports(), plan, targets, options, cancel.clone())
-        .map_err(miette::Report::new)?;
+    }
+}
+
+/// Runs a launch (or an attach) to its end with the live view and the signals; records how
+/// to attach in the run directory first.
+async fn drive(
+    handle: Result<sortie::launch::LaunchHandle, sortie::launch::LaunchError>,
+    cancel: CancellationToken,
+    json: bool,
+    run_id: &str,
+    signals: crate::signals::Interrupts,
+    record_in: Option<&Path>,
+) -> miette::Result<sortie::launch::LaunchResult> {
+    let mut handle = handle.map_err(miette::Report::new)?;
+    if let Some(dir) = record_in {
+        crate::run_file::write(dir, run_id)?;
+    }
     // First Ctrl-C, SIGTERM or SIGHUP: stop sequences, dependents first. Second: KILL at once.
     // Third: exit.
     crate::signals::on_interrupt(
@@ -56,8 +118,7 @@ pub async fn run(a: LaunchArgs, signals: crate::signals::Interrupts) -> miette::
         Some((handle.escalate.clone(), "killing every process now")),
         "stopping every process",
     );
-
-    let mut view = live_view(a.json, &run_id);
+    let mut view = live_view(json, run_id);
     while let Some(ev) = handle.events.recv().await {
         view.event(&ev);
     }
@@ -67,17 +128,150 @@ pub async fn run(a: LaunchArgs, signals: crate::signals::Interrupts) -> miette::
         eprintln!();
         eprintln!();
     }
-    let result = handle
+    handle
         .result
         .await
-        .map_err(|e| miette::miette!("the launch task failed: {e}"))?;
-    let text = end_text(&result.report, result.report_path.as_deref());
-    if a.json {
-        eprint!("{text}");
-    } else {
-        print!("{text}");
+        .map_err(|e| miette::miette!("the launch task failed: {e}"))
+}
+
+/// What `--detach` prints when it returns.
+fn detached_text(report: &LaunchReport, dir: &Path, hold: Duration) -> String {
+    let dir = dir.display();
+    let ready: usize = report.roles.iter().map(|r| r.ready).sum();
+    let hold = sortie::launch::short_duration(hold);
+    format!(
+        "detached: {ready} of {} processes ready; the hosts hold the fleet for {hold} and then \
+         stop it by themselves\n  sortie status {dir}\n  sortie attach {dir}\n  sortie stop {dir}\n",
+        report.processes.len()
+    )
+}
+
+/// `sortie attach RUN_DIR` (and `sortie stop RUN_DIR`, `stop_now`): takes the run over.
+pub async fn attach(
+    rd: RunDirArgs,
+    a: LaunchArgs,
+    stop_now: bool,
+    signals: crate::signals::Interrupts,
+) -> miette::Result<ExitCode> {
+    let record = read_record(&rd.run_dir).map_err(miette::Report::new)?;
+    if record.finished() {
+        return Err(miette::miette!(
+            code = "sortie::attach::finished",
+            help = "sortie report RUN_DIR prints its summary",
+            "{}: this run has finished",
+            rd.run_dir.display()
+        ));
     }
+    let Some(plan) = prepare(&a)? else {
+        return Ok(ExitCode::Ok);
+    };
+    let targets = targets(&plan, &a)?;
+    let mut options = options(&a, record.run_id.clone(), rd.run_dir.clone());
+    options.attach = Some(record.events);
+    options.stop_now = stop_now;
+    let cancel = CancellationToken::new();
+    let handle = launch(select::transports(), plan, targets, options, cancel.clone());
+    let result = drive(handle, cancel, rd.json, &record.run_id, signals, None).await?;
+    print_end(
+        rd.json,
+        &end_text(&result.report, result.report_path.as_deref()),
+    );
     Ok(exit_code(&result.report))
+}
+
+/// `sortie status RUN_DIR`: per role, where the processes are as the hosts see them now.
+pub async fn status(rd: RunDirArgs, a: LaunchArgs) -> miette::Result<ExitCode> {
+    let record = read_record(&rd.run_dir).map_err(miette::Report::new)?;
+    let Some(plan) = prepare(&a)? else {
+        return Ok(ExitCode::Ok);
+    };
+    let targets = targets(&plan, &a)?;
+    let hosts = sortie::launch::status(
+        select::transports(),
+        &plan,
+        targets,
+        &record.run_id,
+        a.remote_dir.as_deref(),
+    )
+    .await;
+    print!("{}", status_text(&plan, &record, &hosts));
+    Ok(if hosts.iter().any(|h| h.error.is_some()) {
+        ExitCode::CommandFailed
+    } else {
+        ExitCode::Ok
+    })
+}
+
+fn status_text(
+    plan: &Plan,
+    record: &sortie_report::launch::Recorded,
+    hosts: &[sortie::launch::HostStatus],
+) -> String {
+    use sortie::launch::RemoteState;
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let controller = if record.finished() {
+        "finished"
+    } else if record
+        .events
+        .iter()
+        .any(|e| matches!(e, sortie::launch::LaunchEvent::LaunchDetached { .. }))
+    {
+        "detached"
+    } else {
+        "running, or gone without finishing"
+    };
+    let _ = writeln!(o, "run {}: controller {controller}", record.run_id);
+    let width = plan
+        .roles
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(
+        o,
+        "  {:<width$} {:>7} {:>7} {:>7} {:>7}",
+        "role", "planned", "running", "exited", "killed"
+    );
+    for role in &plan.roles {
+        let procs = hosts
+            .iter()
+            .flat_map(|h| &h.processes)
+            .filter(|p| p.role == role.name);
+        let (mut running, mut exited, mut killed) = (0, 0, 0);
+        for p in procs {
+            match p.state {
+                RemoteState::Running(_) => running += 1,
+                RemoteState::Exited(_) => exited += 1,
+                RemoteState::Killed => killed += 1,
+            }
+        }
+        let planned = plan
+            .processes
+            .iter()
+            .filter(|p| p.role == role.name)
+            .count();
+        let _ = writeln!(
+            o,
+            "  {:<width$} {planned:>7} {running:>7} {exited:>7} {killed:>7}",
+            role.name
+        );
+    }
+    for h in hosts {
+        if let Some(e) = &h.error {
+            let _ = writeln!(o, "host {}: {e}", h.host);
+        }
+        if let Some(w) = &h.watchdog {
+            let why = if w == "expired" {
+                "stopped the fleet: the lease expired (no controller renewed it)"
+            } else {
+                "stopped the fleet at the end of the detached run"
+            };
+            let _ = writeln!(o, "host {}: the watchdog {why}", h.host);
+        }
+    }
+    o
 }
 
 /// What a launch prints at its end (and `sortie report` prints again): the summary, then where

@@ -9,6 +9,7 @@ mod hosts_cmd;
 mod launch_cmd;
 mod report_cmd;
 mod run_cmd;
+mod run_file;
 mod select;
 mod signals;
 mod transfer_cmd;
@@ -61,18 +62,32 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let code = runtime.block_on(dispatch(cli, &matches));
+    let code = runtime.block_on(dispatch(cli, &matches, &settings));
     // Do not wait for lingering connection tasks: the run has ended.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     std::process::exit(code as i32);
 }
 
-async fn dispatch(cli: args::Cli, matches: &clap::ArgMatches) -> ExitCode {
-    match cli.command {
+async fn dispatch(
+    cli: args::Cli,
+    matches: &clap::ArgMatches,
+    settings: &config::Settings,
+) -> ExitCode {
+    let cli = match cli.command {
         args::Command::Hosts(a) => return finish(hosts_cmd::run(a).await),
         args::Command::Report(a) => return finish(report_cmd::run(a)),
-        _ => {}
-    }
+        args::Command::Status(rd) => {
+            let result = match run_file::launch_args(&rd.run_dir, settings) {
+                Ok((dir, a)) => {
+                    let rd = args::RunDirArgs { run_dir: dir, ..rd };
+                    launch_cmd::status(rd, a).await
+                }
+                Err(e) => Err(e),
+            };
+            return finish(result);
+        }
+        command => args::Cli { command, ..cli },
+    };
     // Every command that contacts hosts listens for SIGINT, SIGTERM and SIGHUP before it does.
     let sig = match signals::Interrupts::install() {
         Ok(sig) => sig,
@@ -85,13 +100,24 @@ async fn dispatch(cli: args::Cli, matches: &clap::ArgMatches) -> ExitCode {
         args::Command::Exec(a) => exec_cmd::run(a, sig).await,
         args::Command::Run(a) => run_cmd::run(*a, matches.subcommand_matches("run"), sig).await,
         args::Command::Launch(a) => launch_cmd::run(a, sig).await,
+        args::Command::Attach(rd) | args::Command::Stop(rd) => {
+            let stop_now = matches.subcommand_name() == Some("stop");
+            match run_file::launch_args(&rd.run_dir, settings) {
+                Ok((dir, a)) => {
+                    let rd = args::RunDirArgs { run_dir: dir, ..rd };
+                    launch_cmd::attach(rd, a, stop_now, sig).await
+                }
+                Err(e) => Err(e),
+            }
+        }
         args::Command::Put(a) => transfer_cmd::put(a, sig).await,
         args::Command::Get(a) => transfer_cmd::get(a, sig).await,
         args::Command::Hosts(_)
         | args::Command::Completions(_)
         | args::Command::Man
         | args::Command::Config
-        | args::Command::Report(_) => unreachable!("handled above"),
+        | args::Command::Report(_)
+        | args::Command::Status(_) => unreachable!("handled above"),
     };
     finish(result)
 }

@@ -457,6 +457,20 @@ pub enum LaunchEvent {
         /// Milliseconds since the launch began.
         at_ms: u64,
     },
+    /// The controller detached (`sortie launch --detach`): every process had settled; the
+    /// hosts' watchdogs hold the fleet and stop it by themselves after `hold_ms`, unless
+    /// `sortie attach` or `sortie stop` takes over.
+    LaunchDetached {
+        /// Hold time left, in milliseconds.
+        hold_ms: u64,
+        /// Milliseconds since the launch began.
+        at_ms: u64,
+    },
+    /// A controller took over the run again (`sortie attach`, `sortie stop`).
+    LaunchAttached {
+        /// Milliseconds since the launch began.
+        at_ms: u64,
+    },
     /// A host connected (first connection).
     HostConnected {
         /// Host label.
@@ -675,9 +689,29 @@ impl LaunchEvent {
             | LaunchEvent::ProcessStartFailed { at_ms, .. }
             | LaunchEvent::ProcessRestarting { at_ms, .. }
             | LaunchEvent::HostDisconnected { at_ms, .. }
+            | LaunchEvent::LaunchDetached { at_ms, .. }
+            | LaunchEvent::LaunchAttached { at_ms, .. }
             | LaunchEvent::HostReconnected { at_ms, .. } => Some(*at_ms),
             LaunchEvent::Progress { elapsed_ms, .. }
             | LaunchEvent::LaunchFinished { elapsed_ms, .. } => Some(*elapsed_ms),
+            _ => None,
+        }
+    }
+
+    /// The process an event is about, for the events about one process.
+    pub fn process(&self) -> Option<&ProcessRef> {
+        match self {
+            LaunchEvent::ProcessStarting { process, .. }
+            | LaunchEvent::ProcessStarted { process, .. }
+            | LaunchEvent::ProcessReady { process, .. }
+            | LaunchEvent::ProcessFailed { process, .. }
+            | LaunchEvent::ProcessStopped { process, .. }
+            | LaunchEvent::ProcessExited { process, .. }
+            | LaunchEvent::ProcessLost { process, .. }
+            | LaunchEvent::ProcessStartFailed { process, .. }
+            | LaunchEvent::ProcessRestarting { process, .. }
+            | LaunchEvent::ProcessNeverStarted { process, .. }
+            | LaunchEvent::ProcessMoved { process, .. } => Some(process),
             _ => None,
         }
     }

@@ -34,6 +34,18 @@ impl EventLog {
         })
     }
 
+    /// Opens `<dir>/events.jsonl` of run `run_id` to add to it (`sortie attach` and `stop`
+    /// carry on a detached run's record).
+    pub fn append(dir: &Path, run_id: &str) -> std::io::Result<Self> {
+        let path = dir.join(EVENTS_FILE);
+        let file = std::fs::OpenOptions::new().append(true).open(&path)?;
+        Ok(EventLog {
+            run_id: run_id.to_string(),
+            file: Some(file),
+            path,
+        })
+    }
+
     /// The record line of `ev` (what `--json` prints too).
     pub fn line(run_id: &str, ev: &LaunchEvent) -> String {
         LaunchRecord {

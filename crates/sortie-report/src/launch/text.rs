@@ -84,6 +84,11 @@ pub fn render_notable(ev: &LaunchEvent) -> Option<String> {
     Some(match ev {
         LaunchEvent::HostFailed { host, message } => format!("host {host} failed: {message}"),
         LaunchEvent::HostLost { host, message } => format!("host {host} lost: {message}"),
+        LaunchEvent::LaunchDetached { hold_ms, .. } => format!(
+            "detached: the hosts hold the fleet for {} and then stop it by themselves",
+            ms(*hold_ms)
+        ),
+        LaunchEvent::LaunchAttached { .. } => "attached: this controller carries the run on".into(),
         LaunchEvent::HostDisconnected { host, message, .. } => {
             format!("host {host} disconnected: {message}; its processes keep running, reconnecting")
         }

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::core::{by_host, Action, Core, Input, Settings};
 use super::event::LaunchEvent;
-use super::follow::{HostFollow, Track};
+use super::follow::{HostFollow, Offsets, Track};
 use super::hosts::HostPool;
 use super::hostside;
 use super::process::Msg;
@@ -66,8 +66,10 @@ pub(crate) struct Engine {
     log: Option<EventLog>,
     side: Arc<HostSide>,
     /// Per host: new attempts for its follower, and (until the host is up) its receiver.
-    tracks: Vec<mpsc::Sender<Track>>,
-    track_rx: Vec<Option<mpsc::Receiver<Track>>>,
+    tracks: Vec<mpsc::UnboundedSender<Track>>,
+    track_rx: Vec<Option<mpsc::UnboundedReceiver<Track>>>,
+    /// Per host: its follower's offsets (kept in the run directory for `sortie attach`).
+    offsets: Vec<Offsets>,
     /// Cancelled at the end of the run: followers stop.
     follow_done: CancellationToken,
     /// Per host: attempts for the next start batch.
@@ -91,10 +93,20 @@ impl Engine {
         let n = pools.len();
         let (tracks, track_rx) = (0..n)
             .map(|_| {
-                let (t, r) = mpsc::channel(super::QUEUE);
+                let (t, r) = mpsc::unbounded_channel();
                 (t, Some(r))
             })
             .unzip();
+        let saved = (options.run_dir.as_deref())
+            .map(load_offsets)
+            .unwrap_or_default();
+        let offsets = (pools.iter())
+            .map(|p| {
+                Arc::new(std::sync::Mutex::new(
+                    saved.get(&p.target.label).cloned().unwrap_or_default(),
+                ))
+            })
+            .collect();
         let settings = Settings {
             run_id: options.run_id.clone(),
             run_dir: options.run_dir.clone(),
@@ -102,7 +114,17 @@ impl Engine {
             stop_patience: options.stop_patience,
             controller_env: options.controller_env.clone(),
         };
-        let core = Core::new(plan, settings, Instant::now(), chrono::Utc::now());
+        let core = match &options.attach {
+            Some(events) => {
+                let now = Instant::now();
+                let mut core = Core::resume(plan, settings, events, now, chrono::Utc::now());
+                if options.stop_now {
+                    core.end_hold(now);
+                }
+                core
+            }
+            None => Core::new(plan, settings, Instant::now(), chrono::Utc::now()),
+        };
         let collect_cancel = escalate.child_token();
         Engine {
             core,
@@ -118,6 +140,7 @@ impl Engine {
             side: Arc::new(side),
             tracks,
             track_rx,
+            offsets,
             follow_done: CancellationToken::new(),
             pending: (0..n).map(|_| Vec::new()).collect(),
             renewing: (0..n).map(|_| Arc::new(AtomicBool::new(false))).collect(),
@@ -127,7 +150,9 @@ impl Engine {
     /// Runs the launch to its end.
     pub(crate) async fn run(mut self) -> LaunchResult {
         self.input(Input::Begin).await;
+        self.follow_again();
         self.connect_all();
+        let mut saved = Instant::now();
         let mut tick = tokio::time::interval(self.options.progress_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let renew_every = (self.side.lease / 4).max(Duration::from_millis(500));
@@ -159,8 +184,104 @@ impl Engine {
                 }
             };
             self.input(input).await;
+            if self.options.detach && self.core.phase() == sortie_events::launch::Phase::Holding {
+                return self.detach().await;
+            }
+            if saved.elapsed() >= Duration::from_secs(1) {
+                self.save_offsets();
+                saved = Instant::now();
+            }
         }
         self.finish().await
+    }
+
+    /// Taking a run over: its running attempts are followed again from where the last
+    /// controller stopped.
+    fn follow_again(&self) {
+        for (idx, attempt, ready, started) in self.core.running_attempts() {
+            let host = self.core.host_of(idx);
+            let _ = self.tracks[host].send(Track {
+                dir: hostside::proc_dir(self.core.role_index_of(idx), idx, attempt),
+                idx,
+                attempt,
+                role: self.core.role_of(idx),
+                log: self.core.log_of(idx),
+                secrets: Vec::new(),
+                started,
+                ready,
+            });
+        }
+    }
+
+    /// Keeps the followers' offsets in the run directory (`follow.json`), so that `sortie
+    /// attach` resumes each file where this controller was.
+    fn save_offsets(&self) {
+        let Some(dir) = &self.options.run_dir else {
+            return;
+        };
+        let all: std::collections::BTreeMap<&str, std::collections::BTreeMap<String, u64>> =
+            (self.pools.iter().zip(&self.offsets))
+                .map(|(p, o)| {
+                    let o = o.lock().expect("offsets");
+                    (
+                        p.target.label.as_str(),
+                        o.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                    )
+                })
+                .collect();
+        let tmp = dir.join("follow.json.tmp");
+        let text = serde_json::to_string(&all).expect("offsets serialise");
+        if std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, dir.join(FOLLOW_FILE)))
+            .is_err()
+        {
+            tracing::debug!("cannot write {}", dir.join(FOLLOW_FILE).display());
+        }
+    }
+
+    /// `--detach`: every process settled; the hosts' watchdogs hold the fleet for the rest of
+    /// the duration and stop it; this controller ends without stopping anything.
+    async fn detach(mut self) -> LaunchResult {
+        let now = Instant::now();
+        let left = self.core.hold_left(now).unwrap_or_default();
+        let actions = self.core.detach(now);
+        self.perform(actions).await;
+        let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        let mut ends = Vec::new();
+        for pool in &self.pools {
+            let pool = pool.clone();
+            let script = hostside::detach_script(&self.side.dir, secs, self.side.lease);
+            ends.push(tokio::spawn(async move {
+                if pool.is_up().await {
+                    if let Err(e) = pool.script(script).await {
+                        tracing::warn!("{}: cannot hand the run over: {e}", pool.target.label);
+                    }
+                }
+            }));
+        }
+        for e in ends {
+            let _ = e.await;
+        }
+        // Let the followers deliver what they have read, then stop them.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while let Ok(m) = self.rx.try_recv() {
+            let input = self.input_of(m).await;
+            self.input(input).await;
+        }
+        self.follow_done.cancel();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.save_offsets();
+        for pool in &self.pools {
+            pool.close().await;
+        }
+        let report = self.core.report();
+        LaunchResult {
+            interrupted: false,
+            thresholds_passed: report.thresholds_passed,
+            detached: true,
+            report,
+            report_path: None,
+        }
     }
 
     /// Connects every host, runs its uploads (before its first process), sets up its remote
@@ -179,6 +300,8 @@ impl Engine {
             let stop_sh = stop_sh.clone();
             let track_rx = self.track_rx[i].take().expect("connected once");
             let done = self.follow_done.clone();
+            let offsets = self.offsets[i].clone();
+            let resumed = self.options.attach.is_some();
             tokio::spawn(async move {
                 let t = Instant::now();
                 if let Err(e) = pool.connect().await {
@@ -187,7 +310,11 @@ impl Engine {
                     return;
                 }
                 let elapsed = t.elapsed();
-                let records = stage::upload(&pool, &plan, &uploads, &cancel).await;
+                let records = if resumed {
+                    Vec::new() // taken over: the uploads were done
+                } else {
+                    stage::upload(&pool, &plan, &uploads, &cancel).await
+                };
                 let failed = records.iter().find_map(TransferRecord::failure);
                 if !records.is_empty() {
                     let _ = tx.send(Msg::Transfers { host: i, records }).await;
@@ -209,6 +336,7 @@ impl Engine {
                     track_rx,
                     side.reconnect_window,
                     done,
+                    offsets,
                 );
                 tokio::spawn(follow.run());
                 let _ = tx.send(Msg::HostUp { host: i, elapsed }).await;
@@ -374,8 +502,9 @@ impl Engine {
                     log,
                     secrets,
                     started: Instant::now(),
+                    ready: false,
                 };
-                let _ = self.tracks[host].send(track).await;
+                let _ = self.tracks[host].send(track);
                 self.pending[host].push(PendingStart {
                     idx,
                     attempt,
@@ -496,6 +625,7 @@ impl Engine {
         for e in ends {
             let _ = e.await;
         }
+        self.save_offsets();
         let actions = self.core.finish(Instant::now());
         self.perform(actions).await;
         let report = self.core.report();
@@ -508,6 +638,7 @@ impl Engine {
         LaunchResult {
             interrupted: report.interrupted,
             thresholds_passed: report.thresholds_passed,
+            detached: false,
             report,
             report_path,
         }
@@ -625,4 +756,17 @@ fn clone_error(e: &SpawnError) -> SpawnError {
         SpawnError::ChannelRefused(m) => SpawnError::ChannelRefused(m.clone()),
         other => SpawnError::Other(other.to_string()),
     }
+}
+
+/// The run directory's file of follower offsets.
+pub(crate) const FOLLOW_FILE: &str = "follow.json";
+
+/// Offsets saved by an earlier controller of the run, per host label.
+fn load_offsets(
+    dir: &std::path::Path,
+) -> std::collections::HashMap<String, std::collections::HashMap<String, u64>> {
+    std::fs::read_to_string(dir.join(FOLLOW_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
 }

@@ -36,6 +36,8 @@ pub(crate) struct Track {
     pub log: Option<PathBuf>,
     pub secrets: Vec<String>,
     pub started: Instant,
+    /// Already ready (an attempt taken over by `sortie attach`).
+    pub ready: bool,
 }
 
 /// One frame of the follower's output.
@@ -130,14 +132,18 @@ pub(crate) struct HostFollow {
     /// The remote directory (a shell word).
     pub dir: String,
     pub tx: mpsc::Sender<Msg>,
-    pub tracks: mpsc::Receiver<Track>,
+    pub tracks: mpsc::UnboundedReceiver<Track>,
     pub reconnect_window: Duration,
     /// Cancelled at the run's end: stop following.
     pub done: CancellationToken,
     followed: HashMap<String, Followed>,
-    /// Bytes received per file (`DIR/out`, `DIR/err`), and `DIR/exit` once an exit came.
-    offsets: HashMap<String, u64>,
+    /// Bytes received per file (`DIR/out`, `DIR/err`), and `DIR/exit` once an exit came;
+    /// shared with the driver, which keeps them in the run directory for `sortie attach`.
+    offsets: Offsets,
 }
+
+/// A host's follower offsets.
+pub(crate) type Offsets = Arc<std::sync::Mutex<HashMap<String, u64>>>;
 
 impl HostFollow {
     pub(crate) fn new(
@@ -145,9 +151,10 @@ impl HostFollow {
         pool: Arc<HostPool>,
         dir: String,
         tx: mpsc::Sender<Msg>,
-        tracks: mpsc::Receiver<Track>,
+        tracks: mpsc::UnboundedReceiver<Track>,
         reconnect_window: Duration,
         done: CancellationToken,
+        offsets: Offsets,
     ) -> Self {
         HostFollow {
             host,
@@ -158,7 +165,7 @@ impl HostFollow {
             reconnect_window,
             done,
             followed: HashMap::new(),
-            offsets: HashMap::new(),
+            offsets,
         }
     }
 
@@ -182,7 +189,7 @@ impl HostFollow {
             Followed {
                 idx: t.idx,
                 attempt: t.attempt,
-                ready: t.role.ready.is_none(),
+                ready: t.ready || t.role.ready.is_none(),
                 role: t.role,
                 log,
                 splitters: Default::default(),
@@ -218,14 +225,17 @@ impl HostFollow {
                 offset,
                 bytes,
             } => {
-                let have = self.offsets.entry(path.clone()).or_insert(0);
-                if offset != *have {
-                    tracing::warn!(
-                        "{}: {path}: follower sent offset {offset}, expected {have}",
-                        self.pool.target.label
-                    );
+                {
+                    let mut offsets = self.offsets.lock().expect("offsets");
+                    let have = offsets.entry(path.clone()).or_insert(0);
+                    if offset != *have {
+                        tracing::warn!(
+                            "{}: {path}: follower sent offset {offset}, expected {have}",
+                            self.pool.target.label
+                        );
+                    }
+                    *have = offset + bytes.len() as u64;
                 }
-                *have = offset + bytes.len() as u64;
                 let Some((dir, stream)) = path.rsplit_once('/') else {
                     return;
                 };
@@ -240,7 +250,7 @@ impl HostFollow {
                 }
             }
             Frame::Exit { dir, status } => {
-                self.offsets.insert(format!("{dir}/exit"), 1);
+                (self.offsets.lock().expect("offsets")).insert(format!("{dir}/exit"), 1);
                 if let Some(mut f) = self.followed.remove(&dir) {
                     for which in 0..2 {
                         if let Some(l) = f.splitters[which].finish() {
@@ -263,7 +273,9 @@ impl HostFollow {
 
     /// Runs one follower to its end; returns whether the run is done.
     async fn follow_once(&mut self) -> bool {
-        let known: Vec<(String, u64)> = self.offsets.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let known: Vec<(String, u64)> = (self.offsets.lock().expect("offsets").iter())
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
         let script = hostside::follow_script(&self.dir, &known);
         let (mut process, lease) = match self.pool.spawn(&Command::new(script)).await {
             Ok(x) => x,

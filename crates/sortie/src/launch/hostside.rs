@@ -315,6 +315,7 @@ pub(crate) fn status_script(dir: &str) -> String {
 }
 
 /// Stops one role's live groups on this host with `stop.sh`.
+#[cfg(test)]
 pub(crate) fn stop_role_script(dir: &str, role: usize) -> String {
     format!("R={dir}; [ -f \"$R/stop.sh\" ] && /bin/sh \"$R/stop.sh\" {role}; exit 0")
 }

@@ -109,6 +109,14 @@ pub struct LaunchOptions {
     pub lease: Option<Duration>,
     /// Keep the hosts' remote directories (the processes' raw output) after the run.
     pub keep_remote_dir: bool,
+    /// Detach once every process settled: the hosts' watchdogs hold the fleet for the rest of
+    /// the plan's duration and stop it; the launch ends without stopping anything.
+    pub detach: bool,
+    /// Take over a detached (or orphaned) run: its record so far (`events.jsonl`); the run
+    /// directory and run id must be the run's own. The launch appends to the record.
+    pub attach: Option<Vec<LaunchEvent>>,
+    /// With `attach`: end the hold at once and stop the fleet (`sortie stop`).
+    pub stop_now: bool,
 }
 
 impl Default for LaunchOptions {
@@ -125,6 +133,9 @@ impl Default for LaunchOptions {
             reconnect_window: None,
             lease: None,
             keep_remote_dir: false,
+            detach: false,
+            attach: None,
+            stop_now: false,
         }
     }
 }
@@ -161,6 +172,8 @@ pub struct LaunchResult {
     pub interrupted: bool,
     /// Whether every threshold held (true without thresholds).
     pub thresholds_passed: bool,
+    /// Whether the launch detached (the fleet runs on under the hosts' watchdogs).
+    pub detached: bool,
     /// The report.
     pub report: LaunchReport,
     /// Where `report.json` was written.
@@ -225,16 +238,19 @@ pub fn launch(
             source,
         })?;
     }
-    let log =
-        match &options.run_dir {
-            Some(dir) => Some(EventLog::create(dir, &options.run_id).map_err(|source| {
-                LaunchError::RunDir {
-                    path: dir.clone(),
-                    source,
-                }
-            })?),
-            None => None,
-        };
+    let log = match &options.run_dir {
+        Some(dir) => {
+            let log = match options.attach {
+                Some(_) => EventLog::append(dir, &options.run_id),
+                None => EventLog::create(dir, &options.run_id),
+            };
+            Some(log.map_err(|source| LaunchError::RunDir {
+                path: dir.clone(),
+                source,
+            })?)
+        }
+        None => None,
+    };
     let (out, events) = mpsc::channel(QUEUE);
     let escalate = CancellationToken::new();
     let run_id = options.run_id.clone();
@@ -289,4 +305,173 @@ pub fn new_run_id() -> String {
         chrono::Local::now().format("%Y%m%d-%H%M%S%.3f"),
         fastrand::u32(..1 << 24)
     )
+}
+
+/// What a host says of one process of a run (its latest attempt there).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteProcess {
+    /// The process id (`role/key`, as in the plan).
+    pub id: String,
+    /// Its role.
+    pub role: String,
+    /// Its latest attempt on this host.
+    pub attempt: u32,
+    /// Where it is.
+    pub state: RemoteState,
+}
+
+/// Where a process is, as its host sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoteState {
+    /// Its supervisor runs, in this process group.
+    Running(u32),
+    /// It ended with this status (`STATUS [SIGNAL]`).
+    Exited(String),
+    /// Its supervisor is gone without an exit status (killed).
+    Killed,
+}
+
+/// What one host says of a run (`sortie status`).
+#[derive(Clone, Debug)]
+pub struct HostStatus {
+    /// The host.
+    pub host: String,
+    /// Why it could not answer.
+    pub error: Option<String>,
+    /// Its processes.
+    pub processes: Vec<RemoteProcess>,
+    /// Whether its watchdog stopped the fleet: `expired` (no renewal within the lease) or
+    /// `finished` (a detached run's end came).
+    pub watchdog: Option<String>,
+}
+
+/// Asks every host of `plan` where the processes of run `run_id` are now, from the run's
+/// remote directories (no controller needed).
+pub async fn status(
+    transport: Arc<dyn Transport>,
+    plan: &Plan,
+    targets: Vec<Target>,
+    run_id: &str,
+    remote_dir: Option<&str>,
+) -> Vec<HostStatus> {
+    let base = (remote_dir.map(str::to_string))
+        .or_else(|| plan.run.remote_dir.clone())
+        .unwrap_or_else(|| hostside::DEFAULT_BASE.to_string());
+    let script = hostside::status_script(&hostside::dir_word(&base, run_id));
+    let tasks: Vec<_> = targets
+        .into_iter()
+        .map(|t| {
+            let (transport, script) = (transport.clone(), script.clone());
+            tokio::spawn(async move {
+                let label = t.label.clone();
+                let out = async {
+                    let conn = transport.connect(&t).await.map_err(|e| e.message)?;
+                    let pool_out = run_script(&conn, script).await;
+                    conn.close().await;
+                    pool_out
+                }
+                .await;
+                (label, out)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        let Ok((host, result)) = t.await else {
+            continue;
+        };
+        out.push(host_status(plan, host, result));
+    }
+    // Hosts that share a remote directory (the local transport's "hosts", a shared home)
+    // each see every process: count each once, at its latest attempt.
+    let mut best: HashMap<String, (usize, u32)> = HashMap::new();
+    for (h, st) in out.iter().enumerate() {
+        for p in &st.processes {
+            if best.get(&p.id).is_none_or(|b| b.1 < p.attempt) {
+                best.insert(p.id.clone(), (h, p.attempt));
+            }
+        }
+    }
+    for (h, st) in out.iter_mut().enumerate() {
+        st.processes
+            .retain(|p| best.get(&p.id) == Some(&(h, p.attempt)));
+    }
+    out
+}
+
+async fn run_script(
+    conn: &Arc<dyn crate::transport::Connection>,
+    script: String,
+) -> Result<String, String> {
+    use crate::transport::{Command, ProcessEvent};
+    let mut p = conn
+        .spawn(&Command::new(script))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut text = Vec::new();
+    while let Some(ev) = p.events.recv().await {
+        match ev {
+            ProcessEvent::Stdout(b) => text.extend_from_slice(&b),
+            ProcessEvent::Stderr(_) => {}
+            ProcessEvent::Exit(crate::transport::Exit::Lost(m)) => return Err(m),
+            ProcessEvent::Exit(_) => break,
+        }
+    }
+    Ok(String::from_utf8_lossy(&text).into_owned())
+}
+
+fn host_status(plan: &Plan, host: String, result: Result<String, String>) -> HostStatus {
+    let mut st = HostStatus {
+        host,
+        error: None,
+        processes: Vec::new(),
+        watchdog: None,
+    };
+    let text = match result {
+        Ok(t) => t,
+        Err(e) => {
+            st.error = Some(e);
+            return st;
+        }
+    };
+    let mut latest: HashMap<usize, RemoteProcess> = HashMap::new();
+    for line in text.lines() {
+        if let Some(e) = line.strip_prefix("\u{2}E ") {
+            st.error = Some(e.to_string());
+            continue;
+        }
+        let mut w = line.splitn(3, ' ');
+        let (Some(dir), Some(kind)) = (w.next(), w.next()) else {
+            continue;
+        };
+        if dir == "watchdog" {
+            st.watchdog = Some(kind.to_string());
+            continue;
+        }
+        let Some((_, idx, attempt)) = hostside::parse_proc_dir(dir) else {
+            continue;
+        };
+        let Some(spec) = plan.processes.get(idx) else {
+            continue;
+        };
+        let rest = w.next().unwrap_or("").trim();
+        let state = match kind {
+            "alive" => RemoteState::Running(rest.parse().unwrap_or(0)),
+            "exit" => RemoteState::Exited(rest.to_string()),
+            _ => RemoteState::Killed,
+        };
+        let p = RemoteProcess {
+            id: spec.id.0.clone(),
+            role: spec.role.clone(),
+            attempt,
+            state,
+        };
+        if latest.get(&idx).is_none_or(|q| q.attempt < attempt) {
+            latest.insert(idx, p);
+        }
+    }
+    let mut procs: Vec<(usize, RemoteProcess)> = latest.into_iter().collect();
+    procs.sort_by_key(|(i, _)| *i);
+    st.processes = procs.into_iter().map(|(_, p)| p).collect();
+    st
 }

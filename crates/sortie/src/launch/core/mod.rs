@@ -14,6 +14,7 @@
 
 mod lifecycle;
 mod proc;
+mod resume;
 #[cfg(test)]
 mod tests;
 
@@ -199,6 +200,8 @@ pub(crate) struct Core {
     stop: StopState,
     collect_waiting: Vec<bool>,
     done: bool,
+    /// Rebuilt from a record ([`Core::resume`]): the launch began before.
+    resumed: bool,
     fold: ReportFold,
     out: Vec<Action>,
 }
@@ -284,6 +287,7 @@ impl Core {
             },
             collect_waiting: vec![false; n_hosts],
             done: false,
+            resumed: false,
             fold,
             out: Vec::new(),
         }
@@ -292,6 +296,24 @@ impl Core {
     /// The plan.
     pub(crate) fn plan(&self) -> &Arc<Plan> {
         &self.plan
+    }
+
+    /// The current phase.
+    pub(crate) fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Time left until the hold ends, once holding with a duration.
+    pub(crate) fn hold_left(&self, now: Instant) -> Option<Duration> {
+        self.hold_until.map(|t| t.saturating_duration_since(now))
+    }
+
+    /// Records that the controller detaches now.
+    pub(crate) fn detach(&mut self, now: Instant) -> Vec<Action> {
+        let hold_ms = self.hold_left(now).map_or(0, ms);
+        let at_ms = self.at(now);
+        self.emit(LaunchEvent::LaunchDetached { hold_ms, at_ms });
+        std::mem::take(&mut self.out)
     }
 
     /// Whether the launch is over (the driver then closes connections and calls
@@ -471,6 +493,10 @@ impl Core {
 
     fn handle(&mut self, input: Input, now: Instant) {
         match input {
+            Input::Begin if self.resumed => {
+                let at_ms = self.at(now);
+                self.emit(LaunchEvent::LaunchAttached { at_ms });
+            }
             Input::Begin => {
                 let started = self.started_event();
                 self.emit(started);
