@@ -176,10 +176,15 @@ impl HostFollow {
             .as_ref()
             .map(|_| t.started + t.role.ready_timeout);
         let mut log = Log::open(t.log.as_ref(), t.secrets);
+        let what = if t.ready {
+            "following again"
+        } else {
+            "starting"
+        };
         log.write(
             'S',
             &format!(
-                "sortie: starting attempt {} on {}",
+                "sortie: {what} attempt {} on {}",
                 t.attempt, self.pool.target.label
             ),
         );

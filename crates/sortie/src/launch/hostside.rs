@@ -30,7 +30,7 @@
 //! **The watchdog** (one per run and host, detached like a supervisor) checks every second
 //! that the lease has not expired and, for a detached run, that its end has not come; else
 //! it runs `stop.sh` (each role's stop sequence on the groups of that role that have not
-//! exited), notes why and exits. It also exits when the controller says the run is `done`.
+//! exited), having noted why first (`expired` or `finished`), and exits. It also exits when the controller says the run is `done`.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -131,8 +131,8 @@ while :; do \
 now=$(date +%s); exp=0; read -r exp < \"$R/lease\" 2>/dev/null; why=; \
 [ \"$now\" -ge \"${exp:-0}\" ] && why=expired; \
 if [ -s \"$R/end\" ]; then end=; read -r end < \"$R/end\"; [ \"$now\" -ge \"${end:-0}\" ] && why=finished; fi; \
-if [ -n \"$why\" ]; then echo \"$now\" > \"$R/$why.t\"; /bin/sh \"$R/stop.sh\" >/dev/null 2>&1; \
-mv -f \"$R/$why.t\" \"$R/$why\"; exit 0; fi; \
+if [ -n \"$why\" ]; then echo \"$now\" > \"$R/$why\"; /bin/sh \"$R/stop.sh\" >/dev/null 2>&1; \
+exit 0; fi; \
 sleep 1; done";
 
 /// Shell text that writes the lease: valid for `secs` seconds from now, host time.

@@ -512,6 +512,8 @@ impl Core {
                     }
                 }
             }
+            // A run taken over waits for its hosts before it decides anything about them.
+            Phase::Holding if self.resumed && self.hosts.contains(&HostState::Connecting) => {}
             Phase::Holding => {
                 let hold_over = self.hold_until.is_some_and(|t| now >= t);
                 let nothing_left = self.procs.iter().all(|p| p.is_done());
