@@ -41,6 +41,11 @@ impl Fleet {
         let root = dir.path();
         std::fs::create_dir_all(root.join("sig")).unwrap();
         std::fs::write(root.join("standin.sh"), STANDIN).unwrap();
+        // Readable and writable by a test account (the Dropbear cases log in as one).
+        use std::os::unix::fs::PermissionsExt as _;
+        for d in [root.to_path_buf(), root.join("sig")] {
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
         let group = match hosts {
             None => "hosts = [\"local\"]\ntransport = \"local\"".to_string(),
             Some(h) => {
@@ -510,4 +515,115 @@ fn over_ssh_a_cut_longer_than_the_window_loses_the_host_and_the_watchdog_stops_i
     }
     assert_eq!(f.running(), 0);
     assert!(started.elapsed() < Duration::from_secs(120));
+}
+
+/// A Dropbear fixture for a BusyBox-ash test account (as on the SDK's embedded targets), with
+/// an ssh_config reaching it as `127.0.0.1`.
+fn dropbear_or_skip(
+    test: &str,
+) -> Option<(
+    sortie_testkit::Dropbear,
+    sortie_testkit::TestUser,
+    tempfile::TempDir,
+    PathBuf,
+)> {
+    use sortie_testkit::{test_user, Dropbear, KeyKind, Keys, LoginShell};
+    if sortie_testkit::require_dropbear().is_none() {
+        sortie_testkit::skip(
+            test,
+            "Dropbear is not installed (Debian package dropbear-bin)",
+        );
+        return None;
+    }
+    let user = match test_user(LoginShell::BusyboxAsh, &Keys::shared().unwrap()) {
+        Ok(u) => u,
+        Err(e) => {
+            sortie_testkit::skip(test, &e.to_string());
+            return None;
+        }
+    };
+    let server = Dropbear::start(&user).expect("dropbear fixture starts");
+    let known = server.known_hosts_for(&["127.0.0.1"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ssh_config");
+    std::fs::write(
+        &cfg,
+        format!(
+            "Host *\n    Port {}\n    User {}\n    IdentityFile {}\n    IdentitiesOnly yes\n    \
+             UserKnownHostsFile {}\n    GlobalKnownHostsFile /dev/null\n    \
+             StrictHostKeyChecking yes\n    BatchMode yes\n",
+            server.port(),
+            user.name,
+            server.client_key(KeyKind::Ed25519).display(),
+            known.display()
+        ),
+    )
+    .unwrap();
+    Some((server, user, dir, cfg))
+}
+
+#[test]
+fn over_dropbear_a_dropped_connection_is_followed_again_with_no_line_lost() {
+    let test = "over_dropbear_a_dropped_connection_is_followed_again_with_no_line_lost";
+    let Some((server, user, _dir, cfg)) = dropbear_or_skip(test) else {
+        return;
+    };
+    let f = Fleet::new(2, Some(&["127.0.0.1".to_string()]));
+    let mut cmd = f.launch(&["--duration", "5s", "-F"]);
+    cmd.arg(&cfg);
+    let (child, reader, events) = start_until(&mut cmd, holding);
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = server.pid().expect("dropbear runs");
+    let killed = Command::new("pkill")
+        .args(["-KILL", "-P", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "no dropbear session to kill");
+    assert_eq!(
+        f.running(),
+        2,
+        "the processes must outlive their connection"
+    );
+    let (code, events, err) = rest(child, reader, events);
+    assert_eq!(code, Some(0), "{err}\n{events:?}\n{}", server.log());
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert!(kinds.contains(&"host_reconnected"), "{kinds:?}");
+    assert!(!kinds.contains(&"process_lost"), "{kinds:?}");
+    for k in 1..=2 {
+        assert_complete(&f.seqs(k), &format!("instance {k}"));
+        assert_eq!(f.signals(k).lines().next(), Some("INT"));
+    }
+    assert_eq!(f.running(), 0);
+    let left = user.home.join(".sortie-runs").join(f.run_id());
+    assert!(!left.exists(), "the remote directory is left");
+}
+
+#[test]
+fn over_dropbear_a_killed_controller_is_taken_over_by_attach() {
+    let test = "over_dropbear_a_killed_controller_is_taken_over_by_attach";
+    let Some((server, _user, _dir, cfg)) = dropbear_or_skip(test) else {
+        return;
+    };
+    let f = Fleet::new(2, Some(&["127.0.0.1".to_string()]));
+    let mut cmd = f.launch(&["--duration", "5s", "--lease", "30s", "-F"]);
+    cmd.arg(&cfg);
+    let (mut child, reader, _) = start_until(&mut cmd, holding);
+    child.kill().unwrap();
+    let _ = rest(child, reader, Vec::new());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(f.running(), 2);
+    let out = f.on_run("attach");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    assert_eq!(f.running(), 0);
+    assert_eq!(f.report()["finished"], true);
+    for k in 1..=2 {
+        assert_eq!(f.signals(k).lines().next(), Some("INT"));
+    }
 }

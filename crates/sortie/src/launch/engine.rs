@@ -79,12 +79,12 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
+    /// `interrupts`: the cancel token (first Ctrl-C) and the escalation (second).
     pub(crate) fn new(
         plan: sortie_plan::launch::Plan,
         pools: Vec<Arc<HostPool>>,
         options: LaunchOptions,
-        cancel: CancellationToken,
-        escalate: CancellationToken,
+        (cancel, escalate): (CancellationToken, CancellationToken),
         out: mpsc::Sender<LaunchEvent>,
         log: Option<EventLog>,
         side: HostSide,
@@ -328,16 +328,7 @@ impl Engine {
                     let _ = tx.send(Msg::HostFailed { host: i, message }).await;
                     return;
                 }
-                let follow = HostFollow::new(
-                    i,
-                    pool,
-                    side.dir.clone(),
-                    tx.clone(),
-                    track_rx,
-                    side.reconnect_window,
-                    done,
-                    offsets,
-                );
+                let follow = HostFollow::new(i, pool, &side, tx.clone(), track_rx, done, offsets);
                 tokio::spawn(follow.run());
                 let _ = tx.send(Msg::HostUp { host: i, elapsed }).await;
             });

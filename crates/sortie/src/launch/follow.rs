@@ -149,20 +149,19 @@ impl HostFollow {
     pub(crate) fn new(
         host: usize,
         pool: Arc<HostPool>,
-        dir: String,
+        side: &super::engine::HostSide,
         tx: mpsc::Sender<Msg>,
         tracks: mpsc::UnboundedReceiver<Track>,
-        reconnect_window: Duration,
         done: CancellationToken,
         offsets: Offsets,
     ) -> Self {
         HostFollow {
             host,
             pool,
-            dir,
+            dir: side.dir.clone(),
             tx,
             tracks,
-            reconnect_window,
+            reconnect_window: side.reconnect_window,
             done,
             followed: HashMap::new(),
             offsets,
