@@ -180,6 +180,7 @@ fn start_until(
         if reader.read_line(&mut line).unwrap() == 0 {
             let mut err = String::new();
             let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err);
+            let _ = child.wait();
             panic!("sortie ended early: {events:?}\n{err}");
         }
         let ev: Value = serde_json::from_str(&line).unwrap();
