@@ -161,7 +161,8 @@ fn assert_complete(seqs: &[u64], what: &str) {
 }
 
 /// Starts `cmd` with --json and reads events until `until`; returns the child, its reader and
-/// the events so far.
+/// the events so far (the caller waits for the child, in [`rest`]).
+#[allow(clippy::zombie_processes)]
 fn start_until(
     cmd: &mut Command,
     until: impl Fn(&Value) -> bool,
