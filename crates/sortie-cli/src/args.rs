@@ -244,6 +244,10 @@ pub struct ExecArgs {
     /// Environment variable for the command, K=V (repeatable; values never logged).
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env, help_heading = BEHAVIOUR)]
     pub env: Vec<(String, String)>,
+    /// Do not give stdin to the commands (they read /dev/null). Without it, a stdin that is not
+    /// a terminal is read (up to 64 MiB) and every host's command gets the same bytes.
+    #[arg(long = "no-stdin", help_heading = BEHAVIOUR)]
+    pub no_stdin: bool,
     /// The command: from the first word that is not an option (or after `--`) to the end,
     /// options included, as pdsh, clush and pssh take it.
     #[arg(required = true, trailing_var_arg = true, num_args = 1.., value_name = "COMMAND")]

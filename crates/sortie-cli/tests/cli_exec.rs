@@ -10,7 +10,10 @@ use sortie_testkit::{Agent, KeyKind, Sshd};
 
 fn sortie() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sortie"));
-    c.env_remove("SSH_AUTH_SOCK").env("NO_COLOR", "1");
+    // exec gives a piped stdin to every host: never the test harness's own.
+    c.env_remove("SSH_AUTH_SOCK")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
     c
 }
 
@@ -602,4 +605,197 @@ fn refusals_for_the_same_reason_are_printed_once() {
         ]));
         std::fs::write(path, json).unwrap();
     }
+}
+
+/// Deterministic bytes that are not text: every byte value, in no short period.
+fn input_bytes(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// `sha256sum`'s line for `bytes` (`HEX  -`), computed on this side.
+fn sha256_of(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let data = bytes.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    text(&out.stdout).trim_end().to_owned()
+}
+
+/// Runs `cmd` with `input` on its stdin; returns what it printed and its status.
+fn run_with_input(cmd: &mut Command, input: Vec<u8>) -> (Output, String, String) {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sortie runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join().unwrap();
+    let (o, e) = (text(&out.stdout), text(&out.stderr));
+    (out, o, e)
+}
+
+#[test]
+fn piped_stdin_reaches_every_host_whole_and_exit_codes_come_back() {
+    let Some(sshd) = sshd("piped_stdin_reaches_every_host_whole_and_exit_codes_come_back") else {
+        return;
+    };
+    let hosts = sortie_testkit::hosts(20);
+    let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    let cfg = sshd.ssh_config_for(&refs).unwrap();
+    let input = input_bytes(10 << 20);
+    let want = sha256_of(&input);
+    // Each host hashes what it read, then exits with the last octet of its address mod 3.
+    let (out, stdout, stderr) = run_with_input(
+        sortie().args(["exec", "-F"]).arg(&cfg).args([
+            "-H",
+            &hosts.join(","),
+            "--",
+            "sha256sum; exit $(( $(echo $SSH_CONNECTION | cut -d' ' -f3 | cut -d. -f4) % 3 ))",
+        ]),
+        input,
+    );
+    let width = hosts.iter().map(|h| h.len()).max().unwrap();
+    for h in &hosts {
+        assert!(
+            stdout.contains(&format!("{h:<width$} | {want}\n")),
+            "{h} did not hash the same 10 MB ({want})\n{stdout}\n{stderr}"
+        );
+    }
+    assert_eq!(stdout.lines().count(), 20, "{stdout}");
+    assert!(stderr.contains("exited non-zero (1): "), "{stderr}");
+    assert!(stderr.contains("exited non-zero (2): "), "{stderr}");
+    assert!(stderr.contains("20 hosts: 6 ok, 14 failed"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+
+    // --no-stdin: the command reads /dev/null, as with an empty stdin.
+    let (out, stdout, stderr) = run_with_input(
+        sortie()
+            .args(["exec", "--no-stdin", "-F"])
+            .arg(&cfg)
+            .args(["-H", &hosts[0], "--", "wc -c"]),
+        b"not read".to_vec(),
+    );
+    assert_eq!(stdout.trim_end(), format!("{} | 0", hosts[0]), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+#[test]
+fn with_stdin_the_watchdog_ends_a_command_whose_connection_is_cut() {
+    let test = "with_stdin_the_watchdog_ends_a_command_whose_connection_is_cut";
+    let Some(sshd) = sshd(test) else {
+        return;
+    };
+    use std::io::{BufRead, Write};
+    let cfg = sshd.ssh_config_for(&["127.0.0.1"]).unwrap();
+    let marker = format!("stdin-cut-marker-{}", std::process::id());
+    let mut child = sortie()
+        .args(["exec", "-F"])
+        .arg(&cfg)
+        .args([
+            "-H",
+            "127.0.0.1",
+            "--",
+            &format!("wc -c; sh -c 'sleep 1000; echo {marker}'"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&input_bytes(100_000)).unwrap();
+    drop(stdin);
+    // The command counted its input, so it had its end of file; now it sleeps.
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "127.0.0.1 | 100000\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sleeper = loop {
+        let found = sortie_testkit::processes_matching(&marker);
+        if let Some(p) = found.into_iter().find(|p| p.cmdline.starts_with("sh -c")) {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the command did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Cut the channel: kill the sshd process serving this session (the command's nearest sshd
+    // ancestor), so sortie cannot stop the command itself.
+    let mut pid = sleeper.ppid;
+    while std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap()
+        .trim()
+        != "sshd"
+    {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        pid = stat[stat.rfind(')').unwrap() + 2..]
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+    }
+    unsafe { libc_kill(pid as i32, 9) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("connection lost"), "{stderr}");
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let left = sortie_testkit::wait_for_no_remote_processes(&marker, Duration::from_secs(10));
+    assert!(
+        left.is_empty(),
+        "the watchdog did not end the command: {left:?}"
+    );
+}
+
+#[test]
+fn piped_stdin_on_the_local_transport_and_its_bound() {
+    // The bytes reach the command, then end of file (`wc -c` after `cat` sees nothing left).
+    let (out, stdout, stderr) = run_with_input(
+        sortie().args(["exec", "-H", "local", "--", "cat; wc -c"]),
+        b"one\ntwo\n".to_vec(),
+    );
+    assert_eq!(stdout, "local | one\nlocal | two\nlocal | 0\n", "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // An empty stdin is no input, as before.
+    let (_, stdout, _) = run_with_input(
+        sortie().args(["exec", "-H", "local", "--", "wc -c"]),
+        Vec::new(),
+    );
+    assert_eq!(stdout, "local | 0\n");
+    // Over 64 MiB: refused as bad input, before anything runs.
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("ran");
+    let (out, stdout, stderr) = run_with_input(
+        sortie().args([
+            "exec",
+            "-H",
+            "local",
+            "--",
+            &format!("touch {}", flag.display()),
+        ]),
+        vec![b'x'; (64 << 20) + 1],
+    );
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("stdin holds more than 64 MiB"), "{stderr}");
+    assert!(stderr.contains("--no-stdin"), "{stderr}");
+    assert!(stdout.is_empty() && !flag.exists(), "{stdout}");
 }

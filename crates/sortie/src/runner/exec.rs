@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Coordinator, LineSplitter, RunHandle, QUEUE};
 use crate::transport::{
-    Command, CommandShell, Connection, Exit, ProcessEvent, StopSequence, Target, Transport,
+    Command, CommandShell, Connection, Exit, ProcessEvent, Stdin, StopSequence, Target, Transport,
 };
 
 /// Options of an `exec` run.
@@ -23,6 +23,8 @@ pub struct ExecOptions {
     pub stop: StopSequence,
     /// Environment for the command (values never logged).
     pub env: Vec<(String, String)>,
+    /// The same input for every host's command, then end of file; `None`: `/dev/null`.
+    pub stdin: Option<Stdin>,
 }
 
 impl Default for ExecOptions {
@@ -32,6 +34,7 @@ impl Default for ExecOptions {
             timeout: None,
             stop: StopSequence::default(),
             env: Vec::new(),
+            stdin: None,
         }
     }
 }
@@ -64,6 +67,7 @@ pub fn exec(
             shell: CommandShell::Login,
             env: options.env.clone(),
             cwd: None,
+            stdin: options.stdin.clone(),
         });
         for (i, target) in targets.into_iter().enumerate() {
             let job = i as u64 + 1;

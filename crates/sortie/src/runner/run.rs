@@ -666,6 +666,7 @@ impl Executor {
             shell: CommandShell::Posix,
             env,
             cwd: None,
+            stdin: None,
         };
         tokio::spawn(attempt(self.shared.clone(), pool, a.seq, cmd));
     }

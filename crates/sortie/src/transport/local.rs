@@ -1,7 +1,8 @@
 //! The `local` transport: runs commands through a local `/bin/sh`, no SSH.
 //!
 //! Each command gets its own process group (so [`Connection::stop`] ends the whole tree, as on
-//! a remote host) and reads `/dev/null`, like a command run by `sortie exec` over SSH.
+//! a remote host) and reads `/dev/null`, like a command run by `sortie exec` over SSH, or the
+//! bytes of [`Command::stdin`](super::Command::stdin) then end of file.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -92,7 +93,11 @@ impl Connection for LocalConnection {
         let mut cmd = tokio::process::Command::new(&shell);
         cmd.arg("-c")
             .arg(&command.command)
-            .stdin(Stdio::null())
+            .stdin(if command.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
@@ -109,6 +114,14 @@ impl Connection for LocalConnection {
             .spawn()
             .map_err(|e| SpawnError::Other(format!("cannot start {shell}: {e}")))?;
         let pgid = child.id();
+        if let (Some(mut pipe), Some(input)) = (child.stdin.take(), command.stdin.clone()) {
+            // Written beside the output readers, then dropped: the command's end of file. A
+            // command that exits without reading it all ends the write (EPIPE), not the run.
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = pipe.write_all(input.bytes()).await;
+            });
+        }
         let (tx, rx) = mpsc::channel(64);
         let mut stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");

@@ -99,6 +99,42 @@ pub struct Command {
     pub env: Vec<(String, String)>,
     /// Working directory (created when missing), or the login directory.
     pub cwd: Option<String>,
+    /// Bytes for the command's standard input, then end of file; `None`: it reads `/dev/null`.
+    pub stdin: Option<Stdin>,
+}
+
+/// Bytes given to a command's standard input (`sortie exec` with a piped stdin): shared, not
+/// copied, between the hosts. Its `Debug` shows the length only, since input may hold secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Stdin(Bytes);
+
+impl Stdin {
+    /// The input; `None` for no bytes (an empty stdin behaves like none at all).
+    pub fn new(bytes: impl Into<Bytes>) -> Option<Self> {
+        let bytes = bytes.into();
+        (!bytes.is_empty()).then_some(Stdin(bytes))
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// How many bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Never true ([`Stdin::new`] refuses empty input); for clippy's `len_without_is_empty`.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Stdin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Stdin({} bytes)", self.0.len())
+    }
 }
 
 /// Which shell reads a command's text on the host. sortie's own wrapper always runs in

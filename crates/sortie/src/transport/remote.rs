@@ -34,7 +34,13 @@
 //! **The watchdog** holds the channel's stdin: when the channel closes (the run ended, sortie
 //! exited, or the server noticed the connection died) it reads end of file and sends TERM to
 //! the whole session; being in the group, it keeps the group id from being reused until then.
-//! The command itself reads `/dev/null`, as with `pdsh`.
+//! The command itself reads `/dev/null`, as with `pdsh`, unless it has input
+//! ([`Command::stdin`](super::Command::stdin), `sortie exec` with a piped stdin). Then the
+//! channel carries the script, and after the marker line the input's bytes, but no EOF: the
+//! watchdog relays exactly that many bytes (`head -c N`) into a fifo the command reads, closes
+//! it (the command's end of file), and goes on waiting for the channel's EOF as above. So the
+//! channel's EOF keeps its one meaning, "the channel closed", with or without input; a length
+//! known in advance is why `exec` reads its stdin whole before starting.
 
 use std::fmt::Write as _;
 
@@ -60,12 +66,30 @@ pub(crate) fn quote(s: &str) -> String {
 
 /// The wrapper's last steps, once its process leads the command's group: print the group
 /// (its own pid), fork the watchdog, and `exec` `shell -c cmd` (both shell words).
-fn inner(shell: &str, cmd: &str) -> String {
+///
+/// With `stdin` (a byte count), the command reads a fifo instead of `/dev/null`, and the
+/// watchdog first relays exactly that many bytes from the channel (fd 3) into the fifo with
+/// `head -c`, closes it (the command's end of file), and only then waits for the channel's own
+/// end of file as without input: sortie sends the bytes but no EOF, so EOF on the channel still
+/// means only that the channel closed.
+fn inner(shell: &str, cmd: &str, stdin: Option<usize>) -> String {
+    let stop = signal_session("TERM", "$$");
+    let Some(n) = stdin else {
+        return format!(
+            "printf '\\002sortie-pgid %s\\n' \"$$\"; \
+             {{ while read -r _ <&3; do :; done; {stop}; }} >/dev/null 2>&1 & \
+             exec 3<&-; exec {shell} -c {cmd}"
+        );
+    };
     format!(
-        "printf '\\002sortie-pgid %s\\n' \"$$\"; \
-         {{ while read -r _ <&3; do :; done; {}; }} >/dev/null 2>&1 & \
-         exec 3<&-; exec {shell} -c {cmd}",
-        signal_session("TERM", "$$")
+        "head -c 0 </dev/null >/dev/null 2>&1 || {{ printf '\\002sortie-error %s\\n' \
+         'this host has no head -c, which sortie needs to pass stdin to the command (use --no-stdin)'; exit 125; }}; \
+         sortie_d=$(mktemp -d \"${{TMPDIR:-/tmp}}/sortie-in.XXXXXX\") && mkfifo \"$sortie_d/in\" || \
+         {{ printf '\\002sortie-error cannot create a fifo for stdin in %s\\n' \"${{TMPDIR:-/tmp}}\"; exit 125; }}; \
+         printf '\\002sortie-pgid %s\\n' \"$$\"; \
+         {{ exec 4>\"$sortie_d/in\"; rm -rf \"$sortie_d\"; head -c {n} <&3 >&4; exec 4>&-; \
+         cat <&3 >/dev/null; {stop}; }} >/dev/null 2>&1 & \
+         exec 3<&-; exec {shell} -c {cmd} <\"$sortie_d/in\""
     )
 }
 
@@ -115,14 +139,15 @@ pub(crate) fn wrapper(command: &Command) -> String {
             "mkdir -p -- {d} && cd -- {d} || {{ printf '\\002sortie-error cannot enter %s\\n' {d}; exit 125; }}"
         );
     }
-    let _ = writeln!(s, "sortie_in={}", quote(&inner("\"$0\"", "\"$1\"")));
+    let input = command.stdin.as_ref().map(|i| i.len());
+    let _ = writeln!(s, "sortie_in={}", quote(&inner("\"$0\"", "\"$1\"", input)));
     s.push_str(
         "sortie_pg=; read -r sortie_pg < /proc/$$/stat 2>/dev/null && { set -- ${sortie_pg##*) }; sortie_pg=$3; }\n",
     );
     let _ = writeln!(
         s,
         "if [ \"$sortie_pg\" = \"$$\" ]; then {}; fi",
-        inner("\"$sortie_sh\"", "\"$sortie_cmd\"")
+        inner("\"$sortie_sh\"", "\"$sortie_cmd\"", input)
     );
     s.push_str(
         "if ! command -v setsid >/dev/null 2>&1; then\n\

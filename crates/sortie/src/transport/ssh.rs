@@ -723,12 +723,25 @@ impl Connection for SshConnection {
     async fn spawn(&self, command: &Command) -> Result<Process, SpawnError> {
         let mut channel = self.start(&remote::wrapper(command), false).await?;
         let head = read_head(&mut channel, &self.handle).await?;
+        let feeder = match &command.stdin {
+            Some(input) => match feed(&channel, &head, input) {
+                Ok(task) => Some(task),
+                Err(e) => {
+                    let _ = channel.close().await;
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             for ev in head.pending {
                 let _ = tx.send(ev).await;
             }
             pump(channel, tx, head.status).await;
+            if let Some(feeder) = feeder {
+                feeder.abort();
+            }
         });
         Ok(Process {
             pgid: head.pgid,
@@ -793,6 +806,35 @@ impl Connection for SshConnection {
             .disconnect(Disconnect::ByApplication, "", "en")
             .await;
     }
+}
+
+/// Sends a command's input on its channel, after the marker line said `/bin/sh` has read the
+/// whole wrapper (bytes sent earlier could be read as script). No EOF follows: the wrapper
+/// relays exactly `input.len()` bytes, and the channel's EOF keeps meaning that it closed (see
+/// `remote`). Writing runs beside the output pump, so a command that answers while it reads
+/// never waits on sortie; the returned task is aborted when the channel ends.
+fn feed(
+    channel: &russh::Channel<client::Msg>,
+    head: &Head,
+    input: &super::Stdin,
+) -> Result<tokio::task::JoinHandle<()>, SpawnError> {
+    use tokio::io::AsyncWriteExt;
+    if head.pgid.is_none() {
+        // The marker did not come first: a start-up file printed something, and sortie
+        // cannot tell when /bin/sh has read its script, so input could be taken as script.
+        return Err(SpawnError::Other(
+            "the login shell printed output before sortie's wrapper started, so stdin cannot \
+             be passed safely; silence the shell's start-up files or use --no-stdin"
+                .into(),
+        ));
+    }
+    let mut writer = channel.make_writer();
+    let bytes = input.bytes().clone();
+    Ok(tokio::spawn(async move {
+        if writer.write_all(&bytes).await.is_ok() {
+            let _ = writer.flush().await;
+        }
+    }))
 }
 
 /// Forwards a channel's output to the process's event queue until it ends.

@@ -139,6 +139,7 @@ impl Core {
             shell: crate::transport::CommandShell::Posix,
             env,
             cwd: None,
+            stdin: None,
         };
         Ok((command, secrets))
     }

@@ -134,6 +134,7 @@ fn wrapper_runs_command_in_a_new_session_with_env_cwd_and_status() {
         shell: CommandShell::Posix,
         env: vec![("GREETING".into(), "it's me".into())],
         cwd: Some(dir.display().to_string()),
+        stdin: None,
     };
     for leader in [true, false] {
         let (out, status) = serve_as(Path::new("/bin/sh"), &wrapper(&cmd), leader);
@@ -294,4 +295,141 @@ fn stop_script_ends_every_group_of_the_session() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Starts `script` like [`serve_as`], reads the marker line, then writes `input` (as sortie
+/// does: only after the marker, and no EOF). Returns the child, its stdin (still open) and
+/// its stdout after the marker line, reading on in a thread.
+fn serve_input(
+    login: &Path,
+    script: &str,
+    input: Vec<u8>,
+    leader: bool,
+) -> (
+    std::process::Child,
+    std::thread::JoinHandle<std::process::ChildStdin>,
+    std::process::ChildStdout,
+) {
+    use std::os::unix::process::CommandExt;
+    let mut proc = Proc::new(login);
+    if leader {
+        proc.process_group(0);
+    }
+    let mut child = proc
+        .arg("-c")
+        .arg(EXEC_REQUEST)
+        .env("SHELL", login)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(script.as_bytes()).unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut line = Vec::new();
+    let mut byte = [0u8];
+    while byte[0] != b'\n' {
+        assert_eq!(stdout.read(&mut byte).unwrap(), 1, "no marker line");
+        line.push(byte[0]);
+    }
+    assert!(
+        line.starts_with(MARKER),
+        "{:?}",
+        String::from_utf8_lossy(&line)
+    );
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+        stdin
+    });
+    (child, writer, stdout)
+}
+
+/// Waits up to `limit` for `child`; kills it and fails when it is still running.
+fn wait_within(child: &mut std::process::Child, limit: Duration) -> ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Bytes no shell would read back unchanged by accident: every byte value, NULs, lines.
+fn sample_input(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+#[test]
+fn input_reaches_the_command_whole_then_end_of_file() {
+    let input = sample_input(300_000);
+    for (name, login) in login_shells() {
+        for leader in [true, false] {
+            let cmd = Command {
+                command: "cat; echo; echo done; exit 7".into(),
+                shell: CommandShell::Login,
+                stdin: crate::transport::Stdin::new(input.clone()),
+                ..Default::default()
+            };
+            let (mut child, writer, mut stdout) =
+                serve_input(&login, &wrapper(&cmd), input.clone(), leader);
+            let mut out = Vec::new();
+            stdout.read_to_end(&mut out).unwrap();
+            let status = wait_within(&mut child, Duration::from_secs(10));
+            drop(writer.join().unwrap());
+            assert_eq!(status.code(), Some(7), "{name} leader={leader}");
+            let (body, tail) = out.split_at(input.len().min(out.len()));
+            assert!(
+                body == input.as_slice(),
+                "{name} leader={leader}: input changed"
+            );
+            assert_eq!(tail, b"\ndone\n", "{name} leader={leader}");
+        }
+    }
+}
+
+#[test]
+fn with_input_the_watchdog_still_ends_the_command_when_the_channel_closes() {
+    let input = sample_input(100_000);
+    for leader in [true, false] {
+        let cmd = Command {
+            command: "cat >/dev/null; echo relayed; exec sleep 30".into(),
+            stdin: crate::transport::Stdin::new(input.clone()),
+            ..Default::default()
+        };
+        let (mut child, writer, mut stdout) =
+            serve_input(Path::new("/bin/sh"), &wrapper(&cmd), input.clone(), leader);
+        let mut line = [0u8; 8];
+        stdout.read_exact(&mut line).unwrap();
+        assert_eq!(&line, b"relayed\n", "leader={leader}");
+        // The command has had its end of file and now sleeps; the channel closes.
+        drop(writer.join().unwrap());
+        let status = wait_within(&mut child, Duration::from_secs(10));
+        assert_eq!(status.signal(), Some(libc::SIGTERM), "leader={leader}");
+    }
+}
+
+#[test]
+fn a_command_that_ignores_its_input_still_ends_with_its_status() {
+    let input = sample_input(4 << 20);
+    let cmd = Command {
+        command: "echo ignored; exit 3".into(),
+        stdin: crate::transport::Stdin::new(input.clone()),
+        ..Default::default()
+    };
+    let (mut child, writer, mut stdout) =
+        serve_input(Path::new("/bin/sh"), &wrapper(&cmd), input, true);
+    let mut out = Vec::new();
+    stdout.read_to_end(&mut out).unwrap();
+    assert_eq!(out, b"ignored\n");
+    assert_eq!(
+        wait_within(&mut child, Duration::from_secs(10)).code(),
+        Some(3)
+    );
+    drop(writer.join().unwrap());
 }
