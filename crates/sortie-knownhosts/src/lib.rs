@@ -19,8 +19,10 @@
 //! * `@revoked` lines whose host field matches (usually `*`) reject their key for that host,
 //!   whatever else the files say. As in OpenSSH, a revocation applies only to hosts its pattern
 //!   matches.
-//! * `@cert-authority` lines are parsed and kept ([`KnownHosts::entries`]) but never take part in
-//!   plain key matching; sortie does not accept host certificates (yet).
+//! * `@cert-authority` lines never take part in plain key matching; they make host certificates
+//!   signed by their key valid for matching hosts, within the certificate's principals and
+//!   validity interval, unless a matching `@revoked` line lists the certificate's key or its CA
+//!   (see the `cert` module; [`KnownHosts::check_certificate_at`]).
 //! * Bad lines are skipped with a [`Warning`]; missing files are silently empty.
 //!
 //! # Example
@@ -47,6 +49,7 @@
 
 #![warn(missing_docs)]
 
+mod cert;
 mod key;
 mod parse;
 pub mod pattern;
@@ -56,6 +59,7 @@ mod report;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use cert::{certificate_plain_key, is_certificate_type};
 pub use key::{blob_key_type, fingerprint_sha256, key_type_of_algorithm};
 pub use parse::{Entry, LineProblem, Marker, Warning};
 pub use recorder::{RecordError, Recorded, Recorder};
@@ -133,6 +137,17 @@ pub enum Verdict {
         /// Every plain line for this host, in file order.
         recorded: Vec<Location>,
     },
+    /// A host certificate that is not valid for this host (no `@cert-authority` line for its
+    /// CA, expired, another host's principals...), and whose plain key is not trusted either:
+    /// `plain` is the verdict for that key, as `ssh` falls back to it.
+    CertificateRejected {
+        /// Why the certificate itself was not accepted.
+        reason: String,
+        /// Fingerprint of the certificate's plain key.
+        offered_fingerprint: String,
+        /// The verdict for the certificate's plain key (never trusted or revoked).
+        plain: Box<Verdict>,
+    },
     /// No plain line matches this host.
     Unknown {
         /// Key type of the offered key.
@@ -149,8 +164,14 @@ impl Verdict {
     }
 
     /// True only for [`Verdict::Unknown`]: the one case where `accept-new` may record the key.
+    /// For a rejected certificate, its plain key's verdict decides (and the plain key, from
+    /// [`certificate_plain_key`], is what gets recorded, as `ssh` records it).
     pub fn may_accept_new(&self) -> bool {
-        matches!(self, Verdict::Unknown { .. })
+        match self {
+            Verdict::Unknown { .. } => true,
+            Verdict::CertificateRejected { plain, .. } => plain.may_accept_new(),
+            _ => false,
+        }
     }
 
     /// A human-readable explanation for `host`:`port`, in the spirit of OpenSSH's messages
@@ -225,10 +246,19 @@ impl KnownHosts {
     /// `algorithm` is the key type (`ssh-ed25519`, `ssh-rsa`, `ecdsa-sha2-nistp256`, ...);
     /// the RSA signature names `rsa-sha2-256`/`rsa-sha2-512` are accepted for `ssh-rsa`. When the
     /// blob names its own type, that name is used.
+    ///
+    /// A certificate (`*-cert-v01@openssh.com`) is judged at the current time by
+    /// [`KnownHosts::check_certificate_at`].
     pub fn check(&self, host: &str, port: u16, algorithm: &str, blob: &[u8]) -> Verdict {
         let key_type = blob_key_type(blob)
             .unwrap_or_else(|| key_type_of_algorithm(algorithm))
             .to_owned();
+        if is_certificate_type(&key_type) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            return self.check_certificate_at(host, port, blob, now);
+        }
         let verdict = self.check_lookup(&lookup_name(host, port), &key_type, blob);
         if port != 22 && matches!(verdict, Verdict::Unknown { .. }) {
             // ssh(1) retries without the port and accepts only an exact match from that. We also
@@ -290,6 +320,13 @@ impl KnownHosts {
             offered_algorithm,
             offered_fingerprint,
         }
+    }
+
+    /// True when an `@cert-authority` line matches `host` on `port`: then the host may prove
+    /// itself with a certificate, and the transport should ask for one.
+    pub fn has_cert_authority_for(&self, host: &str, port: u16) -> bool {
+        self.matching(host, port)
+            .any(|e| e.marker() == Marker::CertAuthority)
     }
 
     /// Key types recorded on plain lines for `host` on `port`, in file order without repeats

@@ -154,6 +154,17 @@ impl fmt::Display for Report<'_> {
                 writeln!(f, "Refusing to connect.")?;
                 removal_advice(f, &lookup, recorded)
             }
+            Verdict::CertificateRejected { reason, plain, .. } => {
+                writeln!(
+                    f,
+                    "The host certificate of {lookup} is not accepted: {reason}."
+                )?;
+                writeln!(
+                    f,
+                    "Checked as a plain host key instead (as ssh does), its key is not trusted either:"
+                )?;
+                write!(f, "{}", Report::new(plain, self.host, self.port))
+            }
             Verdict::Unknown {
                 offered_algorithm,
                 offered_fingerprint,

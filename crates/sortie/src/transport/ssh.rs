@@ -202,6 +202,11 @@ impl SshTransport {
             preferred.extend(rest);
             config.preferred.key = preferred.into();
         }
+        // Ask for a host certificate when an @cert-authority line covers this host, as
+        // OpenSSH does; without one a certificate could not be trusted anyway.
+        if known.has_cert_authority_for(kh_host, kh_port) {
+            config.preferred.host_key_certificates = config.preferred.key.clone();
+        }
         Arc::new(config)
     }
 
@@ -583,14 +588,24 @@ impl client::Handler for ClientHandler {
         &mut self,
         key: &keys::PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            *self.refusal.lock().unwrap() =
-                Some("the server offered a host certificate; sortie checks plain keys only".into());
-            return Ok(false);
+        let (algorithm, blob) = match key {
+            keys::PublicKeyOrCertificate::PublicKey { key, .. } => (
+                key.algorithm().as_str().to_string(),
+                key.to_bytes().unwrap_or_default(),
+            ),
+            keys::PublicKeyOrCertificate::Certificate(cert) => (
+                cert.algorithm().to_certificate_type(),
+                cert.to_bytes().unwrap_or_default(),
+            ),
         };
-        let algorithm = key.algorithm().as_str().to_string();
-        let blob = key.to_bytes().unwrap_or_default();
         let verdict = self.known.check(&self.host, self.port, &algorithm, &blob);
+        // A rejected certificate falls back to its plain key, which accept-new records.
+        let (algorithm, blob) = match &verdict {
+            Verdict::CertificateRejected { .. } => {
+                sortie_knownhosts::certificate_plain_key(&blob).unwrap_or((algorithm, blob))
+            }
+            _ => (algorithm, blob),
+        };
         let refuse = |msg: String| {
             *self.refusal.lock().unwrap() = Some(msg);
             Ok(false)

@@ -1,0 +1,246 @@
+//! Certificates against real OpenSSH: host certificates checked through `@cert-authority` and
+//! `@revoked` lines, with the real `ssh` client as the oracle on the same fixture and files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use sortie_testkit::{KeyKind, Keys, Sshd};
+
+fn sortie() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sortie"));
+    c.env_remove("SSH_AUTH_SOCK")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    c
+}
+
+fn have_sshd(test: &str) -> bool {
+    if sortie_testkit::require_sshd().is_none() {
+        sortie_testkit::skip(
+            test,
+            "OpenSSH sshd is not installed (scripts/test.sh installs it as root)",
+        );
+        return false;
+    }
+    if Command::new("ssh").arg("-V").output().is_err() {
+        sortie_testkit::skip(test, "the OpenSSH client (the oracle) is not installed");
+        return false;
+    }
+    true
+}
+
+/// Runs `ssh-keygen` with `args`; panics with its stderr when it fails.
+fn keygen(args: &[&str]) {
+    let out = Command::new("ssh-keygen").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ssh-keygen {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A certificate authority in `dir`: `dir/NAME` and `dir/NAME.pub`.
+fn new_ca(dir: &Path, name: &str) -> PathBuf {
+    let key = dir.join(name);
+    keygen(&[
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-C",
+        name,
+        "-f",
+        key.to_str().unwrap(),
+    ]);
+    key
+}
+
+fn public_line(key: &Path) -> String {
+    let pub_path = PathBuf::from(format!("{}.pub", key.display()));
+    std::fs::read_to_string(pub_path).unwrap().trim().to_owned()
+}
+
+/// Signs the fixtures' shared ed25519 host key with `ca` for `principals` and `validity`
+/// (ssh-keygen -V syntax); returns the certificate file.
+fn host_certificate(
+    dir: &Path,
+    ca: &Path,
+    name: &str,
+    principals: &str,
+    validity: &str,
+) -> PathBuf {
+    let keys = Keys::shared().unwrap();
+    let public = dir.join(format!("{name}.pub"));
+    std::fs::write(&public, keys.host_public_key(KeyKind::Ed25519).unwrap()).unwrap();
+    keygen(&[
+        "-q",
+        "-s",
+        ca.to_str().unwrap(),
+        "-I",
+        name,
+        "-h",
+        "-n",
+        principals,
+        "-V",
+        validity,
+        public.to_str().unwrap(),
+    ]);
+    dir.join(format!("{name}-cert.pub"))
+}
+
+/// An sshd presenting `cert` for its ed25519 host key.
+fn sshd_with_cert(cert: &Path) -> Sshd {
+    Sshd::builder()
+        .config_line(format!("HostCertificate {}", cert.display()))
+        .start()
+        .expect("fixture sshd starts")
+}
+
+/// Does `ssh` connect to `host` with `config`? And does sortie? (exit status 0 each)
+fn verdicts(config: &Path, host: &str) -> (bool, bool, String) {
+    let ssh = Command::new("ssh")
+        .arg("-F")
+        .arg(config)
+        .args([host, "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let ours = sortie()
+        .args(["exec", "-F"])
+        .arg(config)
+        .args(["-H", host, "--", "true"])
+        .output()
+        .unwrap();
+    let said = format!(
+        "ssh: {}\nsortie: {}",
+        String::from_utf8_lossy(&ssh.stderr),
+        String::from_utf8_lossy(&ours.stderr)
+    );
+    (ssh.status.success(), ours.status.success(), said)
+}
+
+#[test]
+fn host_certificate_verdicts_agree_with_ssh() {
+    if !have_sshd("host_certificate_verdicts_agree_with_ssh") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = new_ca(d, "ca");
+    let other_ca = new_ca(d, "other-ca");
+    let valid = sshd_with_cert(&host_certificate(
+        d,
+        &ca,
+        "valid",
+        "127.0.0.1,127.0.0.2",
+        "-5m:+1h",
+    ));
+    let expired = sshd_with_cert(&host_certificate(
+        d,
+        &ca,
+        "expired",
+        "127.0.0.1",
+        "20200101:20200102",
+    ));
+    let future = sshd_with_cert(&host_certificate(d, &ca, "future", "127.0.0.1", "+1d:+2d"));
+    let host_key = Keys::shared()
+        .unwrap()
+        .host_public_key(KeyKind::Ed25519)
+        .unwrap();
+    let host_key = host_key.trim();
+    let trust_ca = format!("@cert-authority * {}\n", public_line(&ca));
+    // (case, fixture, host, known_hosts text, whether ssh must accept, sortie's reason)
+    let cases: Vec<(&str, &Sshd, &str, String, bool, &str)> = vec![
+        ("valid", &valid, "127.0.0.1", trust_ca.clone(), true, ""),
+        (
+            "second principal",
+            &valid,
+            "127.0.0.2",
+            trust_ca.clone(),
+            true,
+            "",
+        ),
+        (
+            "wrong principal",
+            &valid,
+            "127.0.0.3",
+            trust_ca.clone(),
+            false,
+            "127.0.0.3 is not one of its principals (127.0.0.1,127.0.0.2)",
+        ),
+        (
+            "CA pattern for other hosts",
+            &valid,
+            "127.0.0.1",
+            format!("@cert-authority *.example.com {}\n", public_line(&ca)),
+            false,
+            "No host key is known for [127.0.0.1]:",
+        ),
+        (
+            "another CA",
+            &valid,
+            "127.0.0.1",
+            format!("@cert-authority * {}\n", public_line(&other_ca)),
+            false,
+            "lists the CA that signed it",
+        ),
+        (
+            "expired",
+            &expired,
+            "127.0.0.1",
+            trust_ca.clone(),
+            false,
+            "it expired (2020-01-02T00:00:00Z)",
+        ),
+        (
+            "not yet valid",
+            &future,
+            "127.0.0.1",
+            trust_ca.clone(),
+            false,
+            "it is not yet valid",
+        ),
+        (
+            "revoked host key",
+            &valid,
+            "127.0.0.1",
+            format!("{trust_ca}@revoked * {host_key}\n"),
+            false,
+            "REVOKED HOST KEY",
+        ),
+        (
+            "revoked CA",
+            &valid,
+            "127.0.0.1",
+            format!("{trust_ca}@revoked * {}\n", public_line(&ca)),
+            false,
+            "REVOKED HOST KEY",
+        ),
+        (
+            "expired, plain key recorded",
+            &expired,
+            "127.0.0.1",
+            format!("{trust_ca}[127.0.0.1]:{} {host_key}\n", expired.port()),
+            true,
+            "",
+        ),
+    ];
+    for (i, (case, sshd, host, known, accept, reason)) in cases.into_iter().enumerate() {
+        let kh = d.join(format!("known_hosts.{i}"));
+        std::fs::write(&kh, &known).unwrap();
+        let config = sshd
+            .ssh_config_with(&[], &[&format!("UserKnownHostsFile {}", kh.display())])
+            .unwrap();
+        let (ssh, ours, said) = verdicts(&config, host);
+        assert_eq!(
+            ssh, accept,
+            "{case}: ssh, the oracle, disagrees with the test\n{said}"
+        );
+        assert_eq!(ours, ssh, "{case}: sortie and ssh disagree\n{said}");
+        if !ours {
+            assert!(said.contains("host key refused"), "{case}: {said}");
+            assert!(said.contains(reason), "{case}: no {reason:?} in\n{said}");
+        }
+    }
+}
