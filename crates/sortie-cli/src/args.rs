@@ -222,6 +222,10 @@ pub struct Selection {
 pub struct ExecArgs {
     #[command(flatten)]
     pub selection: Selection,
+    /// Forward the local agent ($SSH_AUTH_SOCK) to the commands, as `ssh -A` (beats
+    /// `ForwardAgent no` in ssh_config). Only for hosts you trust: their root can use your keys.
+    #[arg(short = 'A', long = "forward-agent", help_heading = CONNECTION)]
+    pub forward_agent: bool,
     /// Hosts in flight at once.
     #[arg(short = 'f', long = "fanout", default_value_t = 64, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..), help_heading = CONNECTION)]
@@ -276,6 +280,10 @@ pub enum Spread {
 pub struct RunArgs {
     #[command(flatten)]
     pub selection: Selection,
+    /// Forward the local agent ($SSH_AUTH_SOCK) to the commands, as `ssh -A` (beats
+    /// `ForwardAgent no` in ssh_config). Only for hosts you trust: their root can use your keys.
+    #[arg(short = 'A', long = "forward-agent", help_heading = CONNECTION)]
+    pub forward_agent: bool,
     /// One job per line of FILE (`-` = stdin), a trailing `\r` removed. Sources combine as a
     /// cartesian product, in the order given.
     #[arg(long = "args", value_name = "FILE", help_heading = BEHAVIOUR)]

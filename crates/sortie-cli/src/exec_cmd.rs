@@ -14,7 +14,10 @@ use crate::select;
 pub const STDIN_LIMIT: usize = 64 << 20;
 
 pub async fn run(args: ExecArgs, signals: crate::signals::Interrupts) -> miette::Result<ExitCode> {
-    let targets = select::targets(&args.selection)?;
+    let mut targets = select::targets(&args.selection)?;
+    if args.forward_agent {
+        targets.iter_mut().for_each(|t| t.forward_agent = true);
+    }
     let stdin = if args.no_stdin {
         None
     } else {

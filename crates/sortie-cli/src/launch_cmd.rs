@@ -470,6 +470,8 @@ fn local_target(label: &str) -> Target {
         user: String::new(),
         identity_files: vec![],
         identities_only: false,
+        certificate_files: Vec::new(),
+        forward_agent: false,
         jumps: vec![],
         proxy_command: None,
         known_hosts_files: vec![],

@@ -34,7 +34,10 @@ pub async fn run(
         refuse_context_replace(&template)?;
     }
     let options = run_options(&args)?;
-    let targets = select::targets(&args.selection)?;
+    let mut targets = select::targets(&args.selection)?;
+    if args.forward_agent {
+        targets.iter_mut().for_each(|t| t.forward_agent = true);
+    }
     let tag = tag_fn(&args, &jobs)?;
     let plain = args.plain || (!args.json && (args.keep_order || tag.is_some()));
     let mode = if args.json {

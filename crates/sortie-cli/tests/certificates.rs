@@ -244,3 +244,176 @@ fn host_certificate_verdicts_agree_with_ssh() {
         }
     }
 }
+
+/// A user key in `dir/NAME` (not in any authorized_keys) and, when `validity` is given, its
+/// user certificate for `principal` signed by `ca`, written to `cert_path`.
+fn user_key(
+    dir: &Path,
+    name: &str,
+    ca: &Path,
+    principal: &str,
+    validity: &str,
+    cert_path: &Path,
+) -> PathBuf {
+    let key = dir.join(name);
+    keygen(&[
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-C",
+        name,
+        "-f",
+        key.to_str().unwrap(),
+    ]);
+    let public = format!("{}.pub", key.display());
+    keygen(&[
+        "-q",
+        "-s",
+        ca.to_str().unwrap(),
+        "-I",
+        name,
+        "-n",
+        principal,
+        "-V",
+        validity,
+        &public,
+    ]);
+    std::fs::rename(format!("{}-cert.pub", key.display()), cert_path).unwrap();
+    key
+}
+
+#[test]
+fn user_certificates_from_files_and_from_the_agent_log_in_as_with_ssh() {
+    if !have_sshd("user_certificates_from_files_and_from_the_agent_log_in_as_with_ssh") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = new_ca(d, "user-ca");
+    let sshd = Sshd::builder()
+        .config_line(format!("TrustedUserCAKeys {}.pub", ca.display()))
+        .start()
+        .expect("fixture sshd starts");
+    let user = sshd.user();
+    // A certificate in a file of its own (CertificateFile), one beside its key
+    // (IDENTITY-cert.pub), an expired one, and a key whose certificate names another user.
+    let k1 = user_key(d, "k1", &ca, &user, "-5m:+1h", &d.join("k1.cert"));
+    let k2 = user_key(d, "k2", &ca, &user, "-5m:+1h", &d.join("k2-cert.pub"));
+    let k3 = user_key(
+        d,
+        "k3",
+        &ca,
+        &user,
+        "20200101:20200102",
+        &d.join("k3-cert.pub"),
+    );
+    let k4 = user_key(
+        d,
+        "k4",
+        &ca,
+        "somebody-else",
+        "-5m:+1h",
+        &d.join("k4-cert.pub"),
+    );
+    let kh = sshd.known_hosts_for(&["127.0.0.1"]).unwrap();
+    let config = |name: &str, lines: &[String]| {
+        let path = d.join(name);
+        let mut text = String::from("Host 127.*\n");
+        for l in lines {
+            text.push_str(&format!("  {l}\n"));
+        }
+        text.push_str(&format!(
+            "  User {user}\n  Port {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  \
+             GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  BatchMode yes\n  \
+             LogLevel ERROR\n",
+            sshd.port(),
+            kh.display()
+        ));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let id = |k: &Path| format!("IdentityFile {}", k.display());
+    let cases = [
+        (
+            "CertificateFile",
+            config(
+                "c1",
+                &[
+                    id(&k1),
+                    format!("CertificateFile {}", d.join("k1.cert").display()),
+                ],
+            ),
+            true,
+        ),
+        (
+            "key without its certificate",
+            config("c2", &[id(&k1)]),
+            false,
+        ),
+        (
+            "IDENTITY-cert.pub beside the key",
+            config("c3", &[id(&k2)]),
+            true,
+        ),
+        ("expired certificate", config("c4", &[id(&k3)]), false),
+        (
+            "certificate for another user",
+            config("c5", &[id(&k4)]),
+            false,
+        ),
+    ];
+    for (case, cfg, accept) in &cases {
+        let (ssh, ours, said) = verdicts(cfg, "127.0.0.1");
+        assert_eq!(
+            ssh, *accept,
+            "{case}: ssh, the oracle, disagrees with the test\n{said}"
+        );
+        assert_eq!(ours, ssh, "{case}: sortie and ssh disagree\n{said}");
+        if !ours {
+            assert!(said.contains("auth failed"), "{case}: {said}");
+        }
+    }
+
+    // From a real ssh-agent: ssh-add loads k2 with k2-cert.pub beside it, so the agent holds
+    // the certificate; no identity file exists.
+    let agent = sortie_testkit::Agent::with_keys(&[&k2]).unwrap();
+    let listed = Command::new("ssh-add")
+        .arg("-l")
+        .env("SSH_AUTH_SOCK", agent.sock())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("CERT"),
+        "agent holds no certificate"
+    );
+    let cfg = config(
+        "c6",
+        &[
+            format!("IdentityFile {}", d.join("missing").display()),
+            "IdentitiesOnly no".into(),
+        ],
+    );
+    let ssh = Command::new("ssh")
+        .env("SSH_AUTH_SOCK", agent.sock())
+        .arg("-F")
+        .arg(&cfg)
+        .args(["127.0.0.1", "true"])
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ssh.success(), "ssh with the agent's certificate");
+    let ours = sortie()
+        .env("SSH_AUTH_SOCK", agent.sock())
+        .args(["exec", "-F"])
+        .arg(&cfg)
+        .args(["-H", "127.0.0.1", "--", "echo in"])
+        .output()
+        .unwrap();
+    assert!(
+        ours.status.success(),
+        "sortie with the agent's certificate: {}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
+}

@@ -799,3 +799,55 @@ fn piped_stdin_on_the_local_transport_and_its_bound() {
     assert!(stderr.contains("--no-stdin"), "{stderr}");
     assert!(stdout.is_empty() && !flag.exists(), "{stdout}");
 }
+
+#[test]
+fn forward_agent_gives_the_command_the_local_agent_only_when_asked() {
+    let Some(sshd) = sshd("forward_agent_gives_the_command_the_local_agent_only_when_asked") else {
+        return;
+    };
+    let key = sshd.client_key(KeyKind::Ecdsa);
+    let agent = Agent::with_keys(&[&key]).unwrap();
+    let listed = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(&key)
+        .output()
+        .unwrap();
+    let fingerprint = text(&listed.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(fingerprint.starts_with("SHA256:"), "{fingerprint}");
+    let dir = tempfile::tempdir().unwrap();
+    let kh = sshd.known_hosts_for(&["127.0.0.1"]).unwrap();
+    let plain = write_config(dir.path(), &sshd, &kh, &[]);
+    let forwarding = dir.path().join("forwarding");
+    std::fs::create_dir(&forwarding).unwrap();
+    let forwarding = write_config(&forwarding, &sshd, &kh, &["ForwardAgent yes"]);
+    let list = |cfg: &Path, extra: &[&str]| {
+        run(sortie()
+            .env("SSH_AUTH_SOCK", agent.sock())
+            .args(["exec", "-F"])
+            .arg(cfg)
+            .args(extra)
+            .args(["-H", "127.0.0.1", "--", "ssh-add -l"]))
+    };
+    for (how, cfg, extra) in [
+        ("-A", &plain, &["-A"][..]),
+        (
+            "-o ForwardAgent=yes",
+            &plain,
+            &["-o", "ForwardAgent=yes"][..],
+        ),
+        ("ForwardAgent yes", &forwarding, &[][..]),
+    ] {
+        let (out, stdout, stderr) = list(cfg, extra);
+        assert!(stdout.contains(&fingerprint), "{how}: {stdout}\n{stderr}");
+        assert_eq!(out.status.code(), Some(0), "{how}: {stderr}");
+    }
+    // Without it the command has no agent (ssh-add exits 2: cannot connect).
+    let (out, stdout, stderr) = list(&plain, &[]);
+    assert!(!stdout.contains(&fingerprint), "{stdout}");
+    assert!(stderr.contains("exited non-zero (2)"), "{stdout}\n{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+}

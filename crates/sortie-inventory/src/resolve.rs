@@ -57,6 +57,10 @@ pub struct HostConfig {
     pub identity_files: Vec<PathBuf>,
     /// Use only the identity files, not every agent key.
     pub identities_only: bool,
+    /// User certificates to offer (`CertificateFile`), expanded.
+    pub certificate_files: Vec<PathBuf>,
+    /// Forward the local agent to the host (`ForwardAgent yes`, `-A`).
+    pub forward_agent: bool,
     /// Jump hops in order; empty = direct. Resolve each hop with [`resolve_one`].
     pub proxy_jump: Vec<JumpHost>,
     /// An ssh_config `ProxyCommand` that applies (never `none`). The transport must honour or
@@ -425,6 +429,8 @@ impl Resolver {
             port: eff.port,
             identity_files: eff.identity_files,
             identities_only: eff.identities_only,
+            certificate_files: eff.certificate_files,
+            forward_agent: eff.forward_agent,
             proxy_jump: eff.proxy_jump,
             proxy_command: eff.proxy_command,
             user_known_hosts_files: eff.user_known_hosts_files,

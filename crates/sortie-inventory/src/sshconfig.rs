@@ -33,7 +33,8 @@
 //!   ones are irrelevant to sortie); values of the keywords below are validated even in inactive
 //!   blocks, as OpenSSH does.
 //!
-//! Keywords used: HostName (`%h`, `%%`), User, Port, IdentityFile, IdentitiesOnly, ProxyJump,
+//! Keywords used: HostName (`%h`, `%%`), User, Port, IdentityFile, CertificateFile,
+//! IdentitiesOnly, ForwardAgent (`yes`/`no`), ProxyJump,
 //! ProxyCommand, UserKnownHostsFile, GlobalKnownHostsFile, StrictHostKeyChecking,
 //! ConnectTimeout, ServerAliveInterval, ServerAliveCountMax, HostKeyAlias, HashKnownHosts,
 //! CanonicalizeHostname, Tag, Host, Match, Include.
@@ -221,6 +222,10 @@ pub struct SshOptions {
     pub identity_files: Vec<Sourced<String>>,
     /// `IdentitiesOnly`.
     pub identities_only: Option<bool>,
+    /// `CertificateFile` entries in order, unexpanded; they accumulate.
+    pub certificate_files: Vec<Sourced<String>>,
+    /// `ForwardAgent` (`yes`/`no`; a socket path or variable is warned about, not honoured).
+    pub forward_agent: Option<bool>,
     /// `ProxyJump`; `Some(vec![])` is `none`.
     pub proxy_jump: Option<Vec<JumpHost>>,
     /// `ProxyCommand` as written (`none` included).
@@ -266,6 +271,10 @@ pub struct Effective {
     pub identity_files: Vec<PathBuf>,
     /// `IdentitiesOnly` (default false).
     pub identities_only: bool,
+    /// Certificate files, expanded like identity files; `none` entries dropped.
+    pub certificate_files: Vec<PathBuf>,
+    /// `ForwardAgent yes` (default no): forward `$SSH_AUTH_SOCK` to the host.
+    pub forward_agent: bool,
     /// Jump hops in order; empty = none.
     pub proxy_jump: Vec<JumpHost>,
     /// `ProxyCommand` when one applies (never `none`); sortie's transport must honour or refuse it.
@@ -360,6 +369,8 @@ enum Setting {
     User(String),
     Port(u16),
     IdentityFile(String),
+    CertificateFile(String),
+    ForwardAgent(bool),
     IdentitiesOnly(bool),
     ProxyJump(Vec<JumpHost>),
     ProxyCommand(String),
@@ -999,6 +1010,16 @@ fn parse_setting(
             }
         }
         "identityfile" => Setting::IdentityFile(one()?.text.clone()),
+        "certificatefile" => Setting::CertificateFile(one()?.text.clone()),
+        "forwardagent" => match one()?.text.to_ascii_lowercase().as_str() {
+            "yes" | "true" => Setting::ForwardAgent(true),
+            "no" | "false" => Setting::ForwardAgent(false),
+            // A socket path or an environment variable: warned about, not honoured.
+            _ => match unhonoured(keyword, args) {
+                Some(u) => u,
+                None => return Ok(None),
+            },
+        },
         "identitiesonly" => Setting::IdentitiesOnly(flag(one()?)?),
         "hashknownhosts" => Setting::HashKnownHosts(flag(one()?)?),
         "proxyjump" => {
@@ -1140,7 +1161,7 @@ const UNHONOURED: &[(&str, &str, &[&str], &str)] = &[
         "forwardagent",
         "ForwardAgent",
         &["no", "false"],
-        "sortie does not forward the agent",
+        "sortie forwards only the agent of $SSH_AUTH_SOCK, with ForwardAgent yes or -A",
     ),
     (
         "tunnel",
@@ -1791,6 +1812,13 @@ fn apply_setting(s: &Setting, pos: &Pos, o: &mut SshOptions) {
                 o.identity_files.push(Sourced::new(v.clone(), pos.origin()));
             }
         }
+        Setting::CertificateFile(v) => {
+            if !o.certificate_files.iter().any(|f| &f.value == v) {
+                o.certificate_files
+                    .push(Sourced::new(v.clone(), pos.origin()));
+            }
+        }
+        Setting::ForwardAgent(v) => set(&mut o.forward_agent, v),
         Setting::IdentitiesOnly(v) => set(&mut o.identities_only, v),
         Setting::ProxyJump(hops) => {
             if o.proxy_command.is_none() && o.proxy_jump.is_none() {
@@ -2020,6 +2048,16 @@ impl SshOptions {
                 }
             }
         }
+        let mut certificate_files = Vec::new();
+        for f in &self.certificate_files {
+            if f.value.eq_ignore_ascii_case("none") {
+                continue;
+            }
+            let p = expand_file(&f.value, &f.origin)?;
+            if !certificate_files.contains(&p) {
+                certificate_files.push(p);
+            }
+        }
         let user_known_hosts_files = match &self.user_known_hosts_files {
             None => DEFAULT_USER_KNOWN_HOSTS
                 .iter()
@@ -2050,6 +2088,8 @@ impl SshOptions {
             port,
             identity_files,
             identities_only: self.identities_only.unwrap_or(false),
+            certificate_files,
+            forward_agent: self.forward_agent.unwrap_or(false),
             proxy_jump: self.proxy_jump.clone().unwrap_or_default(),
             proxy_command,
             user_known_hosts_files,
@@ -2113,6 +2153,31 @@ mod tests {
             e.identity_files,
             [PathBuf::from("/home/me/k1"), PathBuf::from("/k 2")]
         );
+    }
+
+    #[test]
+    fn certificate_files_accumulate_and_forward_agent_first_value_wins() {
+        let e = resolve(
+            "Host web*\n  CertificateFile ~/c1\n  ForwardAgent yes\nHost *\n  \
+             CertificateFile /c/%h\n  CertificateFile none\n  ForwardAgent no\n",
+            "web1",
+        )
+        .unwrap();
+        assert_eq!(
+            e.certificate_files,
+            [PathBuf::from("/home/me/c1"), PathBuf::from("/c/web1")]
+        );
+        assert!(e.forward_agent);
+        let e = resolve("Host *\n  ForwardAgent no\n", "x").unwrap();
+        assert!(!e.forward_agent && e.certificate_files.is_empty());
+        // A socket path is not honoured: a warning, and no forwarding.
+        let cfg = parse_str("ForwardAgent /tmp/agent.sock\n", Path::new("/cfg")).unwrap();
+        let mut o = SshOptions::default();
+        cfg.apply("x", &mut o, &env()).unwrap();
+        assert_eq!(o.forward_agent, None);
+        assert!(cfg.warnings().iter().any(|w| w
+            .to_string()
+            .contains("ForwardAgent /tmp/agent.sock is not honoured")));
     }
 
     #[test]

@@ -140,6 +140,8 @@ stop = [{{ signal = "INT", grace = "10s" }}]
                 .map(|s| vec![s.client_key(KeyKind::Ed25519)])
                 .unwrap_or_default(),
             identities_only: true,
+            certificate_files: Vec::new(),
+            forward_agent: false,
             jumps: vec![],
             proxy_command: None,
             known_hosts_files: vec![known.clone()],

@@ -100,6 +100,8 @@ fn peer_targets(peer: &Peer, addrs: &[String]) -> Vec<Target> {
             user: user.clone(),
             identity_files: vec![key.clone()],
             identities_only: true,
+            certificate_files: Vec::new(),
+            forward_agent: false,
             jumps: vec![],
             proxy_command: None,
             known_hosts_files: vec![known.clone()],

@@ -66,6 +66,8 @@ fn target(sshd: &Sshd, host: &str, kh: PathBuf) -> Target {
         user: sshd.user(),
         identity_files: vec![sshd.client_key(KeyKind::Ed25519)],
         identities_only: true,
+        certificate_files: Vec::new(),
+        forward_agent: false,
         jumps: vec![],
         proxy_command: None,
         known_hosts_files: vec![kh],

@@ -174,6 +174,8 @@ fn target_only(cfg: &HostConfig) -> Target {
         user: cfg.user.clone(),
         identity_files: cfg.identity_files.clone(),
         identities_only: cfg.identities_only,
+        certificate_files: cfg.certificate_files.clone(),
+        forward_agent: cfg.forward_agent,
         jumps: vec![],
         proxy_command: None,
         known_hosts_files,

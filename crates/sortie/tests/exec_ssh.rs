@@ -194,6 +194,8 @@ async fn closed_port_fails_fast_as_unreachable() {
         user: "nobody".into(),
         identity_files: vec![],
         identities_only: true,
+        certificate_files: Vec::new(),
+        forward_agent: false,
         jumps: vec![],
         proxy_command: None,
         known_hosts_files: vec![dir.path().join("kh")],

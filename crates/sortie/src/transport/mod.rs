@@ -45,6 +45,11 @@ pub struct Target {
     pub identity_files: Vec<PathBuf>,
     /// Only use the identity files (and agent keys matching them).
     pub identities_only: bool,
+    /// User certificates (`CertificateFile`): each is offered with the identity whose public
+    /// key it certifies, as OpenSSH does; `IDENTITY-cert.pub` beside an identity is offered too.
+    pub certificate_files: Vec<PathBuf>,
+    /// Forward the local agent (`SSH_AUTH_SOCK`) to the host's commands (`ForwardAgent`, `-A`).
+    pub forward_agent: bool,
     /// Jump hosts, in order (each fully resolved).
     pub jumps: Vec<Target>,
     /// ssh_config `ProxyCommand`, tokens expanded: run through the user's shell, its stdin and

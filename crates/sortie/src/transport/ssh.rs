@@ -261,7 +261,12 @@ impl SshTransport {
             hash: target.hash_known_hosts,
             refusal: verdict.clone(),
             server_id: server_id.clone(),
+            agent_forward: target
+                .forward_agent
+                .then(|| self.options.agent_socket.clone())
+                .flatten(),
         };
+        let forward_agent = handler.agent_forward.is_some();
         let host_key_error = |e: russh::Error| -> ConnectError {
             if let Some(msg) = verdict.lock().unwrap().take() {
                 ConnectError::new(ConnectFailure::HostKeyRefused, msg)
@@ -336,6 +341,7 @@ impl SshTransport {
             handle,
             closed: AtomicBool::new(false),
             channel_limit,
+            forward_agent,
         }))
     }
 
@@ -347,6 +353,14 @@ impl SshTransport {
         let user = target.user.as_str();
         let mut problems: Vec<String> = Vec::new();
         let mut file_keys: Vec<(PathBuf, Option<PublicKey>)> = Vec::new();
+        // CertificateFile, then IDENTITY-cert.pub beside each identity, as OpenSSH loads them.
+        let mut cert_files = target.certificate_files.clone();
+        cert_files.extend(
+            target
+                .identity_files
+                .iter()
+                .map(|p| PathBuf::from(format!("{}-cert.pub", p.display()))),
+        );
         for path in &target.identity_files {
             // A public key next to the file lets IdentitiesOnly match agent keys without
             // decrypting the private key.
@@ -354,10 +368,11 @@ impl SshTransport {
             file_keys.push((path.clone(), public));
         }
 
-        // Agent keys first, as OpenSSH does.
+        // Agent keys first, as OpenSSH does; a certificate file for an agent key goes first.
         match self.agent.identities().await {
             Ok(ids) => {
-                for key in ids {
+                for id in ids {
+                    let key = id.public();
                     if target.identities_only
                         && !file_keys.iter().any(|(_, p)| {
                             p.as_ref().is_some_and(|p| p.key_data() == key.key_data())
@@ -366,10 +381,20 @@ impl SshTransport {
                         continue;
                     }
                     let hash = rsa_hash(handle, &key).await;
-                    match self.agent.sign_in(handle, user, key, hash).await {
-                        Ok(true) => return Ok(()),
-                        Ok(false) => {}
-                        Err(e) => problems.push(format!("agent: {e}")),
+                    let mut tries: Vec<AgentKey> = match &id {
+                        AgentKey::Key(k) => certificates_for(k, &cert_files)
+                            .into_iter()
+                            .map(|c| AgentKey::Cert(Box::new(c)))
+                            .collect(),
+                        AgentKey::Cert(_) => Vec::new(),
+                    };
+                    tries.push(id);
+                    for attempt in tries {
+                        match self.agent.sign_in(handle, user, attempt, hash).await {
+                            Ok(true) => return Ok(()),
+                            Ok(false) => {}
+                            Err(e) => problems.push(format!("agent: {e}")),
+                        }
                     }
                 }
             }
@@ -387,6 +412,15 @@ impl SshTransport {
                 Some(Ok(k)) => k,
             };
             let hash = rsa_hash(handle, key.public_key()).await;
+            for cert in certificates_for(key.public_key(), &cert_files) {
+                let result = handle
+                    .authenticate_openssh_cert(user, key.clone(), cert)
+                    .await
+                    .map_err(|e| ConnectError::new(ConnectFailure::ConnectionLost, describe(&e)))?;
+                if result.success() {
+                    return Ok(());
+                }
+            }
             let result = handle
                 .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
                 .await
@@ -483,7 +517,7 @@ struct AgentPool {
     socket: Option<PathBuf>,
     slots: Semaphore,
     idle: Mutex<Vec<AgentClient<tokio::net::UnixStream>>>,
-    identities: OnceCell<Result<Vec<PublicKey>, String>>,
+    identities: OnceCell<Result<Vec<AgentKey>, String>>,
 }
 
 impl AgentPool {
@@ -510,8 +544,9 @@ impl AgentPool {
             .map_err(|e| format!("cannot connect to {}: {e}", sock.display()))
     }
 
-    /// The agent's keys, asked once per run. `Err(None)` when there is no agent.
-    async fn identities(&self) -> Result<Vec<PublicKey>, Option<String>> {
+    /// The agent's keys and certificates, asked once per run. `Err(None)` when there is no
+    /// agent.
+    async fn identities(&self) -> Result<Vec<AgentKey>, Option<String>> {
         if self.socket.is_none() {
             return Err(None);
         }
@@ -523,9 +558,11 @@ impl AgentPool {
                 self.idle.lock().await.push(c);
                 Ok(ids
                     .into_iter()
-                    .filter_map(|id| match id {
-                        keys::agent::AgentIdentity::PublicKey { key, .. } => Some(key),
-                        _ => None,
+                    .map(|id| match id {
+                        keys::agent::AgentIdentity::PublicKey { key, .. } => AgentKey::Key(key),
+                        keys::agent::AgentIdentity::Certificate { certificate, .. } => {
+                            AgentKey::Cert(Box::new(certificate))
+                        }
                     })
                     .collect())
             })
@@ -538,14 +575,23 @@ impl AgentPool {
         &self,
         handle: &mut Handle<ClientHandler>,
         user: &str,
-        key: PublicKey,
+        key: AgentKey,
         hash: Option<HashAlg>,
     ) -> Result<bool, String> {
         let _permit = self.slots.acquire().await.map_err(|e| e.to_string())?;
         let mut c = self.client().await?;
-        let result = handle
-            .authenticate_publickey_with(user, key, hash, &mut c)
-            .await;
+        let result = match key {
+            AgentKey::Key(key) => {
+                handle
+                    .authenticate_publickey_with(user, key, hash, &mut c)
+                    .await
+            }
+            AgentKey::Cert(cert) => {
+                handle
+                    .authenticate_certificate_with(user, *cert, hash, &mut c)
+                    .await
+            }
+        };
         match result {
             Ok(r) => {
                 self.idle.lock().await.push(c);
@@ -554,6 +600,33 @@ impl AgentPool {
             Err(e) => Err(e.to_string()),
         }
     }
+}
+
+/// What the agent holds: a plain key, or a user certificate (its private key in the agent).
+#[derive(Clone, Debug)]
+enum AgentKey {
+    Key(PublicKey),
+    Cert(Box<keys::Certificate>),
+}
+
+impl AgentKey {
+    /// The plain public key (a certificate's own key).
+    fn public(&self) -> PublicKey {
+        match self {
+            AgentKey::Key(k) => k.clone(),
+            AgentKey::Cert(c) => PublicKey::new(c.public_key().clone(), ""),
+        }
+    }
+}
+
+/// The user certificates of `files` that certify `key`, in order (unreadable files skipped,
+/// as OpenSSH skips them).
+fn certificates_for(key: &PublicKey, files: &[PathBuf]) -> Vec<keys::Certificate> {
+    files
+        .iter()
+        .filter_map(|f| keys::load_openssh_certificate(f).ok())
+        .filter(|c| c.public_key() == key.key_data())
+        .collect()
 }
 
 /// russh callbacks: host key verification.
@@ -568,10 +641,39 @@ struct ClientHandler {
     refusal: Arc<StdMutex<Option<String>>>,
     /// The server's identification string (`SSH-2.0-dropbear_2022.83`), once known.
     server_id: Arc<std::sync::OnceLock<String>>,
+    /// The agent socket that forwarded agent channels reach (`ForwardAgent`, `-A`); `None`
+    /// refuses them, so a server cannot open one uninvited.
+    agent_forward: Option<PathBuf>,
 }
 
 impl client::Handler for ClientHandler {
     type Error = russh::Error;
+
+    /// A forwarded agent channel (a command on the host ran `ssh-add -l` or `git clone`):
+    /// joined to a new connection to the local agent, as `ssh -A` does; refused unless asked.
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let agent = match &self.agent_forward {
+            Some(sock) => tokio::net::UnixStream::connect(sock).await.ok(),
+            None => None,
+        };
+        let Some(mut agent) = agent else {
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        reply.accept().await;
+        tokio::spawn(async move {
+            let mut stream = channel.into_stream();
+            let _ = tokio::io::copy_bidirectional(&mut stream, &mut agent).await;
+        });
+        Ok(())
+    }
 
     async fn kex_done(
         &mut self,
@@ -636,6 +738,8 @@ pub struct SshConnection {
     closed: AtomicBool,
     /// At most this many channels at once (see [`channel::limit_for`]).
     channel_limit: Option<usize>,
+    /// Ask for agent forwarding on every command's channel.
+    forward_agent: bool,
 }
 
 impl SshConnection {
@@ -656,7 +760,17 @@ impl SshConnection {
         script: &str,
         eof: bool,
     ) -> Result<russh::Channel<client::Msg>, SpawnError> {
-        let result = channel::start(&self.handle, script, eof).await;
+        self.start_with(script, eof, false).await
+    }
+
+    /// [`SshConnection::start`], asking for agent forwarding first when `agent`.
+    async fn start_with(
+        &self,
+        script: &str,
+        eof: bool,
+        agent: bool,
+    ) -> Result<russh::Channel<client::Msg>, SpawnError> {
+        let result = channel::start(&self.handle, script, eof, agent).await;
         if let Err(SpawnError::Lost(_)) = &result {
             self.closed.store(true, Ordering::Relaxed);
         }
@@ -736,7 +850,9 @@ async fn read_head(
 #[async_trait]
 impl Connection for SshConnection {
     async fn spawn(&self, command: &Command) -> Result<Process, SpawnError> {
-        let mut channel = self.start(&remote::wrapper(command), false).await?;
+        let mut channel = self
+            .start_with(&remote::wrapper(command), false, self.forward_agent)
+            .await?;
         let head = read_head(&mut channel, &self.handle).await?;
         let feeder = match &command.stdin {
             Some(input) => match feed(&channel, &head, input) {

@@ -486,6 +486,8 @@ pub fn targets(labels: &[String]) -> Vec<Target> {
             user: "u".into(),
             identity_files: vec![],
             identities_only: false,
+            certificate_files: Vec::new(),
+            forward_agent: false,
             jumps: vec![],
             proxy_command: None,
             known_hosts_files: vec![],

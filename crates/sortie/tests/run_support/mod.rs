@@ -45,6 +45,8 @@ pub fn fleet(sshd: &Sshd, prefix: &str, first: usize, n: usize) -> Vec<Target> {
             user: sshd.user(),
             identity_files: vec![sshd.client_key(KeyKind::Ed25519)],
             identities_only: true,
+            certificate_files: Vec::new(),
+            forward_agent: false,
             jumps: vec![],
             proxy_command: None,
             known_hosts_files: vec![known.clone()],

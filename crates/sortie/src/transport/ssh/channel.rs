@@ -52,14 +52,23 @@ enum Reply {
 }
 
 /// Opens a session channel, starts [`EXEC_REQUEST`] and sends `script` on its stdin (then EOF
-/// when `eof`), retrying on a new channel when the server closed one before the answer.
+/// when `eof`), retrying on a new channel when the server closed one before the answer. With
+/// `agent`, asks for agent forwarding first (`auth-agent-req@openssh.com`, no reply wanted, as
+/// `ssh -A` sends it): the server then sets `SSH_AUTH_SOCK` for the command.
 pub(super) async fn start(
     handle: &Handle<ClientHandler>,
     script: &str,
     eof: bool,
+    agent: bool,
 ) -> Result<russh::Channel<client::Msg>, SpawnError> {
     for _ in 0..START_ATTEMPTS {
         let mut channel = open(handle).await?;
+        if agent {
+            channel
+                .agent_forward(false)
+                .await
+                .map_err(|e| SpawnError::Lost(describe(&e)))?;
+        }
         channel
             .exec(true, EXEC_REQUEST)
             .await
@@ -125,7 +134,7 @@ pub(super) async fn stream(
     handle: &Handle<ClientHandler>,
     script: &str,
 ) -> Result<Prefixed<russh::ChannelStream<client::Msg>>, SpawnError> {
-    let mut channel = start(handle, script, false).await?;
+    let mut channel = start(handle, script, false, false).await?;
     let mut head: Vec<u8> = Vec::new();
     let mut err: Vec<u8> = Vec::new();
     loop {
