@@ -2,7 +2,8 @@
 //! Dropbear (the server of cameras and routers) with BusyBox ash and with bash as login shell,
 //! and OpenSSH with BusyBox ash, dash, zsh, fish and tcsh, each through a dedicated test
 //! account. For each: `exec` text reads as `ssh host TEXT` reads it (the OpenSSH client is the
-//! oracle), `run` text as `/bin/sh -c TEXT`, both with `\`, `'`, a newline and `!`;
+//! oracle), `run` text as `/bin/sh -c TEXT`, both with `\`, `'`, a newline and `!`; `exec`
+//! gives piped stdin to the command as `ssh host TEXT < input` does (checksums agree);
 //! `--timeout` and Ctrl-C end the remote tree and leave nothing; the server keeps serving.
 //! Then, on Dropbear: 1000 short jobs over 20 slots all report an exit code, and put/get work
 //! (with the server's SFTP when it has one, through the shell fallback otherwise), as they do
@@ -157,6 +158,24 @@ fn local_sh(text: &str) -> String {
 }
 
 /// The whole check for one server and login shell.
+/// What `cmd` prints with `input` on its stdin.
+fn with_input(cmd: &mut Command, input: &[u8]) -> String {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let data = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output().unwrap();
+    let _ = writer.join();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn server_and_shell(test: &str, dropbear: bool, shell: LoginShell) {
     let Some(f) = Fixture::start(test, dropbear, shell, true) else {
         return;
@@ -174,6 +193,23 @@ fn server_and_shell(test: &str, dropbear: bool, shell: LoginShell) {
     if !oracle.is_empty() {
         assert_eq!(code, Some(0), "{ctx}\n{out}\n{err}");
     }
+
+    // stdin: the command gets every byte, as `ssh host TEXT < input` gives it.
+    let input: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let oracle = with_input(
+        Command::new("ssh")
+            .arg("-F")
+            .arg(&f.ssh_config)
+            .args(["127.0.0.1", "cksum"]),
+        &input,
+    );
+    assert!(!oracle.trim().is_empty(), "{ctx}: ssh gave no checksum");
+    let out = with_input(&mut f.sortie("exec", "127.0.0.1", &["--", "cksum"]), &input);
+    assert_eq!(
+        bodies(&out).trim_end(),
+        oracle.trim_end(),
+        "{ctx}: exec stdin vs ssh"
+    );
 
     // run: /bin/sh reads the text, whatever the login shell.
     let (code, out, err) =
