@@ -366,7 +366,7 @@ fn unhonoured_keywords_warn_once_with_their_line() {
         &cfg,
         "Host a*\n  ForwardX11 no\n  RequestTTY auto\n  LocalForward 8080 localhost:80\n\
          Host zzz\n  RemoteCommand top\nHost *\n  RequestTTY yes\n  ForwardX11 yes\n  ControlMaster auto\n\
-         \x20 ControlPath ~/.ssh/cm-%C\n  Ciphers aes128-ctr\n  ForwardAgent yes\n  DynamicForward 1080\n",
+         \x20 ControlPath ~/.ssh/cm-%C\n  Ciphers aes128-ctr\n  ForwardAgent /tmp/agent.sock\n  DynamicForward 1080\n",
     )
     .unwrap();
     let path = cfg.display().to_string();
@@ -389,7 +389,8 @@ fn unhonoured_keywords_warn_once_with_their_line() {
         (10, "ControlMaster auto"),
         (11, "ControlPath"),
         (12, "Ciphers aes128-ctr"),
-        (13, "ForwardAgent yes"),
+        // `ForwardAgent yes` is honoured (agent forwarding); a socket path is not.
+        (13, "ForwardAgent /tmp/agent.sock"),
         (14, "DynamicForward"),
     ];
     assert_eq!(warned.len(), want.len(), "{stderr}");

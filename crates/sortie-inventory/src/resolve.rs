@@ -92,8 +92,8 @@ pub struct HostConfig {
 
 impl HostConfig {
     /// Lower-case `key value` lines in the style and order of `ssh -G`, for the settings sortie
-    /// uses. Differences from `ssh -G`: identity files are printed expanded (OpenSSH prints
-    /// them as written); `connecttimeout`/`serveraliveinterval` show sortie's defaults;
+    /// uses. Differences from `ssh -G`: identity and certificate files are printed expanded
+    /// (OpenSSH prints them as written); `connecttimeout`/`serveraliveinterval` show sortie's defaults;
     /// `proxyjump` is omitted when there is none, as `ssh -G` does.
     pub fn ssh_g_lines(&self) -> String {
         let mut s = String::new();
@@ -142,6 +142,13 @@ impl HostConfig {
         for f in &self.identity_files {
             line("identityfile", &f.display().to_string());
         }
+        for f in &self.certificate_files {
+            line("certificatefile", &f.display().to_string());
+        }
+        line(
+            "forwardagent",
+            if self.forward_agent { "yes" } else { "no" },
+        );
         line(
             "globalknownhostsfile",
             &join(&self.global_known_hosts_files),

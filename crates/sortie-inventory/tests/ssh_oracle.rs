@@ -5,9 +5,10 @@
 //! so Include globs are absolute and deterministic. OpenSSH expands `~` with the password
 //! database home (not `$HOME`), so sortie is given `LocalEnv::from_system()`, which does the same.
 //!
-//! Compared field by field: user, hostname, port, identityfile, identitiesonly, proxyjump,
-//! proxycommand, userknownhostsfile, globalknownhostsfile, stricthostkeychecking,
-//! connecttimeout, serveraliveinterval, serveralivecountmax, hostkeyalias, hashknownhosts.
+//! Compared field by field: user, hostname, port, identityfile, certificatefile, forwardagent,
+//! identitiesonly, proxyjump, proxycommand, userknownhostsfile, globalknownhostsfile,
+//! stricthostkeychecking, connecttimeout, serveraliveinterval, serveralivecountmax,
+//! hostkeyalias, hashknownhosts.
 //! Deliberate differences, handled here: `ssh -G` prints identity files unexpanded (the test
 //! expands them with its own small expander); sortie's 10 s / 15 s defaults for connecttimeout
 //! and serveraliveinterval are applied only in `HostConfig`, not in the `Effective` compared here.
@@ -137,6 +138,18 @@ fn compare(config: &Path, host: &str, opts: &[&str], preset: SshOptions) {
         .map(|f| expand_identity(f, &env, &e, host))
         .collect();
     assert_eq!(want_ids, e.identity_files, "identityfile: {ctx}");
+    let want_certs: Vec<PathBuf> = g
+        .get("certificatefile")
+        .map(|v| {
+            v.iter()
+                .filter(|f| *f != "none")
+                .map(|f| expand_identity(f, &env, &e, host))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(want_certs, e.certificate_files, "certificatefile: {ctx}");
+    let fa = if e.forward_agent { "yes" } else { "no" };
+    assert_eq!(one(&g, "forwardagent"), fa, "forwardagent: {ctx}");
     let io = if e.identities_only { "yes" } else { "no" };
     assert_eq!(one(&g, "identitiesonly"), io, "identitiesonly: {ctx}");
     let want_jump = g
