@@ -243,6 +243,52 @@ fn host_certificate_verdicts_agree_with_ssh() {
             assert!(said.contains(reason), "{case}: no {reason:?} in\n{said}");
         }
     }
+
+    // accept-new with a certificate that is not valid: ssh drops it and records the plain key
+    // (not the certificate); sortie records the same line.
+    let mut recorded = Vec::new();
+    for who in ["ssh", "sortie"] {
+        let kh = d.join(format!("known_hosts.accept-new.{who}"));
+        std::fs::write(&kh, &trust_ca).unwrap();
+        let config = expired
+            .ssh_config_with(
+                &[],
+                &[
+                    &format!("UserKnownHostsFile {}", kh.display()),
+                    "StrictHostKeyChecking accept-new",
+                ],
+            )
+            .unwrap();
+        let out = if who == "ssh" {
+            Command::new("ssh")
+                .arg("-F")
+                .arg(&config)
+                .args(["127.0.0.1", "true"])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        } else {
+            sortie()
+                .args(["exec", "-F"])
+                .arg(&config)
+                .args(["-H", "127.0.0.1", "--", "true"])
+                .output()
+                .unwrap()
+        };
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{who} with accept-new\n{said}");
+        let text = std::fs::read_to_string(&kh).unwrap();
+        let added: Vec<String> = text.lines().skip(1).map(str::to_owned).collect();
+        recorded.push(added);
+    }
+    let want = format!("[127.0.0.1]:{} {host_key}", expired.port());
+    for added in &recorded {
+        assert!(
+            added.iter().any(|l| l.trim() == want.trim()),
+            "{want} not recorded: {recorded:?}"
+        );
+        assert!(!added.iter().any(|l| l.contains("cert")), "{recorded:?}");
+    }
 }
 
 /// A user key in `dir/NAME` (not in any authorized_keys) and, when `validity` is given, its
