@@ -78,6 +78,8 @@ pub enum Ending {
     /// The run record ends before the process did (the controller died): only a report
     /// rebuilt from a truncated `events.jsonl` has it.
     Unfinished,
+    /// Its role's stages never needed it (a pool process above every target): not a failure.
+    Unused,
 }
 
 impl Ending {
@@ -89,6 +91,7 @@ impl Ending {
                 | Ending::StoppedBeforeReady
                 | Ending::NeverStarted { .. }
                 | Ending::Unfinished
+                | Ending::Unused
         )
     }
 
@@ -104,6 +107,7 @@ impl Ending {
             Ending::Lost { .. } => "lost",
             Ending::NeverStarted { .. } => "never_started",
             Ending::Unfinished => "unfinished",
+            Ending::Unused => "unused",
         }
     }
 
@@ -119,6 +123,7 @@ impl Ending {
             Ending::Lost { .. } => "lost",
             Ending::NeverStarted { .. } => "never-started",
             Ending::Unfinished => "unfinished",
+            Ending::Unused => "unused",
         }
     }
 }
@@ -172,6 +177,9 @@ pub struct RoleCounts {
     pub never_started: usize,
     /// Restarts so far.
     pub restarts: u32,
+    /// The live-process target of the role's stages now (`stages = [...]`), if it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<u32>,
 }
 
 /// One process's identity as events carry it.
@@ -466,6 +474,18 @@ pub enum LaunchEvent {
         /// Milliseconds since the launch began.
         at_ms: u64,
     },
+    /// A role's load shape entered stage `stage` (1-based), whose live-process target at its
+    /// end is `target`.
+    StageChanged {
+        /// Role name.
+        role: String,
+        /// Stage number, from 1.
+        stage: usize,
+        /// Live processes the role has at the end of the stage.
+        target: u32,
+        /// Milliseconds since the launch began.
+        at_ms: u64,
+    },
     /// A controller took over the run again (`sortie attach`, `sortie stop`).
     LaunchAttached {
         /// Milliseconds since the launch began.
@@ -612,6 +632,11 @@ pub enum LaunchEvent {
         /// Why.
         reason: String,
     },
+    /// The run ended without its role's stages ever needing the process.
+    ProcessUnused {
+        /// Which.
+        process: ProcessRef,
+    },
     /// The process moves to another host (its host failed or was lost).
     ProcessMoved {
         /// Which (with the new host).
@@ -691,6 +716,7 @@ impl LaunchEvent {
             | LaunchEvent::HostDisconnected { at_ms, .. }
             | LaunchEvent::LaunchDetached { at_ms, .. }
             | LaunchEvent::LaunchAttached { at_ms, .. }
+            | LaunchEvent::StageChanged { at_ms, .. }
             | LaunchEvent::HostReconnected { at_ms, .. } => Some(*at_ms),
             LaunchEvent::Progress { elapsed_ms, .. }
             | LaunchEvent::LaunchFinished { elapsed_ms, .. } => Some(*elapsed_ms),
@@ -710,6 +736,7 @@ impl LaunchEvent {
             | LaunchEvent::ProcessLost { process, .. }
             | LaunchEvent::ProcessStartFailed { process, .. }
             | LaunchEvent::ProcessRestarting { process, .. }
+            | LaunchEvent::ProcessUnused { process, .. }
             | LaunchEvent::ProcessNeverStarted { process, .. }
             | LaunchEvent::ProcessMoved { process, .. } => Some(process),
             _ => None,

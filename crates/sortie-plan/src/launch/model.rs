@@ -262,6 +262,69 @@ pub struct Role {
     pub unique_key: bool,
     /// At most this many processes per key in this role.
     pub max_per_key: Option<u32>,
+    /// The role's load shape (`stages = [...]`); empty: every process starts once.
+    pub stages: Vec<Stage>,
+}
+
+/// One stage of a role's load shape: the number of live processes follows the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Move linearly from the previous target (0 at the start) to `target` over `over`.
+    Ramp {
+        /// Live processes at the end of the stage.
+        target: u32,
+        /// Length of the ramp (zero: at once).
+        over: Duration,
+    },
+    /// Keep the previous target for this long.
+    Hold(Duration),
+}
+
+impl Stage {
+    /// How long the stage lasts.
+    pub fn length(&self) -> Duration {
+        match self {
+            Stage::Ramp { over, .. } => *over,
+            Stage::Hold(d) => *d,
+        }
+    }
+}
+
+/// The target of `stages` at `t` after their start: linear within a ramp (rounded to the
+/// nearest process), the last target after the last stage; `None` without stages.
+pub fn stage_target(stages: &[Stage], t: Duration) -> Option<u32> {
+    if stages.is_empty() {
+        return None;
+    }
+    let mut prev = 0u32;
+    let mut start = Duration::ZERO;
+    for s in stages {
+        let end = start + s.length();
+        if let Stage::Ramp { target, over } = *s {
+            if t < end && !over.is_zero() {
+                let frac = (t.saturating_sub(start)).as_secs_f64() / over.as_secs_f64();
+                let v = f64::from(prev) + (f64::from(target) - f64::from(prev)) * frac;
+                return Some(v.round() as u32);
+            }
+            prev = target;
+        } else if t < end {
+            return Some(prev);
+        }
+        start = end;
+    }
+    Some(prev)
+}
+
+/// Which stage `t` is in (index), or `None` after the last (or without stages).
+pub fn stage_index(stages: &[Stage], t: Duration) -> Option<usize> {
+    let mut start = Duration::ZERO;
+    for (i, s) in stages.iter().enumerate() {
+        start += s.length();
+        if t < start {
+            return Some(i);
+        }
+    }
+    None
 }
 
 /// Identity of a process: `ROLE/KEY` or `ROLE/KEY#N` when the role has several per key.

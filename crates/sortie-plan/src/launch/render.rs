@@ -169,6 +169,32 @@ fn role_facts(o: &mut String, role: &Role, procs: &[&ProcessSpec]) {
 }
 
 /// A role's stop sequence, restart policy, and its first process's environment and directory.
+/// The stage schedule: from when to when, and the live-process target at the end of each.
+fn role_stages(o: &mut String, role: &Role) {
+    if role.stages.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "    stages (from the launch's start):");
+    let mut at = Duration::ZERO;
+    let mut target = 0;
+    for (i, st) in role.stages.iter().enumerate() {
+        let end = at + st.length();
+        let what = match st {
+            Stage::Ramp { target: t, over } if over.is_zero() => {
+                format!("set to {t} at once")
+            }
+            Stage::Ramp { target: t, .. } => format!("ramp {target} -> {t}"),
+            Stage::Hold(_) => format!("hold {target}"),
+        };
+        if let Stage::Ramp { target: t, .. } = st {
+            target = *t;
+        }
+        let _ = writeln!(o, "      {}. {} - {}: {what}", i + 1, dur(at), dur(end));
+        at = end;
+    }
+    let _ = writeln!(o, "      then {target} live until the run's duration ends");
+}
+
 fn role_stop_and_env(o: &mut String, role: &Role, procs: &[&ProcessSpec]) {
     let mut stop: Vec<String> = role
         .stop
@@ -183,6 +209,7 @@ fn role_stop_and_env(o: &mut String, role: &Role, procs: &[&ProcessSpec]) {
         }
     };
     let _ = writeln!(o, "    stop: {}; restart: {restart}", stop.join(" -> "));
+    role_stages(o, role);
     if let Some(p) = procs.first() {
         let mut env: Vec<String> = p
             .env

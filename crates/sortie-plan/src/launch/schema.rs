@@ -129,6 +129,16 @@ pub(crate) struct RawRole {
     #[serde(default)]
     pub unique_key: Option<Spanned<bool>>,
     pub max_per_key: Option<Spanned<u32>>,
+    pub stages: Option<Spanned<Vec<Spanned<RawStage>>>>,
+}
+
+/// One stage of a role's load shape: `{ target = N, over = "1m" }` or `{ hold = "5m" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStage {
+    pub target: Option<Spanned<u32>>,
+    pub over: Option<Spanned<String>>,
+    pub hold: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -73,7 +73,7 @@ pub(crate) struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn err(
+    pub(crate) fn err(
         &self,
         code: &'static str,
         span: Range<usize>,
@@ -121,7 +121,7 @@ impl Checker<'_> {
         }
     }
 
-    fn duration(&self, v: &Spanned<String>, what: &str) -> Result<Duration, PlanError> {
+    pub(crate) fn duration(&self, v: &Spanned<String>, what: &str) -> Result<Duration, PlanError> {
         parse_duration(v.get_ref()).map_err(|e| self.unit_error(v, what, &e))
     }
 

@@ -561,6 +561,11 @@ impl ReportFold {
                     }
                 }
             }
+            LaunchEvent::ProcessUnused { process } => {
+                if let Some(p) = self.proc(process) {
+                    p.ending = Some(Ending::Unused);
+                }
+            }
             LaunchEvent::ProcessNeverStarted { process, reason } => {
                 if let Some(p) = self.proc(process) {
                     p.ending = Some(Ending::NeverStarted {

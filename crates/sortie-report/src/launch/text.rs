@@ -73,6 +73,9 @@ fn role_line(r: &RoleCounts, width: usize) -> String {
     if r.never_started > 0 {
         let _ = write!(s, " never-started {}", r.never_started);
     }
+    if let Some(t) = r.target {
+        let _ = write!(s, " | target {t}");
+    }
     if r.restarts > 0 {
         let _ = write!(s, " restarts {}", r.restarts);
     }
@@ -88,6 +91,12 @@ pub fn render_notable(ev: &LaunchEvent) -> Option<String> {
             "detached: the hosts hold the fleet for {} and then stop it by themselves",
             ms(*hold_ms)
         ),
+        LaunchEvent::StageChanged {
+            role,
+            stage,
+            target,
+            ..
+        } => format!("{role}: stage {stage}, toward {target} live"),
         LaunchEvent::LaunchAttached { .. } => "attached: this controller carries the run on".into(),
         LaunchEvent::HostDisconnected { host, message, .. } => {
             format!("host {host} disconnected: {message}; its processes keep running, reconnecting")

@@ -128,6 +128,7 @@ fn role(
         after,
         unique_key: procs.unique_key,
         max_per_key: procs.max_per_key,
+        stages: stages(ck, &rname, &r, procs.pending.len())?,
     };
     let work = RoleWork {
         columns: c.columns,
@@ -495,6 +496,59 @@ struct Processes {
     /// starts).
     pending: Vec<Pending>,
     numbered: bool,
+}
+
+/// `stages = [...]`: ramps and holds; a target above the role's pool of processes is an error
+/// at the target.
+fn stages(
+    ck: &Checker<'_>,
+    rname: &str,
+    r: &RawRole,
+    pool: usize,
+) -> Result<Vec<Stage>, PlanError> {
+    let Some(list) = &r.stages else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for st in list.get_ref() {
+        let span = st.span();
+        let st = st.get_ref();
+        match (&st.target, &st.hold) {
+            (Some(t), None) => {
+                let target = *t.get_ref();
+                if target as usize > pool {
+                    return Err(ck.err(
+                        "sortie::plan::constraint",
+                        t.span(),
+                        format!(
+                            "role {rname:?}: stage target {target} is above its {pool} processes \
+                             (for_each rows x count)"
+                        ),
+                        "more than the pool",
+                        "raise count (or add rows), or lower the target",
+                    ));
+                }
+                let over = (st.over.as_ref())
+                    .map(|o| ck.duration(o, "stage over"))
+                    .transpose()?
+                    .unwrap_or_default();
+                out.push(Stage::Ramp { target, over });
+            }
+            (None, Some(h)) if st.over.is_none() => {
+                out.push(Stage::Hold(ck.duration(h, "stage hold")?));
+            }
+            _ => {
+                return Err(ck.err(
+                    "sortie::plan::bad_value",
+                    span,
+                    format!("role {rname:?}: a stage is either {{ target = N, over = \"DURATION\" }} or {{ hold = \"DURATION\" }}"),
+                    "this stage",
+                    "e.g. stages = [{ target = 10, over = \"1m\" }, { hold = \"5m\" }, { target = 0, over = \"30s\" }]",
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The most processes one role may have: far above any fleet a controller drives, low enough

@@ -22,16 +22,32 @@ impl Core {
     }
 
     /// Per role: (some process not settled yet, some process ready), for role dependencies.
+    /// A pending process of a role at its stage target is settled (it waits for the target).
     fn role_states(&self) -> Vec<(bool, bool)> {
+        let full = self.full_roles();
         let mut v = vec![(false, false); self.roles.len()];
         for p in &self.procs {
             match p.state {
                 PState::Ready(_) => v[p.role].1 = true,
                 PState::Done { .. } => {}
+                PState::Pending { .. } if full[p.role] => {}
                 _ => v[p.role].0 = true,
             }
         }
         v
+    }
+
+    /// Per role: whether it has stages and as many live processes as their target.
+    pub(super) fn full_roles(&self) -> Vec<bool> {
+        let mut live = vec![0usize; self.roles.len()];
+        for p in &self.procs {
+            if p.running().is_some_and(|x| !x.closing()) {
+                live[p.role] += 1;
+            }
+        }
+        (0..self.roles.len())
+            .map(|r| self.targets[r].is_some_and(|t| live[r] >= t as usize))
+            .collect()
     }
 
     /// Dependency state of process `i`: Ok(true) ready, Ok(false) wait, Err(reason) never.
@@ -77,10 +93,17 @@ impl Core {
         let mut wake: Option<Instant> = None;
         let mut starting = self.starting_count();
         let mut roles = self.role_states();
+        // Room under each staged role's target.
+        let mut room: Vec<Option<usize>> = (0..self.roles.len())
+            .map(|r| self.targets[r].map(|t| (t as usize).saturating_sub(self.live(r))))
+            .collect();
         for i in 0..self.procs.len() {
             let PState::Pending { not_before } = self.procs[i].state else {
                 continue;
             };
+            if room[self.procs[i].role] == Some(0) {
+                continue; // at the stage target: waits for it to rise
+            }
             match &self.hosts[self.procs[i].host] {
                 HostState::Up => {}
                 HostState::Connecting | HostState::Disconnected => continue,
@@ -105,8 +128,12 @@ impl Core {
             let key = &self.plan.processes[i].key;
             let t = self.gate.earliest(self.procs[i].role, key, not_before);
             if t <= now {
+                let role = self.procs[i].role;
                 self.start(i, now);
                 starting += 1;
+                if let Some(n) = &mut room[role] {
+                    *n -= 1;
+                }
             } else {
                 wake = Some(wake.map_or(t, |w| w.min(t)));
             }
@@ -279,7 +306,16 @@ impl Core {
             "the run ended before it started"
         };
         for i in 0..self.procs.len() {
-            if self.procs[i].is_pending() {
+            if !self.procs[i].is_pending() {
+                continue;
+            }
+            if self.targets[self.procs[i].role].is_some() && !self.interrupted {
+                self.procs[i].state = PState::Done {
+                    ending: Ending::Unused,
+                };
+                let process = self.pref(i);
+                self.emit(LaunchEvent::ProcessUnused { process });
+            } else {
                 self.never(i, reason.to_string());
             }
         }
@@ -499,16 +535,23 @@ impl Core {
     pub(super) fn advance(&mut self, now: Instant) -> bool {
         match self.phase {
             Phase::Starting => {
-                let unsettled = (self.procs.iter())
-                    .any(|p| matches!(p.state, PState::Pending { .. } | PState::Starting(_)));
+                let full = self.full_roles();
+                let unsettled = self.procs.iter().any(|p| match p.state {
+                    PState::Pending { .. } => !full[p.role],
+                    PState::Starting(_) => true,
+                    _ => false,
+                });
                 if !unsettled {
                     self.set_phase(Phase::Holding, now);
-                    self.hold_until = self.plan.run.duration.map(|d| now + d);
-                    if !self
-                        .procs
-                        .iter()
-                        .any(|p| matches!(p.state, PState::Ready(_)))
-                    {
+                    self.hold_until = if self.staged() {
+                        // The run ends after the last stage, and `duration` holds after it.
+                        let after = self.plan.run.duration.unwrap_or_default();
+                        Some(self.t0 + self.stages_end() + after)
+                    } else {
+                        self.plan.run.duration.map(|d| now + d)
+                    };
+                    let ready = (self.procs.iter()).any(|p| matches!(p.state, PState::Ready(_)));
+                    if !ready && !self.staged() {
                         self.begin_stop(now);
                     }
                 }
@@ -576,9 +619,13 @@ impl Core {
                     Ending::ReadyThenStopped | Ending::StoppedBeforeReady => c.stopped += 1,
                     Ending::ExitedEarly { .. } => c.exited += 1,
                     Ending::NeverStarted { .. } => c.never_started += 1,
+                    Ending::Unused => {}
                     _ => c.failed += 1,
                 },
             }
+        }
+        for (r, c) in out.iter_mut().enumerate() {
+            c.target = self.targets[r];
         }
         out
     }

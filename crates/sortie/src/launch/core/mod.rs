@@ -15,6 +15,7 @@
 mod lifecycle;
 mod proc;
 mod resume;
+mod stages;
 #[cfg(test)]
 mod tests;
 
@@ -202,6 +203,10 @@ pub(crate) struct Core {
     done: bool,
     /// Rebuilt from a record ([`Core::resume`]): the launch began before.
     resumed: bool,
+    /// Per role: the live-process target of its stages now (`None`: no stages).
+    targets: Vec<Option<u32>>,
+    /// Per role: the stage it is in.
+    stage_of: Vec<Option<usize>>,
     fold: ReportFold,
     out: Vec<Action>,
 }
@@ -261,6 +266,7 @@ impl Core {
             plan.run.max_starting.map(|m| m as usize),
         );
         let n_hosts = plan.hosts.len();
+        let n_roles = roles.len();
         let fold = ReportFold::new(&settings.run_id);
         Core {
             plan: Arc::new(plan),
@@ -288,6 +294,8 @@ impl Core {
             collect_waiting: vec![false; n_hosts],
             done: false,
             resumed: false,
+            targets: vec![None; n_roles],
+            stage_of: vec![None; n_roles],
             fold,
             out: Vec::new(),
         }
@@ -392,7 +400,12 @@ impl Core {
     /// Starts what may start and moves the lifecycle on until nothing changes.
     fn settle(&mut self, now: Instant) {
         loop {
-            self.start_wake = self.schedule(now);
+            let stage_wake = self.update_targets(now);
+            self.scale_down();
+            self.start_wake = match (self.schedule(now), stage_wake) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let phase = self.phase;
             if self.advance(now) {
                 self.done = true;

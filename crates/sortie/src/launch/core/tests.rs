@@ -416,3 +416,149 @@ min = 1.0
         ref other => panic!("{other:?}"),
     }
 }
+
+/// Drives a staged core: every start runs at once (group = index + 100) and is ready with no
+/// ready pattern; every stop ends the process. Returns the live count at each sampled second.
+fn follow_stages(c: &mut Core, t0: Instant, until_s: u64) -> Vec<(u64, usize)> {
+    let mut live: std::collections::BTreeMap<usize, u32> = Default::default();
+    let mut samples = Vec::new();
+    let mut pending: Vec<Action> = c.on(
+        Input::HostUp {
+            host: 0,
+            elapsed: MS,
+        },
+        t0,
+    );
+    for step in 0..=(until_s * 10) {
+        let now = t0 + Duration::from_millis(step * 100);
+        let mut guard = 0;
+        while !pending.is_empty() && guard < 1000 {
+            guard += 1;
+            let mut next = Vec::new();
+            for a in std::mem::take(&mut pending) {
+                match a {
+                    Action::Start { idx, attempt, .. } => {
+                        live.insert(idx, attempt);
+                        let pgid = Some(idx as u32 + 100);
+                        next.extend(c.on(Input::Spawned { idx, attempt, pgid }, now));
+                    }
+                    Action::Stop { pgids, .. } => {
+                        for g in pgids {
+                            let idx = g as usize - 100;
+                            if let Some(attempt) = live.remove(&idx) {
+                                let input = Input::Exited {
+                                    idx,
+                                    attempt,
+                                    exit: Exit::Code(0),
+                                    host_up: true,
+                                };
+                                next.extend(c.on(input, now));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            pending = next;
+        }
+        if step % 10 == 0 {
+            samples.push((step / 10, live.len()));
+        }
+        pending.extend(c.on(Input::Timer, now + Duration::from_millis(100)));
+    }
+    samples
+}
+
+#[test]
+fn stages_ramp_up_hold_and_ramp_down_newest_first() {
+    let roles = r#"
+[roles.w]
+hosts = "h1"
+count = 6
+command = "w"
+stop = [{ signal = "INT", grace = "1s" }]
+stages = [{ target = 4, over = "2s" }, { hold = "2s" }, { target = 1, over = "2s" }]
+"#;
+    let (mut c, t0) = core(roles, "duration = \"1s\"");
+    let a = c.on(Input::Begin, t0);
+    assert!(events(&a).iter().any(|e| matches!(
+        e,
+        LaunchEvent::StageChanged {
+            stage: 1,
+            target: 4,
+            ..
+        }
+    )));
+    let s = follow_stages(&mut c, t0, 8);
+    let at = |sec: u64| s.iter().find(|(t, _)| *t == sec).unwrap().1;
+    assert_eq!(at(0), 0, "{s:?}");
+    assert_eq!(at(1), 2, "halfway up the ramp: {s:?}");
+    assert_eq!(at(2), 4, "{s:?}");
+    assert_eq!(at(3), 4, "holding: {s:?}");
+    assert_eq!(at(4), 4, "{s:?}");
+    assert_eq!(
+        at(5),
+        3,
+        "halfway down (4 -> 1 over 2 s rounds to 2.5 -> 3): {s:?}"
+    );
+    assert_eq!(at(6), 1, "{s:?}");
+    // 1 s of `duration` after the last stage, then the run stops
+    assert!(
+        c.phase() != Phase::Holding,
+        "still holding after the stages and duration"
+    );
+}
+
+#[test]
+fn ramping_down_stops_a_masters_viewers_before_the_master() {
+    let roles = r#"
+[roles.master]
+hosts = "h1"
+for_each = "channels"
+command = "m {channel}"
+stop = [{ signal = "INT", grace = "1s" }]
+stages = [{ target = 3 }, { hold = "1s" }, { target = 1 }]
+[roles.viewer]
+hosts = "h1"
+for_each = "channels"
+after = "master"
+after_mode = "same-key"
+command = "v {channel}"
+stop = [{ signal = "TERM", grace = "1s" }]
+"#;
+    let (mut c, t0) = core(roles, "duration = \"2s\"");
+    c.on(Input::Begin, t0);
+    let mut a = c.on(
+        Input::HostUp {
+            host: 0,
+            elapsed: MS,
+        },
+        t0,
+    );
+    // masters start (target 3 at once), then each viewer once its master runs
+    let mut running = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        let mut next = Vec::new();
+        for (idx, attempt) in starts(&a) {
+            running.insert(idx);
+            next.extend(c.on(
+                Input::Spawned {
+                    idx,
+                    attempt,
+                    pgid: Some(idx as u32 + 100),
+                },
+                t0,
+            ));
+        }
+        a = next;
+    }
+    assert_eq!(running.len(), 6, "3 masters and 3 viewers");
+    // the target drops to 1 at 1 s: the two newest masters have viewers, which go first
+    let a = c.on(Input::Timer, t0 + Duration::from_millis(1100));
+    let stopped: Vec<u32> = stops(&a).into_iter().flat_map(|(_, g, _)| g).collect();
+    assert!(!stopped.is_empty(), "nothing stopped");
+    for g in &stopped {
+        let idx = *g as usize - 100;
+        assert!(idx >= 3, "a master ({idx}) stopped while its viewer runs");
+    }
+}
