@@ -389,6 +389,75 @@ pub struct ThresholdSpec {
     pub max: Option<f64>,
 }
 
+/// A host's resource use over one sampling interval (`host_sample`), from its `/proc`. CPU
+/// values are fractions of the whole host (all CPUs together, 0..=1) over the interval since
+/// the previous sample; memory is the value at the sample; network bytes are those moved
+/// during the interval over every interface but loopback.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostSample {
+    /// Host label.
+    pub host: String,
+    /// Milliseconds since the launch began (when the controller received the sample).
+    pub at_ms: u64,
+    /// Length of the interval on the host's clock (`/proc/uptime`), in milliseconds.
+    pub interval_ms: u64,
+    /// CPUs on the host.
+    pub cpus: u32,
+    /// User time (`user` + `nice`), fraction of the host.
+    pub cpu_user: f64,
+    /// System time (`system` + `irq` + `softirq`), fraction of the host.
+    pub cpu_system: f64,
+    /// Time idle while waiting for I/O, fraction of the host.
+    pub cpu_iowait: f64,
+    /// Time stolen by the hypervisor, fraction of the host.
+    pub cpu_steal: f64,
+    /// Load average over 1 minute.
+    pub load1: f64,
+    /// Load average over 5 minutes.
+    pub load5: f64,
+    /// Load average over 15 minutes.
+    pub load15: f64,
+    /// `MemAvailable`, in bytes.
+    pub mem_available_bytes: u64,
+    /// `MemTotal`, in bytes.
+    pub mem_total_bytes: u64,
+    /// Bytes received during the interval (loopback excluded).
+    pub net_rx_bytes: u64,
+    /// Bytes sent during the interval (loopback excluded).
+    pub net_tx_bytes: u64,
+}
+
+impl HostSample {
+    /// CPU in use by work (user + system), fraction of the host.
+    pub fn cpu_busy(&self) -> f64 {
+        self.cpu_user + self.cpu_system
+    }
+}
+
+/// One launched process group's resource use at a sample (`process_sample`), summed over the
+/// group's live processes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSample {
+    /// Which process (role, key, host).
+    pub process: ProcessRef,
+    /// Its process group on the host.
+    pub pgid: u32,
+    /// Milliseconds since the launch began (when the controller received the sample).
+    pub at_ms: u64,
+    /// CPU time (user + system) of the group's live processes, in seconds.
+    pub cpu_seconds: f64,
+    /// CPUs used on average since the previous sample of the group (1.0 = one core busy);
+    /// `None` on a group's first sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_cores: Option<f64>,
+    /// Resident memory of the group, in bytes.
+    pub rss_bytes: u64,
+    /// Threads in the group.
+    pub threads: u32,
+    /// Processes in the group.
+    pub procs: u32,
+}
+
 /// One line of `events.jsonl` (and of `sortie launch --json`): an event in its envelope.
 ///
 /// ```json
@@ -681,6 +750,10 @@ pub enum LaunchEvent {
         /// `(host, pgid)` of groups found alive (then killed).
         survivors: Vec<(String, u32)>,
     },
+    /// A host's resource use over the last sampling interval (`sample_interval`).
+    HostSample(HostSample),
+    /// A launched process group's resource use, sampled with its host.
+    ProcessSample(ProcessSample),
     /// The launch ended. Always the last event: a record without it is a run that did not
     /// finish (the controller died).
     LaunchFinished {
@@ -718,6 +791,8 @@ impl LaunchEvent {
             | LaunchEvent::LaunchAttached { at_ms, .. }
             | LaunchEvent::StageChanged { at_ms, .. }
             | LaunchEvent::HostReconnected { at_ms, .. } => Some(*at_ms),
+            LaunchEvent::HostSample(HostSample { at_ms, .. })
+            | LaunchEvent::ProcessSample(ProcessSample { at_ms, .. }) => Some(*at_ms),
             LaunchEvent::Progress { elapsed_ms, .. }
             | LaunchEvent::LaunchFinished { elapsed_ms, .. } => Some(*elapsed_ms),
             _ => None,
@@ -746,5 +821,66 @@ impl LaunchEvent {
     /// The event as one line of JSON without its envelope (no trailing newline).
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("launch events always serialise")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_round_trip_through_a_record_line_with_their_fields_beside_the_envelope() {
+        let host = LaunchEvent::HostSample(HostSample {
+            host: "h1".into(),
+            at_ms: 5000,
+            interval_ms: 5010,
+            cpus: 2,
+            cpu_user: 0.5,
+            cpu_system: 0.125,
+            load1: 1.5,
+            mem_available_bytes: 1 << 30,
+            mem_total_bytes: 2 << 30,
+            net_rx_bytes: 1234,
+            ..HostSample::default()
+        });
+        let proc = LaunchEvent::ProcessSample(ProcessSample {
+            process: ProcessRef {
+                id: "master/c1".into(),
+                role: "master".into(),
+                key: "c1".into(),
+                host: "h1".into(),
+            },
+            pgid: 4242,
+            at_ms: 5000,
+            cpu_seconds: 12.5,
+            cpu_cores: Some(0.98),
+            rss_bytes: 200 << 20,
+            threads: 3,
+            procs: 1,
+        });
+        for ev in [host, proc] {
+            let rec = LaunchRecord {
+                v: SCHEMA_VERSION,
+                run_id: "r".into(),
+                event: ev.clone(),
+            };
+            let line = rec.to_json_line();
+            let back = LaunchRecord::from_json_line(&line).unwrap();
+            assert_eq!(back.event, ev, "{line}");
+            assert_eq!(ev.at_ms(), Some(5000));
+        }
+        let line = LaunchRecord {
+            v: 1,
+            run_id: "r".into(),
+            event: LaunchEvent::HostSample(HostSample {
+                host: "h1".into(),
+                ..HostSample::default()
+            }),
+        }
+        .to_json_line();
+        assert!(
+            line.starts_with(r#"{"v":1,"run_id":"r","event":"host_sample","host":"h1","#),
+            "{line}"
+        );
     }
 }

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 pub use live::LiveView;
 pub use record::{read_record, EventLog, RecordError, Recorded, EVENTS_FILE, REPORT_FILE};
 pub use report::{
-    HostReport, LaunchReport, Percentiles, ProcessReport, ReportFold, RoleSummary, StopCheck,
-    ThresholdResult,
+    HostReport, HostResources, LaunchReport, Percentiles, ProcessReport, ProcessResources,
+    ReportFold, RoleResources, RoleSummary, StopCheck, ThresholdResult,
 };
 pub use sortie_events::launch::LaunchEvent;
 pub use text::{human_bytes, render_notable, render_status, render_summary, short_duration};

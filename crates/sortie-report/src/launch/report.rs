@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use sortie_events::launch::{
-    Ending, ExitInfo, LaunchEvent, PlannedHost, PlannedProcess, ProcessRef, ThresholdMetric,
-    ThresholdSpec, TransferOutcome, TransferRecord, TransferStep, SCHEMA_VERSION,
+    Ending, ExitInfo, HostSample, LaunchEvent, PlannedHost, PlannedProcess, ProcessRef,
+    ProcessSample, ThresholdMetric, ThresholdSpec, TransferOutcome, TransferRecord, TransferStep,
+    SCHEMA_VERSION,
 };
 
 /// One process in the report.
@@ -45,6 +46,71 @@ pub struct ProcessReport {
     pub pgid: Option<u32>,
     /// Its log file, when logs are written.
     pub log: Option<String>,
+    /// Its resource use over its samples (`process_sample` events); `None` when it was never
+    /// sampled.
+    #[serde(default)]
+    pub resources: Option<ProcessResources>,
+}
+
+/// A process group's resource use over its samples.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessResources {
+    /// Samples taken.
+    pub samples: u64,
+    /// Mean CPUs used (1.0 = one core busy) over the samples that measured it.
+    pub cpu_mean_cores: Option<f64>,
+    /// Most CPUs used over one interval.
+    pub cpu_max_cores: Option<f64>,
+    /// Largest resident memory of the group, in bytes.
+    pub rss_max_bytes: u64,
+    /// Most threads in the group.
+    pub threads_max: u32,
+}
+
+/// A host's resource use over its samples (`host_sample` events). CPU values are fractions of
+/// the whole host; busy is user + system.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostResources {
+    /// Samples taken.
+    pub samples: u64,
+    /// CPUs on the host.
+    pub cpus: u32,
+    /// Mean busy CPU (user + system), fraction of the host.
+    pub cpu_mean: f64,
+    /// Highest busy CPU over one interval.
+    pub cpu_max: f64,
+    /// Highest I/O wait over one interval.
+    pub iowait_max: f64,
+    /// Highest steal over one interval.
+    pub steal_max: f64,
+    /// Highest 1-minute load average.
+    pub load1_max: f64,
+    /// Memory of the host, in bytes.
+    pub mem_total_bytes: u64,
+    /// Lowest available memory seen, in bytes.
+    pub mem_available_min_bytes: u64,
+    /// Bytes received over the samples (loopback excluded).
+    pub net_rx_bytes: u64,
+    /// Bytes sent over the samples (loopback excluded).
+    pub net_tx_bytes: u64,
+}
+
+/// A role's resource use: its processes' samples, and the network of the hosts it ran on.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoleResources {
+    /// Process samples taken.
+    pub samples: u64,
+    /// Mean CPUs used by one of its processes, over every sample that measured it.
+    pub cpu_mean_cores: Option<f64>,
+    /// Most CPUs one of its processes used over one interval.
+    pub cpu_max_cores: Option<f64>,
+    /// Largest resident memory of one of its processes, in bytes.
+    pub rss_max_bytes: u64,
+    /// Bytes received by the hosts its processes ran on (a host shared by roles counts for
+    /// each).
+    pub net_rx_bytes: u64,
+    /// Bytes sent by the hosts its processes ran on.
+    pub net_tx_bytes: u64,
 }
 
 /// Time-to-ready percentiles of a role, in milliseconds.
@@ -75,6 +141,9 @@ pub struct RoleSummary {
     pub restarts: u32,
     /// Time-to-ready percentiles over processes that became ready.
     pub time_to_ready: Option<Percentiles>,
+    /// Resource use of its processes; `None` when none was sampled.
+    #[serde(default)]
+    pub resources: Option<RoleResources>,
 }
 
 /// A threshold and its verdict.
@@ -117,6 +186,9 @@ pub struct HostReport {
     /// Total time disconnected before those reconnects, in milliseconds.
     #[serde(default)]
     pub disconnected_ms: u64,
+    /// Its resource use; `None` when it was never sampled.
+    #[serde(default)]
+    pub resources: Option<HostResources>,
 }
 
 /// The end-of-run check for leftover processes.
@@ -229,6 +301,7 @@ fn summarize(roles: &[String], processes: &[ProcessReport]) -> Vec<RoleSummary> 
                     p99: percentile(&ttr, 99).unwrap_or(0),
                     max: *ttr.last().unwrap_or(&0),
                 }),
+                resources: None,
             }
         })
         .collect()
@@ -294,6 +367,82 @@ struct ProcFold {
     exit: Option<ExitInfo>,
     first_failure_line: Option<String>,
     pgid: Option<u32>,
+    usage: Usage,
+}
+
+/// A process's samples, accumulated.
+#[derive(Clone, Debug, Default)]
+struct Usage {
+    samples: u64,
+    cores_sum: f64,
+    cores_n: u64,
+    cores_max: Option<f64>,
+    rss_max: u64,
+    threads_max: u32,
+}
+
+impl Usage {
+    fn add(&mut self, s: &ProcessSample) {
+        self.samples += 1;
+        if let Some(c) = s.cpu_cores {
+            self.cores_sum += c;
+            self.cores_n += 1;
+            self.cores_max = Some(self.cores_max.map_or(c, |m| m.max(c)));
+        }
+        self.rss_max = self.rss_max.max(s.rss_bytes);
+        self.threads_max = self.threads_max.max(s.threads);
+    }
+
+    fn merge(&mut self, o: &Usage) {
+        self.samples += o.samples;
+        self.cores_sum += o.cores_sum;
+        self.cores_n += o.cores_n;
+        self.cores_max = match (self.cores_max, o.cores_max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.rss_max = self.rss_max.max(o.rss_max);
+        self.threads_max = self.threads_max.max(o.threads_max);
+    }
+
+    fn mean(&self) -> Option<f64> {
+        (self.cores_n > 0).then(|| self.cores_sum / self.cores_n as f64)
+    }
+
+    fn process(&self) -> Option<ProcessResources> {
+        (self.samples > 0).then(|| ProcessResources {
+            samples: self.samples,
+            cpu_mean_cores: self.mean(),
+            cpu_max_cores: self.cores_max,
+            rss_max_bytes: self.rss_max,
+            threads_max: self.threads_max,
+        })
+    }
+}
+
+/// Folds one host sample into a host's resources.
+fn add_host_sample(r: &mut HostResources, s: &HostSample) {
+    let busy = s.cpu_busy();
+    let n = r.samples as f64;
+    r.cpu_mean = (r.cpu_mean * n + busy) / (n + 1.0);
+    r.cpu_max = if r.samples == 0 {
+        busy
+    } else {
+        r.cpu_max.max(busy)
+    };
+    r.iowait_max = r.iowait_max.max(s.cpu_iowait);
+    r.steal_max = r.steal_max.max(s.cpu_steal);
+    r.load1_max = r.load1_max.max(s.load1);
+    r.cpus = s.cpus;
+    r.mem_total_bytes = s.mem_total_bytes;
+    r.mem_available_min_bytes = if r.samples == 0 {
+        s.mem_available_bytes
+    } else {
+        r.mem_available_min_bytes.min(s.mem_available_bytes)
+    };
+    r.net_rx_bytes += s.net_rx_bytes;
+    r.net_tx_bytes += s.net_tx_bytes;
+    r.samples += 1;
 }
 
 /// What the fold knows about one host.
@@ -304,6 +453,7 @@ struct HostFold {
     disconnects: u32,
     reconnects: u32,
     disconnected_ms: u64,
+    resources: Option<HostResources>,
 }
 
 /// Builds the [`LaunchReport`] from a launch's events, one at a time: the report is a fold
@@ -414,6 +564,16 @@ impl ReportFold {
                 }
             }
             LaunchEvent::TransferFinished { transfer } => self.transfers.push(transfer.clone()),
+            LaunchEvent::HostSample(sample) => {
+                if let Some(h) = self.host(&sample.host) {
+                    add_host_sample(h.resources.get_or_insert_with(Default::default), sample);
+                }
+            }
+            LaunchEvent::ProcessSample(sample) => {
+                if let Some(i) = self.by_id.get(&sample.process.id) {
+                    self.procs[*i].usage.add(sample);
+                }
+            }
             LaunchEvent::StopFailed { host, message } => {
                 self.stop_check.errors.push(format!("{host}: {message}"));
             }
@@ -611,9 +771,10 @@ impl ReportFold {
                 first_failure_line: p.first_failure_line.clone(),
                 pgid: p.pgid,
                 log: s.log.clone().filter(|_| p.attempts > 0),
+                resources: p.usage.process(),
             })
             .collect();
-        let roles = summarize(&st.roles, &processes);
+        let mut roles = summarize(&st.roles, &processes);
         let thresholds = evaluate(&st.thresholds, &processes);
         let thresholds_passed = thresholds.iter().all(|t| t.passed);
         let hosts = (st.hosts.iter().zip(&self.hosts))
@@ -629,8 +790,12 @@ impl ReportFold {
                 disconnects: h.disconnects,
                 reconnects: h.reconnects,
                 disconnected_ms: h.disconnected_ms,
+                resources: h.resources.clone(),
             })
-            .collect();
+            .collect::<Vec<HostReport>>();
+        for r in &mut roles {
+            r.resources = self.role_resources(&r.role, &processes, &hosts);
+        }
         LaunchReport {
             v: SCHEMA_VERSION,
             run_id: self.run_id.clone(),
@@ -652,6 +817,43 @@ impl ReportFold {
             stop_check: self.stop_check.clone(),
             transfers: self.transfers.clone(),
         }
+    }
+
+    /// A role's resources: its processes' usage merged, and the network of the hosts its
+    /// processes ran on.
+    fn role_resources(
+        &self,
+        role: &str,
+        processes: &[ProcessReport],
+        hosts: &[HostReport],
+    ) -> Option<RoleResources> {
+        let mut usage = Usage::default();
+        let mut on: Vec<&str> = Vec::new();
+        for (p, f) in processes.iter().zip(&self.procs) {
+            if p.role == role && f.usage.samples > 0 {
+                usage.merge(&f.usage);
+                if !on.contains(&p.host.as_str()) {
+                    on.push(&p.host);
+                }
+            }
+        }
+        if usage.samples == 0 {
+            return None;
+        }
+        let net = |f: fn(&HostResources) -> u64| -> u64 {
+            (hosts.iter())
+                .filter(|h| on.contains(&h.host.as_str()))
+                .filter_map(|h| h.resources.as_ref().map(f))
+                .sum()
+        };
+        Some(RoleResources {
+            samples: usage.samples,
+            cpu_mean_cores: usage.mean(),
+            cpu_max_cores: usage.cores_max,
+            rss_max_bytes: usage.rss_max,
+            net_rx_bytes: net(|h| h.net_rx_bytes),
+            net_tx_bytes: net(|h| h.net_tx_bytes),
+        })
     }
 
     fn empty_report(&self) -> LaunchReport {
@@ -692,5 +894,124 @@ mod tests {
         assert_eq!(percentile(&[7], 1), Some(7));
         assert_eq!(percentile(&[], 50), None);
         assert_eq!(percentile(&[10, 20, 30], 50), Some(20));
+    }
+
+    fn pref(id: &str, host: &str) -> ProcessRef {
+        let (role, key) = id.split_once('/').unwrap();
+        ProcessRef {
+            id: id.into(),
+            role: role.into(),
+            key: key.into(),
+            host: host.into(),
+        }
+    }
+
+    fn started() -> LaunchEvent {
+        let planned = |id: &str, host: &str| PlannedProcess {
+            id: id.into(),
+            role: id.split('/').next().unwrap().into(),
+            key: id.split('/').nth(1).unwrap().into(),
+            host: host.into(),
+            log: None,
+        };
+        LaunchEvent::LaunchStarted {
+            plan: "p".into(),
+            digest: String::new(),
+            plan_path: String::new(),
+            overrides: vec![],
+            run_dir: None,
+            started_at: String::new(),
+            processes: 3,
+            hosts: 2,
+            roles: vec!["master".into(), "viewer".into()],
+            duration_ms: None,
+            host_list: vec![
+                PlannedHost {
+                    host: "h1".into(),
+                    group: "g".into(),
+                },
+                PlannedHost {
+                    host: "h2".into(),
+                    group: "g".into(),
+                },
+            ],
+            process_list: vec![
+                planned("master/a", "h1"),
+                planned("master/b", "h2"),
+                planned("viewer/a", "h2"),
+            ],
+            thresholds: vec![],
+        }
+    }
+
+    fn psample(id: &str, host: &str, cores: Option<f64>, rss: u64) -> LaunchEvent {
+        LaunchEvent::ProcessSample(ProcessSample {
+            process: pref(id, host),
+            pgid: 1,
+            at_ms: 1000,
+            cpu_seconds: 1.0,
+            cpu_cores: cores,
+            rss_bytes: rss,
+            threads: 2,
+            procs: 1,
+        })
+    }
+
+    fn hsample(host: &str, user: f64, avail: u64, rx: u64) -> LaunchEvent {
+        LaunchEvent::HostSample(HostSample {
+            host: host.into(),
+            at_ms: 1000,
+            interval_ms: 1000,
+            cpus: 2,
+            cpu_user: user,
+            cpu_system: 0.1,
+            mem_available_bytes: avail,
+            mem_total_bytes: 1000,
+            net_rx_bytes: rx,
+            net_tx_bytes: 1,
+            ..HostSample::default()
+        })
+    }
+
+    #[test]
+    fn samples_are_summarised_per_process_per_role_and_per_host() {
+        let mut fold = ReportFold::new("r");
+        for ev in [
+            started(),
+            psample("master/a", "h1", None, 100),
+            psample("master/a", "h1", Some(1.0), 300),
+            psample("master/b", "h2", Some(0.5), 200),
+            psample("master/a", "h1", Some(0.0), 250),
+            hsample("h1", 0.5, 800, 10),
+            hsample("h1", 0.3, 600, 20),
+            hsample("h2", 0.1, 900, 5),
+            hsample("nowhere", 0.9, 1, 1),
+        ] {
+            fold.apply(&ev);
+        }
+        let r = fold.report();
+        let a = r.processes[0].resources.as_ref().unwrap();
+        assert_eq!(a.samples, 3);
+        assert_eq!(a.cpu_mean_cores, Some(0.5));
+        assert_eq!(a.cpu_max_cores, Some(1.0));
+        assert_eq!(a.rss_max_bytes, 300);
+        assert!(r.processes[2].resources.is_none(), "viewer/a never sampled");
+
+        let m = r.roles[0].resources.as_ref().unwrap();
+        assert_eq!(m.samples, 4);
+        assert_eq!(m.cpu_mean_cores, Some(0.5), "(1.0 + 0.0 + 0.5) / 3");
+        assert_eq!(m.cpu_max_cores, Some(1.0));
+        assert_eq!(m.rss_max_bytes, 300);
+        assert_eq!((m.net_rx_bytes, m.net_tx_bytes), (35, 3), "h1 and h2");
+        assert!(r.roles[1].resources.is_none());
+
+        let h1 = r.hosts[0].resources.as_ref().unwrap();
+        assert_eq!(h1.samples, 2);
+        assert!((h1.cpu_mean - 0.5).abs() < 1e-9, "{}", h1.cpu_mean);
+        assert!((h1.cpu_max - 0.6).abs() < 1e-9);
+        assert_eq!(h1.mem_available_min_bytes, 600);
+        assert_eq!((h1.net_rx_bytes, h1.net_tx_bytes), (30, 2));
+        let back: LaunchReport = serde_json::from_str(&r.to_json_pretty()).unwrap();
+        assert_eq!(back, r);
     }
 }
