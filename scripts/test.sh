@@ -7,7 +7,8 @@
 #    service (a temporary policy-rc.d); the system sshd and /etc/ssh are otherwise untouched.
 #    Installs ClusterShell with pip when `nodeset` is missing (the folding test's oracle).
 #    Likewise Dropbear (dropbear-bin), busybox, zsh, fish and tcsh for the tests of other
-#    servers and login shells (they create test accounts sortie-t-<shell>).
+#    servers and login shells (they create test accounts sortie-t-<shell>), and Chromium for the
+#    headless tests of report.html and the live dashboard.
 # 2. cargo fmt --check, cargo clippy -D warnings, cargo-deny (licences, bans, sources; advisories
 #    when the RustSec database can be fetched), every test of the workspace, then the parsers'
 #    fuzz harness for a bounded time (SORTIE_FUZZ_SECS per parser, default 10; longer runs:
@@ -26,6 +27,8 @@ command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 for sh in zsh fish tcsh; do command -v "$sh" >/dev/null 2>&1 || need_pkgs+=("$sh"); done
 command -v man >/dev/null 2>&1 || need_pkgs+=(man-db)
 command -v socat >/dev/null 2>&1 || need_pkgs+=(socat)
+# Headless Chromium for the report page and live dashboard tests (report_html.rs).
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${need_pkgs[*]} through apt"

@@ -483,7 +483,13 @@ pub struct RunSettings {
     /// How long the host-side watchdog lets the fleet run without hearing from the controller;
     /// `None`: the reconnect window plus 30 s.
     pub lease: Option<Duration>,
+    /// Time between two resource samples of each host (`sample_interval`, default 5 s);
+    /// zero turns sampling off.
+    pub sample_interval: Duration,
 }
+
+/// The default of `[run] sample_interval`.
+pub const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A file transfer before (`[[upload]]`) or after (`[[collect]]`) the run. The launch runs
 /// uploads on each host before its first process starts (recursively, like `sortie put -r`)

@@ -158,6 +158,7 @@ pub(crate) struct RawRun {
     pub remote_dir: Option<Spanned<String>>,
     pub reconnect_window: Option<Spanned<String>>,
     pub lease: Option<Spanned<String>>,
+    pub sample_interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -811,6 +811,12 @@ fn run_settings(ck: &Checker<'_>, run: Option<Spanned<RawRun>>) -> Result<RunSet
             .as_ref()
             .map(|d| ck.duration(d, "lease"))
             .transpose()?,
+        sample_interval: run
+            .sample_interval
+            .as_ref()
+            .map(|d| ck.duration(d, "run sample_interval"))
+            .transpose()?
+            .unwrap_or(super::model::DEFAULT_SAMPLE_INTERVAL),
     })
 }
 
