@@ -544,6 +544,18 @@ pub struct LaunchArgs {
     /// One JSON object per event on stdout (JSON Lines).
     #[arg(long = "json", help_heading = OUTPUT)]
     pub json: bool,
+    /// Time between resource samples of each host, 0 for none (overrides run.sample_interval).
+    #[arg(long = "sample-interval", value_name = "DURATION", value_parser = parse_duration_text, help_heading = BEHAVIOUR)]
+    pub sample_interval: Option<String>,
+    /// Serve the live dashboard and /metrics (Prometheus) at ADDR:PORT, e.g. 127.0.0.1:8089.
+    /// An address other than loopback needs --web-public and then requires the token printed
+    /// at start.
+    #[arg(long = "web", value_name = "ADDR:PORT", help_heading = OUTPUT)]
+    pub web: Option<std::net::SocketAddr>,
+    /// Allow --web on an address other than loopback (anyone who can reach it and holds the
+    /// printed token sees the run).
+    #[arg(long = "web-public", requires = "web", help_heading = OUTPUT)]
+    pub web_public: bool,
     /// Connections being opened at once.
     #[arg(short = 'f', long = "fanout", default_value_t = 64, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..), help_heading = CONNECTION)]
@@ -617,6 +629,9 @@ pub struct ReportArgs {
     /// A launch's run directory (it holds events.jsonl).
     #[arg(value_name = "RUN_DIR")]
     pub run_dir: PathBuf,
+    /// Also write RUN_DIR/report.html (charts and the process table; opens with no network).
+    #[arg(long = "html")]
+    pub html: bool,
 }
 
 /// Checks a duration option and keeps its text (for `--set run.duration=...`).

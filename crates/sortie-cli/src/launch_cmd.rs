@@ -14,8 +14,7 @@ use sortie::transport::{HostKeyChecking, Target, TransportKind};
 use sortie::CancellationToken;
 use sortie_inventory::{HostSpec, Overrides, Resolver, SelectRequest};
 use sortie_plan::launch::{GroupSource, HostResolution, Plan, PlanSpec, Transport};
-use sortie_report::launch::read_record;
-use sortie_report::launch::LiveView;
+use sortie_report::launch::{read_record, write_html, LiveView, PageFold, HTML_FILE};
 
 use crate::args::{LaunchArgs, RunDirArgs};
 use crate::exit::ExitCode;
@@ -69,6 +68,9 @@ fn prepare(a: &LaunchArgs) -> miette::Result<Option<Plan>> {
     if let Some(d) = &a.duration {
         overrides.push(format!("run.duration=\"{d}\""));
     }
+    if let Some(d) = &a.sample_interval {
+        overrides.push(format!("run.sample_interval=\"{d}\""));
+    }
     let spec = sortie_plan::launch::load(&a.plan, &overrides).map_err(miette::Report::new)?;
     let resolved = resolve_groups(&spec)?;
     let plan = spec.place(&resolved).map_err(miette::Report::new)?;
@@ -101,14 +103,12 @@ fn options(a: &LaunchArgs, run_id: String, run_dir: PathBuf) -> LaunchOptions {
 async fn drive(
     handle: Result<sortie::launch::LaunchHandle, sortie::launch::LaunchError>,
     cancel: CancellationToken,
-    json: bool,
-    run_id: &str,
     signals: crate::signals::Interrupts,
-    record_in: Option<&Path>,
+    end: Ending<'_>,
 ) -> miette::Result<sortie::launch::LaunchResult> {
     let mut handle = handle.map_err(miette::Report::new)?;
-    if let Some(dir) = record_in {
-        crate::run_file::write(dir, run_id)?;
+    if let Some(dir) = end.record_in {
+        crate::run_file::write(dir, end.run_id)?;
     }
     // First Ctrl-C, SIGTERM or SIGHUP: stop sequences, dependents first. Second: KILL at once.
     // Third: exit.
@@ -118,9 +118,12 @@ async fn drive(
         Some((handle.escalate.clone(), "killing every process now")),
         "stopping every process",
     );
-    let mut view = live_view(json, run_id);
+    let mut view = live_view(end.json, end.run_id);
     while let Some(ev) = handle.events.recv().await {
         view.event(&ev);
+        if let Some(w) = end.web {
+            w.event(&ev);
+        }
     }
     if view.finish() {
         // indicatif leaves the cursor at the end of the table's last row: end it, then a

@@ -13,6 +13,7 @@ mod run_file;
 mod select;
 mod signals;
 mod transfer_cmd;
+mod web;
 
 use clap::{CommandFactory, FromArgMatches};
 use exit::ExitCode;

@@ -1,9 +1,10 @@
 //! `sortie report RUN_DIR`: renders a launch again from its record alone. Folds
 //! `RUN_DIR/events.jsonl` into the report, rewrites `RUN_DIR/report.json`, prints the same
-//! summary as the end of the live run and exits with the same code. A record that ends before
+//! summary as the end of the live run and exits with the same code; with `--html`, also writes
+//! `RUN_DIR/report.html` (the page a launch writes at its end). A record that ends before
 //! the launch finished (a controller that died) renders what is known and says so.
 
-use sortie_report::launch::{read_record, ReportFold};
+use sortie_report::launch::{read_record, write_html, PageFold, HTML_FILE};
 
 use crate::args::ReportArgs;
 use crate::exit::ExitCode;
@@ -23,11 +24,11 @@ pub fn run(a: ReportArgs) -> miette::Result<ExitCode> {
             a.run_dir.display()
         ));
     }
-    let mut fold = ReportFold::new(&record.run_id);
+    let mut fold = PageFold::new(&record.run_id);
     for ev in &record.events {
         fold.apply(ev);
     }
-    let report = fold.report();
+    let report = fold.report_fold().report();
     let dir = if a.run_dir.is_dir() {
         a.run_dir.clone()
     } else {
@@ -43,6 +44,19 @@ pub fn run(a: ReportArgs) -> miette::Result<ExitCode> {
             None
         }
     };
-    print!("{}", end_text(&report, path.as_deref()));
+    let mut text = end_text(&report, path.as_deref());
+    if a.html {
+        match write_html(&fold.data(false), &dir) {
+            Ok(p) => text.push_str(&format!("page:   {}\n", p.display())),
+            Err(e) => {
+                return Err(miette::miette!(
+                    code = "sortie::report::html",
+                    "cannot write {HTML_FILE} in {}: {e}",
+                    dir.display()
+                ))
+            }
+        }
+    }
+    print!("{text}");
     Ok(exit_code(&report))
 }

@@ -5,12 +5,16 @@
 //! - [`render_summary`]: the end-of-run summary a person reads, from the report;
 //! - [`LiveView`]: the live table on a terminal, status lines otherwise, or `--json` lines,
 //!   built on [`render_status`] and [`render_notable`];
+//! - [`PageFold`] and [`render_html`]: `report.html` and the live dashboard's page, one
+//!   self-contained file with charts; [`metrics`]: the Prometheus text of `/metrics`;
 //! - [`EventLog`] and [`read_record`]: the run record, `events.jsonl`, written as events happen
 //!   and read back by `sortie report RUN_DIR`.
 //!
 //! Nothing here asks the launch anything: a recorded run renders the same as the live one.
 
 mod live;
+pub mod metrics;
+mod page;
 mod record;
 mod report;
 mod text;
@@ -18,6 +22,7 @@ mod text;
 use std::path::{Path, PathBuf};
 
 pub use live::LiveView;
+pub use page::{render_html, write_html, CountSeries, HostSeries, PageData, PageFold, HTML_FILE};
 pub use record::{read_record, EventLog, RecordError, Recorded, EVENTS_FILE, REPORT_FILE};
 pub use report::{
     HostReport, HostResources, LaunchReport, Percentiles, ProcessReport, ProcessResources,
