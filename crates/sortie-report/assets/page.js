@@ -332,6 +332,11 @@
   document.body.setAttribute('data-load-ms', String(Math.round(performance.now())));
   if (data.live && window.EventSource) {
     var es = new EventSource('events' + window.location.search);
-    es.onmessage = function (e) { draw(JSON.parse(e.data)); };
+    es.onmessage = function (e) {
+      var d = JSON.parse(e.data);
+      draw(d);
+      // The run is over and its server goes away with it: stop following.
+      if (d.report.finished) es.close();
+    };
   }
 })();

@@ -239,6 +239,8 @@ pub fn render_html(data: &PageData) -> String {
     let mut s = String::with_capacity(UPLOT_JS.len() + 64 * 1024);
     s.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     s.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    // No icon to fetch (a browser asks the live server for /favicon.ico otherwise).
+    s.push_str("<link rel=\"icon\" href=\"data:,\">\n");
     s.push_str(&format!("<title>{title}</title>\n<style>\n"));
     s.push_str(UPLOT_CSS);
     s.push('\n');
