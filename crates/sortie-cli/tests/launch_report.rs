@@ -1,6 +1,6 @@
 //! `sortie report RUN_DIR`: a launch of the local example is recorded live, then rendered again
 //! from its `events.jsonl` alone. What a user checks: the same summary as the end of the live
-//! run, the same `report.json`, and for a record cut short (a controller that died) a summary
+//! run, the same `report.json` and `report.html` (with `--html`), and for a record cut short (a controller that died) a summary
 //! that says the run did not finish instead of an error.
 
 use std::path::{Path, PathBuf};
@@ -87,11 +87,20 @@ fn a_recorded_launch_replays_to_the_same_summary_and_report() {
     assert_eq!(live_report["run_id"], run_id.as_str());
 
     std::fs::remove_file(run.join("report.json")).unwrap();
-    let replay = sortie().arg("report").arg(&run).output().unwrap();
+    let live_page = std::fs::read_to_string(run.join("report.html")).unwrap();
+    std::fs::remove_file(run.join("report.html")).unwrap();
+    let replay = sortie()
+        .args(["report", "--html"])
+        .arg(&run)
+        .output()
+        .unwrap();
     assert_eq!(replay.status.code(), live_code, "{}", stderr(&replay));
     // the same text, durations included: both come from the same events
     assert_eq!(stdout(&replay), live_text);
     assert_eq!(json(&run.join("report.json")), live_report);
+    // and the same page, byte for byte
+    let page = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(page == live_page, "report.html differs from the live run's");
 }
 
 #[test]

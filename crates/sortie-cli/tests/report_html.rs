@@ -51,8 +51,11 @@ fn browser() -> &'static Result<Browser, String> {
     })
 }
 
+/// Console errors and uncaught exceptions a tab saw.
+type Errors = Arc<Mutex<Vec<String>>>;
+
 /// A tab that records console errors and uncaught exceptions, or `None` (test skipped).
-fn tab(test: &str) -> Option<(Arc<Tab>, Arc<Mutex<Vec<String>>>)> {
+fn tab(test: &str) -> Option<(Arc<Tab>, Errors)> {
     let b = match browser() {
         Ok(b) => b,
         Err(why) => {

@@ -69,7 +69,9 @@
 
   // A line chart: x in seconds, one series per entry of `series` ({label, values}); its
   // data-points is the number of non-null values drawn.
-  function lineChart(name, title, xs, series, yfmt) {
+  // `how`: {xlabel, stepped} (counts hold between changes: stepped lines).
+  function lineChart(name, title, xs, series, yfmt, how) {
+    how = how || {};
     var box = el('div', { cls: 'chart', 'data-chart': name });
     box.appendChild(el('h3', { text: title }));
     var points = 0;
@@ -84,10 +86,12 @@
       scales: { x: { time: false } },
       legend: { live: false },
       series: [{ label: 's' }].concat(series.map(function (s, i) {
-        return { label: s.label, stroke: COLORS[i % COLORS.length], width: 1.5,
+        var line = { label: s.label, stroke: COLORS[i % COLORS.length], width: 1.5,
           points: { show: xs.length < 60 } };
+        if (how.stepped && uPlot.paths.stepped) line.paths = uPlot.paths.stepped({ align: 1 });
+        return line;
       })),
-      axes: [{ label: 'seconds' }, { values: function (u, vals) { return vals.map(yfmt); }, size: 70 }]
+      axes: [{ label: how.xlabel || 'seconds into the run' }, { values: function (u, vals) { return vals.map(yfmt); }, size: 70 }]
     };
     box.appendChild(el('div', { cls: 'plot' }));
     charts.push(function () { return new uPlot(opts, data, box.lastChild); });
@@ -179,7 +183,7 @@
       box.appendChild(lineChart('counts-' + role, role + ': processes by state', xs, [
         { label: 'starting', values: s.starting }, { label: 'ready', values: s.ready },
         { label: 'failed', values: s.failed }, { label: 'stopped', values: s.stopped }],
-        function (v) { return String(v); }));
+        function (v) { return String(v); }, { stepped: true }));
     });
     return box;
   }
@@ -197,7 +201,8 @@
       box.appendChild(lineChart('ready-' + r.role, r.role + ': time to ready by percentile (p50 ' +
         secs(r.time_to_ready.p50) + ', p90 ' + secs(r.time_to_ready.p90) + ', p99 ' +
         secs(r.time_to_ready.p99) + ', max ' + secs(r.time_to_ready.max) + ')', pct,
-        [{ label: 'time to ready (s)', values: ttr }], function (v) { return v + ' s'; }));
+        [{ label: 'time to ready (s)', values: ttr }], function (v) { return v + ' s'; },
+        { xlabel: 'percentile of the ready processes' }));
     });
     return box;
   }

@@ -10,7 +10,7 @@
 //! Nothing secret reaches the page: it is built from the events and the report, which hold no
 //! environment value and no process output beyond a failure's matching line.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -71,7 +71,7 @@ pub struct PageData {
     /// Samples per host, in plan order (hosts never sampled are left out).
     pub hosts: Vec<HostSeries>,
     /// Log paths relative to the run directory (for links), per process id.
-    pub log_links: HashMap<String, String>,
+    pub log_links: BTreeMap<String, String>,
     /// Whether this is the live dashboard (the page then follows the server's stream).
     pub live: bool,
 }
