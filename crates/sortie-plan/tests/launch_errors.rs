@@ -537,3 +537,24 @@ fn a_collection_cannot_write_outside_the_run_directory() {
         );
     }
 }
+
+#[test]
+fn sample_interval_defaults_to_5s_turns_off_with_0_and_names_a_bad_value() {
+    let plan = load_with(BASE, CSV, &[]).unwrap();
+    assert_eq!(plan.run.sample_interval, Duration::from_secs(5));
+    let plan = load_with(BASE, CSV, &["run.sample_interval=0"]).unwrap();
+    assert_eq!(plan.run.sample_interval, Duration::ZERO);
+    let text = format!("{BASE}\n[run]\nsample_interval = \"1.5s\"\n");
+    let plan = load_with(&text, CSV, &[]).unwrap();
+    assert_eq!(plan.run.sample_interval, Duration::from_millis(1500));
+
+    let text = format!("{BASE}\n[run]\nsample_interval = \"5 parsecs\"\n");
+    let err = load_with(&text, CSV, &[]).unwrap_err();
+    assert_at(
+        &err,
+        "sortie::plan::bad_value",
+        "plan.toml",
+        pos(&text, " parsecs", 0),
+        "run sample_interval",
+    );
+}

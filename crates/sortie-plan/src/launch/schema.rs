@@ -158,7 +158,27 @@ pub(crate) struct RawRun {
     pub remote_dir: Option<Spanned<String>>,
     pub reconnect_window: Option<Spanned<String>>,
     pub lease: Option<Spanned<String>>,
-    pub sample_interval: Option<Spanned<String>>,
+    pub sample_interval: Option<Spanned<DurationValue>>,
+}
+
+/// A duration written as text (`"5s"`) or as a bare number of seconds (`0`, `2.5`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum DurationValue {
+    Text(String),
+    Int(i64),
+    Float(f64),
+}
+
+impl DurationValue {
+    /// The value as duration text (a bare number means seconds).
+    pub(crate) fn text(&self) -> String {
+        match self {
+            DurationValue::Text(s) => s.clone(),
+            DurationValue::Int(n) => n.to_string(),
+            DurationValue::Float(f) => f.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -814,7 +814,12 @@ fn run_settings(ck: &Checker<'_>, run: Option<Spanned<RawRun>>) -> Result<RunSet
         sample_interval: run
             .sample_interval
             .as_ref()
-            .map(|d| ck.duration(d, "run sample_interval"))
+            .map(|d| {
+                ck.duration(
+                    &Spanned::new(d.span(), d.get_ref().text()),
+                    "run sample_interval",
+                )
+            })
             .transpose()?
             .unwrap_or(super::model::DEFAULT_SAMPLE_INTERVAL),
     })
