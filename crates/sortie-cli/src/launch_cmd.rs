@@ -35,21 +35,61 @@ pub async fn run(a: LaunchArgs, signals: crate::signals::Interrupts) -> miette::
     let targets = targets(&plan, &a)?;
     let run_id = sortie::launch::new_run_id();
     let run_dir = a.run_dir.clone().unwrap_or_else(|| plan.run_dir(&run_id));
+    let web = match a.web {
+        Some(addr) => Some(crate::web::Dashboard::start(addr, a.web_public, &run_id).await?),
+        None => None,
+    };
     let mut options = options(&a, run_id.clone(), run_dir.clone());
     options.detach = a.detach;
     let hold = plan.run.duration.unwrap_or_default();
     let cancel = CancellationToken::new();
     let handle = launch(select::transports(), plan, targets, options, cancel.clone());
-    let result = drive(handle, cancel, a.json, &run_id, signals, Some(&run_dir)).await?;
+    let end = Ending {
+        json: a.json,
+        run_id: &run_id,
+        record_in: Some(&run_dir),
+        web: web.as_ref(),
+    };
+    let result = drive(handle, cancel, signals, end).await?;
     if result.detached {
         print_end(a.json, &detached_text(&result.report, &run_dir, hold));
         return Ok(ExitCode::Ok);
     }
-    print_end(
-        a.json,
-        &end_text(&result.report, result.report_path.as_deref()),
-    );
+    let mut text = end_text(&result.report, result.report_path.as_deref());
+    page_text(&mut text, &result, &run_dir);
+    print_end(a.json, &text);
     Ok(exit_code(&result.report))
+}
+
+/// Writes `report.html` from the whole record (as `sortie report --html` does) and says where.
+fn page_text(text: &mut String, result: &sortie::launch::LaunchResult, run_dir: &Path) {
+    if result.report_path.is_none() {
+        return;
+    }
+    let Ok(record) = read_record(run_dir) else {
+        return;
+    };
+    let mut page = PageFold::new(&record.run_id);
+    for ev in &record.events {
+        page.apply(ev);
+    }
+    match write_html(&page.data(false), run_dir) {
+        Ok(p) => text.push_str(&format!("page:   {}\n", p.display())),
+        Err(e) => eprintln!(
+            "sortie: cannot write {HTML_FILE} in {}: {e}",
+            run_dir.display()
+        ),
+    }
+}
+
+/// What [`drive`] shows and records besides the live view.
+struct Ending<'a> {
+    json: bool,
+    run_id: &'a str,
+    /// Where to record how to attach (a new launch).
+    record_in: Option<&'a Path>,
+    /// The live dashboard (`--web`).
+    web: Option<&'a crate::web::Dashboard>,
 }
 
 /// The end text goes to stdout, or to stderr when stdout carries `--json` lines.
@@ -174,11 +214,16 @@ pub async fn attach(
     options.stop_now = stop_now;
     let cancel = CancellationToken::new();
     let handle = launch(select::transports(), plan, targets, options, cancel.clone());
-    let result = drive(handle, cancel, rd.json, &record.run_id, signals, None).await?;
-    print_end(
-        rd.json,
-        &end_text(&result.report, result.report_path.as_deref()),
-    );
+    let end = Ending {
+        json: rd.json,
+        run_id: &record.run_id,
+        record_in: None,
+        web: None,
+    };
+    let result = drive(handle, cancel, signals, end).await?;
+    let mut text = end_text(&result.report, result.report_path.as_deref());
+    page_text(&mut text, &result, &rd.run_dir);
+    print_end(rd.json, &text);
     Ok(exit_code(&result.report))
 }
 

@@ -182,6 +182,8 @@ async fn over_sshd_a_stand_in_is_sampled_as_such_and_memory_agrees_with_proc_mem
         user: sshd.user(),
         identity_files: vec![sshd.client_key(sortie_testkit::KeyKind::Ed25519)],
         identities_only: true,
+        certificate_files: Vec::new(),
+        forward_agent: false,
         jumps: vec![],
         proxy_command: None,
         known_hosts_files: vec![kh],
