@@ -345,7 +345,19 @@ fn a_killed_controller_leaves_nothing_beyond_its_lease() {
     }
     let st = f.on_run("status");
     assert!(String::from_utf8_lossy(&st.stdout).contains("the lease expired"));
-    let _ = f.on_run("stop"); // cleans the remote directory up
+    // `stop` still writes the report and removes the remote directory
+    let stop = f.on_run("stop");
+    assert_eq!(
+        stop.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    assert!(
+        !remote_dir(&f.run_id()).exists(),
+        "the remote directory is left"
+    );
+    assert_eq!(f.report()["finished"], true);
 }
 
 #[test]

@@ -76,6 +76,12 @@ pub(crate) struct Engine {
     pending: Vec<Vec<PendingStart>>,
     /// Per host: a lease renewal is under way.
     renewing: Vec<Arc<AtomicBool>>,
+    /// Per host: the process groups its sampler reads (`[run] sample_interval`).
+    groups: Vec<tokio::sync::watch::Sender<Vec<(u32, sortie_events::launch::ProcessRef)>>>,
+    /// Per process: the group its sampler knows it by.
+    sampled: Vec<Option<u32>>,
+    samples_tx: mpsc::Sender<LaunchEvent>,
+    samples_rx: mpsc::Receiver<LaunchEvent>,
 }
 
 impl Engine {
@@ -114,6 +120,8 @@ impl Engine {
             stop_patience: options.stop_patience,
             controller_env: options.controller_env.clone(),
         };
+        let n_procs = plan.processes.len();
+        let (samples_tx, samples_rx) = mpsc::channel(super::QUEUE);
         let core = match &options.attach {
             Some(events) => {
                 let now = Instant::now();
@@ -144,6 +152,12 @@ impl Engine {
             follow_done: CancellationToken::new(),
             pending: (0..n).map(|_| Vec::new()).collect(),
             renewing: (0..n).map(|_| Arc::new(AtomicBool::new(false))).collect(),
+            groups: (0..n)
+                .map(|_| tokio::sync::watch::channel(Vec::new()).0)
+                .collect(),
+            sampled: vec![None; n_procs],
+            samples_tx,
+            samples_rx,
         }
     }
 
@@ -173,9 +187,13 @@ impl Engine {
                 _ = escalate.cancelled(), if !self.core.escalated() => Input::Escalate,
                 _ = cancel.cancelled(), if !self.core.interrupted() => Input::Interrupt,
                 m = self.rx.recv() => match m {
-                    Some(m) => self.input_of(m).await,
+                    Some(m) => {
+                        self.observe(&m).await;
+                        self.input_of(m).await
+                    }
                     None => continue,
                 },
+                Some(ev) = self.samples_rx.recv() => Input::Sample(Box::new(ev)),
                 _ = sleep => Input::Timer,
                 _ = tick.tick() => Input::Tick,
                 _ = lease_tick.tick() => {
@@ -382,6 +400,53 @@ impl Engine {
             let dir = self.side.dir.clone();
             tokio::spawn(start_batch(pool, dir, batch, tx));
         }
+    }
+
+    /// Keeps the samplers current: one per connected host, reading the groups that run there.
+    async fn observe(&mut self, m: &Msg) {
+        match m {
+            Msg::HostUp { host, .. } | Msg::HostReconnected { host, .. } => {
+                self.start_sampler(*host).await
+            }
+            Msg::Spawned {
+                idx, pgid: Some(g), ..
+            } => {
+                let host = self.core.host_of(*idx);
+                let process = self.core.process_ref(*idx);
+                self.sampled[*idx] = Some(*g);
+                self.groups[host].send_modify(|v| v.push((*g, process)));
+            }
+            Msg::Exited { idx, .. } => {
+                if let Some(g) = self.sampled[*idx].take() {
+                    let host = self.core.host_of(*idx);
+                    self.groups[host].send_modify(|v| v.retain(|(x, _)| *x != g));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Starts sampling host `host` over its connection, when the plan samples.
+    async fn start_sampler(&self, host: usize) {
+        let interval = self.core.plan().run.sample_interval;
+        if interval.is_zero() {
+            return;
+        }
+        let Some(conn) = self.pools[host].connection().await else {
+            return;
+        };
+        let s = super::sampler::Sampler {
+            host: self.pools[host].target.label.clone(),
+            interval,
+            started: self.core.started(),
+            groups: self.groups[host].subscribe(),
+            tx: self.samples_tx.clone(),
+        };
+        tokio::spawn(super::sampler::run_sampler(
+            conn,
+            s,
+            self.follow_done.clone(),
+        ));
     }
 
     /// A task's message as an input of the core; a lost connection comes with whether the

@@ -103,6 +103,15 @@ impl HostPool {
         Ok(())
     }
 
+    /// A live connection of the host, if any (for its sampler).
+    pub(crate) async fn connection(&self) -> Option<Arc<dyn Connection>> {
+        let slots = self.slots.lock().await;
+        slots
+            .iter()
+            .find(|s| !s.conn.is_closed())
+            .map(|s| s.conn.clone())
+    }
+
     /// Marks the host down: nothing more is started on it.
     pub(crate) fn set_down(&self) {
         self.down.store(true, Ordering::Release);

@@ -51,8 +51,6 @@ mod gate;
 mod hosts;
 mod hostside;
 mod process;
-// Issue 14: not yet hooked into the engine (the lead's rewrite owns engine.rs).
-#[allow(dead_code)]
 mod sampler;
 mod shell;
 mod stage;

@@ -98,6 +98,8 @@ pub(crate) enum Input {
         host: usize,
         result: Result<Vec<u32>, String>,
     },
+    /// A resource sample of a host or process group (recorded and folded like any event).
+    Sample(Box<LaunchEvent>),
     /// First interrupt: stop.
     Interrupt,
     /// Second interrupt: kill everything at once.
@@ -333,6 +335,16 @@ impl Core {
     /// The role of process `idx`.
     pub(crate) fn role_of(&self, idx: usize) -> Arc<Role> {
         self.roles[self.procs[idx].role].clone()
+    }
+
+    /// Process `idx` as events name it.
+    pub(crate) fn process_ref(&self, idx: usize) -> ProcessRef {
+        self.pref(idx)
+    }
+
+    /// The instant the launch began (`at_ms` zero).
+    pub(crate) fn started(&self) -> Instant {
+        self.t0
     }
 
     /// The index of process `idx`'s role.
@@ -574,6 +586,7 @@ impl Core {
                 });
             }
             Input::Survivors { host, result } => self.survivors(host, result),
+            Input::Sample(ev) => self.emit(*ev),
             Input::Interrupt => self.interrupt(now),
             Input::Escalate => self.escalate(now),
             Input::Tick => self.progress(now),
