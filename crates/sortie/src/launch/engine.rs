@@ -735,7 +735,8 @@ async fn set_up(pool: &HostPool, side: &HostSide, stop_sh: &str) -> Result<(), S
     Err(format!("cannot set up the run on the host: {why}"))
 }
 
-/// Starts one batch of attempts on a host and reports each one's process group or failure.
+/// Starts one batch of attempts on a host and reports each one's process group or failure:
+/// one start script after the other, each under [`hostside::START_SCRIPT_MAX`].
 async fn start_batch(
     pool: Arc<HostPool>,
     dir: String,
@@ -751,7 +752,19 @@ async fn start_batch(
             env: &p.command.env,
         })
         .collect();
-    let script = hostside::start_script(&dir, &starts);
+    for r in hostside::start_batches(&dir, &starts) {
+        let script = hostside::start_script(&dir, &starts[r.clone()]);
+        start_chunk(&pool, script, &batch[r], &tx).await;
+    }
+}
+
+/// Runs one start script for `batch` and reports each attempt's process group or failure.
+async fn start_chunk(
+    pool: &HostPool,
+    script: String,
+    batch: &[PendingStart],
+    tx: &mpsc::Sender<Msg>,
+) {
     let mut answered = std::collections::HashSet::new();
     let result = if pool.is_up().await {
         pool.script(script).await

@@ -188,6 +188,32 @@ pub(crate) struct Start<'a> {
     pub env: &'a [(String, String)],
 }
 
+/// The most bytes of one start script. A script reaches the host's `/bin/sh -c` as one
+/// argument (see `transport::remote`), and Linux refuses an argument over 128 KiB
+/// (`MAX_ARG_STRLEN`, "Argument list too long"): one script for a few hundred processes
+/// failed every start of the host.
+pub(crate) const START_SCRIPT_MAX: usize = 64 * 1024;
+
+/// Splits `starts` into consecutive runs whose [`start_script`]s stay under
+/// [`START_SCRIPT_MAX`] (a start too big on its own goes alone, and fails on the host).
+pub(crate) fn start_batches(dir: &str, starts: &[Start<'_>]) -> Vec<std::ops::Range<usize>> {
+    let head = start_script(dir, &[]).len();
+    let mut out = Vec::new();
+    let (mut from, mut size) = (0, head);
+    for (i, st) in starts.iter().enumerate() {
+        let cost = start_script(dir, std::slice::from_ref(st)).len() - head;
+        if i > from && size + cost > START_SCRIPT_MAX {
+            out.push(from..i);
+            (from, size) = (i, head);
+        }
+        size += cost;
+    }
+    if from < starts.len() {
+        out.push(from..starts.len());
+    }
+    out
+}
+
 /// Starts a batch of processes under their supervisors; prints `\x02S IDX ATTEMPT PGID` for
 /// each that runs and `\x02E IDX ATTEMPT REASON` for each that could not start.
 pub(crate) fn start_script(dir: &str, starts: &[Start<'_>]) -> String {

@@ -203,3 +203,31 @@ fn watchdog_stops_the_fleet_when_the_lease_expires() {
 }
 
 use std::os::unix::process::CommandExt as _;
+
+#[test]
+fn start_batches_keep_each_script_under_the_kernel_argument_limit() {
+    // Linux refuses one exec argument over 128 KiB, and the script is one (`/bin/sh -c`).
+    const ARG_MAX_STRLEN: usize = 128 * 1024;
+    let dir = dir_word("~/.sortie-runs", "20261202-000000.000-abcdef");
+    let cmd = format!("echo ready $(date +%s%N) 'it''s'; exec sleep 100000 # {}", "x".repeat(120));
+    let starts: Vec<Start<'_>> = (0..1000)
+        .map(|idx| Start {
+            idx,
+            attempt: 1,
+            role: 0,
+            command: &cmd,
+            env: &[],
+        })
+        .collect();
+    assert!(start_script(&dir, &starts).len() > ARG_MAX_STRLEN);
+    let batches = start_batches(&dir, &starts);
+    assert!(batches.len() > 1, "{batches:?}");
+    let mut next = 0;
+    for r in &batches {
+        assert_eq!(r.start, next, "{batches:?}");
+        next = r.end;
+        assert!(start_script(&dir, &starts[r.clone()]).len() <= START_SCRIPT_MAX);
+    }
+    assert_eq!(next, starts.len());
+    assert!(start_batches(&dir, &[]).is_empty());
+}
