@@ -736,12 +736,23 @@ fn main() {
     if a.max_sessions > 0 {
         b = b.max_sessions(Some(a.max_sessions));
     }
-    let sshd = (!a.local).then(|| b.start().expect("fixture sshd"));
     let addrs: Vec<String> = if a.local {
         (1..=a.hosts).map(|i| format!("local{i}")).collect()
     } else {
         hosts(a.hosts)
     };
+    // Loopback hosts share one file system: give each its own home (so its own remote
+    // directory), as separate machines have, or every host's follower would scan the files
+    // of all 20 hosts.
+    let homes = tempfile::tempdir().expect("homes");
+    for addr in addrs.iter().filter(|_| !a.local) {
+        let home = homes.path().join(addr);
+        std::fs::create_dir_all(&home).expect("home");
+        b = b
+            .config_line(format!("Match LocalAddress {addr}"))
+            .config_line(format!("SetEnv HOME={}", home.display()));
+    }
+    let sshd = (!a.local).then(|| b.start().expect("fixture sshd"));
     let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
     let known = (sshd.as_ref())
         .map(|s| s.known_hosts_for(&refs).expect("known_hosts"))
