@@ -243,7 +243,10 @@ mod server {
             let (Some(o), Some(c)) = (stat.find('('), stat.rfind(')')) else {
                 continue;
             };
-            let ppid = stat[c + 1..].split_whitespace().nth(1).and_then(|v| v.parse().ok());
+            let ppid = stat[c + 1..]
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok());
             out.push((pid, ppid.unwrap_or(0), stat[o + 1..c].to_string()));
         }
         out
@@ -337,7 +340,10 @@ mod server {
     /// KILLs every sshd process serving host `addr`; returns how many.
     pub fn kill_host(listener: u32, port: u16, addr: &str) -> usize {
         let held = held(listener, port);
-        let pids = held.get(addr).map(|h| h.sshd_pids.clone()).unwrap_or_default();
+        let pids = held
+            .get(addr)
+            .map(|h| h.sshd_pids.clone())
+            .unwrap_or_default();
         for p in &pids {
             // SAFETY: kill(2) with a pid we just read and a constant signal.
             unsafe { libc::kill(*p as i32, libc::SIGKILL) };
@@ -411,10 +417,11 @@ struct Fixture {
 
 fn log_of(run_dir: &Path, p: &sortie::launch::ProcessRef) -> PathBuf {
     let key = p.id.split_once('/').map_or(p.key.as_str(), |(_, k)| k);
-    run_dir
-        .join("logs")
-        .join(&p.role)
-        .join(format!("{}@{}.log", key.replace('/', "_"), p.host.replace('/', "_")))
+    run_dir.join("logs").join(&p.role).join(format!(
+        "{}@{}.log",
+        key.replace('/', "_"),
+        p.host.replace('/', "_")
+    ))
 }
 
 impl Seen {
@@ -444,7 +451,13 @@ impl Seen {
     }
 
     /// The timer's part: ends the hold, kills the victim's connections, cancels.
-    fn tick(&mut self, step: Step, a: &Args, fx: &Option<Fixture>, cancel: &CancellationToken) -> Step {
+    fn tick(
+        &mut self,
+        step: Step,
+        a: &Args,
+        fx: &Option<Fixture>,
+        cancel: &CancellationToken,
+    ) -> Step {
         match step {
             Step::Holding { at, cpu0 } if at.elapsed() >= a.hold => {
                 self.hold = Some((at.elapsed(), cpu() - cpu0));
@@ -457,7 +470,9 @@ impl Seen {
                     Some(v) => {
                         let n = server::kill_host(fx.pid, fx.port, v);
                         self.killed = Some((now_ns(), n));
-                        Step::Reconnecting { since: Instant::now() }
+                        Step::Reconnecting {
+                            since: Instant::now(),
+                        }
                     }
                     None => {
                         cancel.cancel();
@@ -564,7 +579,9 @@ fn ready_latencies(arrivals: &[(PathBuf, i128)]) -> Vec<f64> {
     let mut out: Vec<f64> = arrivals
         .iter()
         .filter_map(|(log, at)| {
-            let (_, line) = out_lines(log).into_iter().find(|(_, l)| l.starts_with("ready "))?;
+            let (_, line) = out_lines(log)
+                .into_iter()
+                .find(|(_, l)| l.starts_with("ready "))?;
             let printed: i128 = line.split_whitespace().nth(1)?.parse().ok()?;
             Some((at - printed) as f64 / 1e6)
         })
@@ -593,7 +610,10 @@ fn resumed(run_dir: &Path, since: i128, kill: i128) -> Resumed {
         let lines = out_lines(&e.path());
         r.checked += 1;
         // Times are logged to the millisecond.
-        if let Some((t, _)) = lines.iter().find(|(t, _)| *t >= since / 1_000_000 * 1_000_000) {
+        if let Some((t, _)) = lines
+            .iter()
+            .find(|(t, _)| *t >= since / 1_000_000 * 1_000_000)
+        {
             r.first = Some(r.first.map_or(*t, |f| f.min(*t)));
         }
         let ticks: Vec<(u64, i128, i128)> = lines
@@ -669,7 +689,10 @@ fn print(a: &Args, seen: &Seen, result: &sortie::launch::LaunchResult, run_dir: 
             wall.as_secs_f64()
         );
     }
-    println!("  peak RSS              {:.1} MiB", status_kib("VmHWM:") as f64 / 1024.0);
+    println!(
+        "  peak RSS              {:.1} MiB",
+        status_kib("VmHWM:") as f64 / 1024.0
+    );
     if let Some((killed, n)) = seen.killed {
         let r = resumed(run_dir, seen.disconnected_ns.unwrap_or(killed), killed);
         let (first, bad, checked) = (r.first, r.bad, r.checked);
@@ -757,10 +780,11 @@ fn main() {
     let known = (sshd.as_ref())
         .map(|s| s.known_hosts_for(&refs).expect("known_hosts"))
         .unwrap_or_default();
-    let plan = sortie_plan::launch::load_str("bench.toml", &plan_text(&a, &addrs), ".".as_ref(), &[])
-        .expect("plan")
-        .place(&Default::default())
-        .expect("placement");
+    let plan =
+        sortie_plan::launch::load_str("bench.toml", &plan_text(&a, &addrs), ".".as_ref(), &[])
+            .expect("plan")
+            .place(&Default::default())
+            .expect("placement");
     let labels: Vec<String> = plan.hosts.iter().map(|h| h.label.clone()).collect();
     let targets = targets(&labels, sshd.as_ref(), &known);
     let fx = sshd.as_ref().map(|s| Fixture {

@@ -209,7 +209,10 @@ fn start_batches_keep_each_script_under_the_kernel_argument_limit() {
     // Linux refuses one exec argument over 128 KiB, and the script is one (`/bin/sh -c`).
     const ARG_MAX_STRLEN: usize = 128 * 1024;
     let dir = dir_word("~/.sortie-runs", "20261202-000000.000-abcdef");
-    let cmd = format!("echo ready $(date +%s%N) 'it''s'; exec sleep 100000 # {}", "x".repeat(120));
+    let cmd = format!(
+        "echo ready $(date +%s%N) 'it''s'; exec sleep 100000 # {}",
+        "x".repeat(120)
+    );
     let starts: Vec<Start<'_>> = (0..1000)
         .map(|idx| Start {
             idx,
