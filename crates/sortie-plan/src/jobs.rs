@@ -282,6 +282,25 @@ enum Data {
     Range { start: i64, len: u64, pad: usize },
 }
 
+/// How GNU parallel cuts its input sources (`:::` values, `::::` and `-a` files, standard
+/// input) into values: `-d DELIM` / `-0` and `-E EOF-STRING`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delimiting {
+    /// What ends each item (`\n` by default; `\0` with `-0`). Never empty.
+    pub delimiter: String,
+    /// An item equal to this ends the source (`-E`); the item and the rest are not read.
+    pub eof: Option<String>,
+}
+
+impl Default for Delimiting {
+    fn default() -> Self {
+        Self {
+            delimiter: "\n".into(),
+            eof: None,
+        }
+    }
+}
+
 /// One job source: a table of values with one or more (optionally named) columns.
 #[derive(Debug, Clone)]
 pub struct JobSource {
@@ -303,16 +322,32 @@ impl JobSource {
 
     /// One job per line of `bytes`. `origin` names the source in errors (e.g. `--args jobs.txt`).
     pub fn lines(origin: impl Into<String>, bytes: &[u8]) -> Result<Self, JobsError> {
-        Self::split_lines(origin.into(), bytes, true)
+        Self::split_items(origin.into(), bytes, &Delimiting::default(), true)
     }
 
     /// One job per line of `bytes`, as GNU parallel reads `::::` files, `-a` files and standard
     /// input: a `\r` before the `\n` stays part of the value.
     pub fn lines_as_parallel(origin: impl Into<String>, bytes: &[u8]) -> Result<Self, JobsError> {
-        Self::split_lines(origin.into(), bytes, false)
+        Self::items_as_parallel(origin, bytes, &Delimiting::default())
     }
 
-    fn split_lines(origin: String, bytes: &[u8], strip_cr: bool) -> Result<Self, JobsError> {
+    /// One job per item of `bytes` as GNU parallel reads them with `-d`/`-0` and `-E`: items end
+    /// with the delimiter (the last one may lack it), an item equal to the end-of-file string
+    /// ends the source, nothing else is removed.
+    pub fn items_as_parallel(
+        origin: impl Into<String>,
+        bytes: &[u8],
+        how: &Delimiting,
+    ) -> Result<Self, JobsError> {
+        Self::split_items(origin.into(), bytes, how, false)
+    }
+
+    fn split_items(
+        origin: String,
+        bytes: &[u8],
+        how: &Delimiting,
+        strip_cr: bool,
+    ) -> Result<Self, JobsError> {
         let text = std::str::from_utf8(bytes).map_err(|e| {
             let lossy = String::from_utf8_lossy(bytes).into_owned();
             let (line, column) = line_col(&lossy, e.valid_up_to());
@@ -324,17 +359,21 @@ impl JobSource {
                 span: SourceSpan::new(e.valid_up_to().into(), 1),
             }))
         })?;
-        let text = text.strip_suffix('\n').unwrap_or(text);
-        let values = if bytes.is_empty() {
-            Vec::new()
-        } else {
-            text.split('\n')
-                .map(|l| match l.strip_suffix('\r') {
-                    Some(l) if strip_cr => l.to_owned(),
-                    _ => l.to_owned(),
-                })
-                .collect()
-        };
+        let delimiter = how.delimiter.as_str();
+        let text = text.strip_suffix(delimiter).unwrap_or(text);
+        let mut values = Vec::new();
+        if !bytes.is_empty() {
+            for item in text.split(delimiter) {
+                if how.eof.as_deref() == Some(item) {
+                    break;
+                }
+                let item = match item.strip_suffix('\r') {
+                    Some(l) if strip_cr => l,
+                    _ => item,
+                };
+                values.push(item.to_owned());
+            }
+        }
         Ok(Self::one_column(
             origin,
             values,
@@ -374,10 +413,11 @@ impl JobSource {
         Ok(source)
     }
 
-    /// A file of GNU parallel's `::::`, `-a` or `--arg-file`: one job per line, `\r` kept, `-`
-    /// for standard input. `how` is the spelling used, for messages (e.g. `::::`).
-    pub fn arg_file(how: &str, path: &Path) -> Result<Self, JobsError> {
-        let origin = format!("{how} {}", path.display());
+    /// A file of GNU parallel's `::::`, `-a` or `--arg-file`: one job per line (or item of
+    /// `how`), `\r` kept, `-` for standard input. `how` is the spelling used, for messages
+    /// (e.g. `::::`).
+    pub fn arg_file(sep: &str, path: &Path, how: &Delimiting) -> Result<Self, JobsError> {
+        let origin = format!("{sep} {}", path.display());
         let bytes = if path == Path::new("-") {
             let mut bytes = Vec::new();
             std::io::stdin()
@@ -394,9 +434,25 @@ impl JobSource {
                 error,
             })?
         };
-        let mut source = Self::lines_as_parallel(path.display().to_string(), &bytes)?;
+        let mut source = Self::items_as_parallel(path.display().to_string(), &bytes, how)?;
         source.origin = origin;
         Ok(source)
+    }
+
+    /// GNU parallel's `::: a b c` read as parallel reads it: the values are written one per
+    /// item (each followed by the delimiter) and read back, so a value holding the delimiter
+    /// (a newline by default) gives several jobs and `-E` ends the list.
+    pub fn list_as_parallel(sep: &str, values: &[String], how: &Delimiting) -> Self {
+        let mut text = String::new();
+        for v in values {
+            text.push_str(v);
+            text.push_str(&how.delimiter);
+        }
+        let mut source = Self::items_as_parallel(sep, text.as_bytes(), how)
+            .expect("the values are UTF-8 strings");
+        source.origin = Self::list(values.to_vec()).origin.replacen(":::", sep, 1);
+        source.empty_help = format!("give at least one value after {sep}");
+        source
     }
 
     /// Sources whose rows go together, side by side, as GNU parallel links them: with `wrap`
@@ -432,8 +488,8 @@ impl JobSource {
 
     /// Standard input, one job per line, `\r` kept (GNU parallel's source when no other is
     /// given).
-    pub fn stdin_as_parallel() -> Result<Self, JobsError> {
-        Self::arg_file("standard input", Path::new("-")).map(|mut s| {
+    pub fn stdin_as_parallel(how: &Delimiting) -> Result<Self, JobsError> {
+        Self::arg_file("standard input", Path::new("-"), how).map(|mut s| {
             s.origin = "standard input".into();
             s
         })
@@ -617,9 +673,21 @@ impl JobSource {
     /// GNU parallel's `-N n` on this one-column source: each job takes the next `n` values, as
     /// columns `{1}`..`{n}`. Fails unless the values fill every job.
     pub fn group_rows(self, n: usize) -> Result<Self, JobsError> {
+        self.group(n, false)
+    }
+
+    /// GNU parallel's `-n n` (`--max-args`) on this one-column source: each job takes the next
+    /// `n` values; the last job takes what is left, so its row is shorter (a missing position
+    /// has no value, and [`JobSet::get`] gives that job fewer values).
+    pub fn group_values(self, n: usize) -> Result<Self, JobsError> {
+        self.group(n, true)
+    }
+
+    fn group(self, n: usize, partial: bool) -> Result<Self, JobsError> {
+        let n = n.max(1);
         let len = self.len();
-        let rest = len % n.max(1) as u64;
-        if self.width() != 1 || rest != 0 {
+        let rest = len % n as u64;
+        if self.width() != 1 || (rest != 0 && !partial) {
             return Err(JobsError::PartialGroup {
                 origin: self.origin,
                 len,
@@ -656,7 +724,8 @@ impl JobSource {
     /// Number of rows (jobs contributed to the product).
     pub fn len(&self) -> u64 {
         match &self.data {
-            Data::Rows { width, values } => (values.len() / (*width).max(1)) as u64,
+            // Rounded up: the last row of `-n` may be short.
+            Data::Rows { width, values } => values.len().div_ceil((*width).max(1)) as u64,
             Data::Range { len, .. } => *len,
         }
     }
@@ -818,9 +887,10 @@ impl JobSet {
         }
         let mut values = Vec::with_capacity(self.columns.len());
         for (source, &row) in self.sources.iter().zip(&rows) {
-            for column in 0..source.width() {
-                values.push(source.value(row, column)?.into_owned());
-            }
+            // A short last row (`-n`) gives the job fewer values.
+            values.extend(
+                (0..source.width()).map_while(|c| source.value(row, c).map(Cow::into_owned)),
+            );
         }
         Some(Job::new(index + 1, values, Arc::clone(&self.columns)))
     }
@@ -1117,5 +1187,49 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    fn values_of(s: &JobSource) -> Vec<String> {
+        (0..s.len())
+            .map(|r| s.value(r, 0).unwrap().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn items_follow_gnu_parallel_delimiter_and_eof_string() {
+        let comma = Delimiting {
+            delimiter: ",".into(),
+            eof: None,
+        };
+        // Items end with the delimiter; a newline is part of the last item; empty ones stay.
+        let s = JobSource::items_as_parallel("f", b"a,,b\n", &comma).unwrap();
+        assert_eq!(values_of(&s), ["a", "", "b\n"]);
+        let s = JobSource::items_as_parallel("f", b"a,b,", &comma).unwrap();
+        assert_eq!(values_of(&s), ["a", "b"]);
+        // `:::` values are written one per item and read back: `a,` gives `a` and ``.
+        let s = JobSource::list_as_parallel(":::", &["a,".into(), "c".into()], &comma);
+        assert_eq!(values_of(&s), ["a", "", "c"]);
+        let lines = Delimiting::default();
+        let s = JobSource::list_as_parallel(":::", &["a\nb".into(), "c".into()], &lines);
+        assert_eq!(values_of(&s), ["a", "b", "c"]);
+        // `-E stop`: the item and everything after it are not read; `\r` stays.
+        let eof = Delimiting {
+            eof: Some("stop".into()),
+            ..Delimiting::default()
+        };
+        let s = JobSource::items_as_parallel("f", b"a\r\nstop\nb\n", &eof).unwrap();
+        assert_eq!(values_of(&s), ["a\r"]);
+        let s = JobSource::list_as_parallel(":::", &["stop".into()], &eof);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn max_args_groups_values_and_the_last_job_takes_the_rest() {
+        let s = JobSource::list(["A", "B", "C"]).group_values(2).unwrap();
+        let set = JobSet::new(vec![s]).unwrap();
+        assert_eq!(set.len(), 2);
+        assert_eq!(set.get(0).unwrap().values(), ["A", "B"]);
+        assert_eq!(set.get(1).unwrap().values(), ["C"]);
+        assert!(JobSource::list(["A", "B", "C"]).group_rows(2).is_err());
     }
 }

@@ -54,7 +54,7 @@ pub mod template;
 pub mod units;
 
 pub use csv::{CsvError, CsvTable};
-pub use jobs::{Columns, Job, JobSet, JobSource, JobsError};
+pub use jobs::{Columns, Delimiting, Job, JobSet, JobSource, JobsError};
 pub use launch::{
     load as load_plan, render_dry_run, HostResolution, Plan, PlanError, PlanSpec, ProcessSpec,
 };
