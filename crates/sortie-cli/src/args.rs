@@ -291,6 +291,22 @@ pub struct RunArgs {
     /// GNU parallel's -a: one job per line of FILE (`-` = stdin), bytes kept (repeatable).
     #[arg(short = 'a', long = "arg-file", value_name = "FILE", help_heading = BEHAVIOUR)]
     pub arg_file: Vec<PathBuf>,
+    /// Items of `:::` values, `::::`/`-a` files and standard input end with DELIM instead of a
+    /// newline (GNU parallel's -d: `\n`, `\t`, `\r`, `\0` and octal `\NNN` escapes).
+    #[arg(short = 'd', long = "delimiter", value_name = "DELIM", help_heading = BEHAVIOUR)]
+    pub delimiter: Option<String>,
+    /// Items end with NUL instead of a newline (GNU parallel's -0, same as -d '\0').
+    #[arg(short = '0', long = "null", conflicts_with = "delimiter", help_heading = BEHAVIOUR)]
+    pub null: bool,
+    /// An item equal to EOF-STR ends its source, unread from there (GNU parallel's -E).
+    #[arg(short = 'E', long = "eof", value_name = "EOF-STR", help_heading = BEHAVIOUR)]
+    pub eof: Option<String>,
+    /// Separator of the value groups instead of `:::` (and SEP+ instead of `:::+`).
+    #[arg(long = "arg-sep", value_name = "SEP", help_heading = BEHAVIOUR)]
+    pub arg_sep: Option<String>,
+    /// Separator of the file groups instead of `::::` (and SEP+ instead of `::::+`).
+    #[arg(long = "arg-file-sep", value_name = "SEP", help_heading = BEHAVIOUR)]
+    pub arg_file_sep: Option<String>,
     /// Link the sources (GNU parallel's --link): job N takes row N of each, shorter ones
     /// starting over, instead of their cartesian product.
     #[arg(long = "link", visible_alias = "xapply", help_heading = BEHAVIOUR)]
@@ -384,6 +400,14 @@ pub struct RunArgs {
     #[arg(short = 'N', long = "max-replace-args", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..), help_heading = BEHAVIOUR)]
     pub group: Option<u32>,
+    /// Each job takes the next N values of the (single) source, the last job what is left;
+    /// `{}` is all of them, `{1}`..`{N}` one each (GNU parallel's -n/--max-args).
+    #[arg(short = 'n', long = "max-args", value_name = "N", conflicts_with = "group",
+          value_parser = clap::value_parser!(u32).range(1..), help_heading = BEHAVIOUR)]
+    pub max_args: Option<u32>,
+    /// With -n: the same as -n alone (GNU parallel's -m); without -n it is refused.
+    #[arg(short = 'm', help_heading = BEHAVIOUR)]
+    pub m: bool,
     #[command(flatten)]
     pub parallel_only: ParallelOnly,
     /// The command, then its sources: `COMMAND ::: a b`, `:::: FILE`, `:::+` / `::::+` (linked);
@@ -400,8 +424,8 @@ pub struct ParallelOnly {
     pub x: bool,
     #[arg(short = 'X', hide = true)]
     pub xargs: bool,
-    #[arg(short = 'm', hide = true)]
-    pub m: bool,
+    #[arg(long = "xargs", hide = true)]
+    pub long_xargs: bool,
     #[arg(short = 'i', hide = true, num_args = 0..=1, default_missing_value = "")]
     pub i: Option<String>,
     #[arg(short = 'l', hide = true, num_args = 0..=1, default_missing_value = "")]
@@ -410,26 +434,14 @@ pub struct ParallelOnly {
     pub p: bool,
     #[arg(short = 't', hide = true)]
     pub t: bool,
-    #[arg(short = 'n', long = "max-args", hide = true)]
-    pub n: Option<String>,
     #[arg(short = 'q', long = "quote", hide = true)]
     pub q: bool,
-    #[arg(short = '0', long = "null", hide = true)]
-    pub null: bool,
-    #[arg(short = 'd', long = "delimiter", hide = true)]
-    pub d: Option<String>,
-    #[arg(short = 'E', hide = true)]
-    pub e: Option<String>,
     #[arg(short = 'I', hide = true)]
     pub big_i: Option<String>,
     #[arg(short = 'S', long = "sshlogin", hide = true)]
     pub sshlogin: Option<String>,
     #[arg(short = 'u', long = "ungroup", hide = true)]
     pub u: bool,
-    #[arg(long = "arg-sep", hide = true)]
-    pub arg_sep: Option<String>,
-    #[arg(long = "arg-file-sep", hide = true)]
-    pub arg_file_sep: Option<String>,
     #[arg(long = "pipe", hide = true)]
     pub pipe: bool,
     #[arg(long = "results", alias = "res", hide = true)]

@@ -5,7 +5,7 @@ use std::path::Path;
 use sortie::runner::run::{run as run_jobs, Halt, Resume, RunOptions, Spread};
 use sortie::transport::StopSequence;
 use sortie_plan::Context;
-use sortie_plan::{JobSet, JobSource, Template};
+use sortie_plan::{Delimiting, JobSet, JobSource, Template};
 use sortie_report::{Mode, PlainReporter, PrefixStyle, ReporterConfig, TagFn};
 
 use crate::args::{self, ParallelOnly, RunArgs};
@@ -20,7 +20,7 @@ pub async fn run(
 ) -> miette::Result<ExitCode> {
     // Everything the user wrote is checked before any host is contacted.
     refuse_parallel_only(&args.parallel_only)?;
-    let (command, groups) = split_sources(&args.template);
+    let (command, groups) = split_sources(&args)?;
     let jobs = job_set(&args, matches, groups)?;
     // No command: each job's values are the command, as in GNU parallel (`cat cmds | parallel`).
     let template_text = if command.is_empty() {
@@ -33,6 +33,7 @@ pub async fn run(
     if args.group.is_some() {
         refuse_context_replace(&template)?;
     }
+    refuse_max_args_forms(&args, &template)?;
     let options = run_options(&args)?;
     let mut targets = select::targets(&args.selection)?;
     if args.forward_agent {
@@ -175,25 +176,19 @@ fn tag_fn(args: &RunArgs, jobs: &JobSet) -> miette::Result<Option<TagFn>> {
 /// Refuses GNU parallel options that sortie does not have or spells differently, naming the
 /// option and what to write instead (docs/parallel.md), before anything runs.
 fn refuse_parallel_only(p: &ParallelOnly) -> miette::Result<()> {
-    let table: [(bool, &str, &str); 19] = [
+    let table: [(bool, &str, &str); 13] = [
         (p.pipe, "--pipe", "--pipe (splitting standard input among jobs) is not supported"),
-        (p.x, "-x", "GNU parallel's -x (--xargs) packs many arguments into one command, which sortie does not do; sortie's --exclude HOSTS has no short form in run"),
-        (p.xargs, "-X", "packing many arguments into one command is not supported: give one job per value"),
-        (p.m, "-m", "packing many arguments into one command is not supported: give one job per value"),
+        (p.x, "-x", "GNU parallel's -x (--exit when a command line is too long) is not supported; sortie's --exclude HOSTS has no short form in run"),
+        (p.xargs, "-X", "-X fits as many values as the command line and the job slots allow, which depends on the slots of the whole fleet: give -n N (each job the next N values) or -N N"),
+        (p.long_xargs, "--xargs", "--xargs fits as many values as the command line and the job slots allow, which depends on the slots of the whole fleet: give -n N (each job the next N values)"),
         (p.i.is_some(), "-i", "GNU parallel's -i (replace string) is not supported: use {}; sortie's --inventory FILE has no short form in run"),
         (p.l.is_some(), "-l", "GNU parallel's -l (--max-lines) is not supported; sortie's --user USER has no short form in run"),
         (p.p, "-p", "GNU parallel's -p (--interactive) is not supported; sortie's --port PORT has no short form in run"),
         (p.t, "-t", "GNU parallel's -t (print each command on stderr) is not supported: --json shows each command in its job_started event; sortie's --timeout DURATION has no short form in run"),
-        (p.n.is_some(), "-n", "-n/--max-args is not supported: -N N gives each job the next N values as {1}..{N}"),
         (p.q, "-q", "-q (--quote) is not supported: sortie joins the command words with spaces for the shell, as parallel does without -q; quote the command yourself"),
-        (p.null, "-0", "NUL-separated input (-0/--null) is not supported: one job per line"),
-        (p.d.is_some(), "-d", "another delimiter (-d/--delimiter) is not supported: one job per line"),
-        (p.e.is_some(), "-E", "an end-of-file string (-E) is not supported: end the input where the jobs end"),
         (p.big_i.is_some(), "-I", "another replacement string (-I) is not supported: use {}"),
         (p.sshlogin.is_some(), "-S", "hosts are given with -H HOSTS (comma-separated [user@]host[:port]), -g GROUP or an inventory; jobs per host with -j N"),
         (p.u, "-u", "--ungroup is not supported: use --line-buffer for live output, prefixed by host/seq"),
-        (p.arg_sep.is_some(), "--arg-sep", "another separator than ::: is not supported"),
-        (p.arg_file_sep.is_some(), "--arg-file-sep", "another separator than :::: is not supported"),
         (p.gnu_results.is_some(), "--results", "GNU parallel's --results layout (DIR/1/VALUE/stdout, .csv, .json) is not supported; --results-dir DIR writes DIR/<seq>/stdout, stderr and exit"),
     ];
     for (given, option, hint) in table {
@@ -227,18 +222,58 @@ fn refuse_context_replace(template: &Template) -> miette::Result<()> {
     Ok(())
 }
 
-/// `-N n`: one source of one column, grouped `n` values per job.
-fn group_sources(sources: Vec<JobSource>, n: usize) -> miette::Result<Vec<JobSource>> {
+/// `-N n` / `-n n`: one source of one column, grouped `n` values per job (`-n`: the last job
+/// takes what is left).
+fn group_sources(
+    sources: Vec<JobSource>,
+    n: usize,
+    option: &str,
+) -> miette::Result<Vec<JobSource>> {
     match <[JobSource; 1]>::try_from(sources) {
         Ok([source]) if source.width() == 1 => {
-            Ok(vec![source.group_rows(n).map_err(miette::Report::new)?])
+            let grouped = if option == "-n" {
+                source.group_values(n)
+            } else {
+                source.group_rows(n)
+            };
+            Ok(vec![grouped.map_err(miette::Report::new)?])
         }
         _ => Err(miette::miette!(
             code = "sortie::run::parallel_option",
-            help = "-N groups the values of one source: give one source of one column, or link sources with :::+ instead",
-            "option -N: only one input source of one column is supported"
+            help = "{option} groups the values of one source: give one source of one column, or link sources with :::+ instead",
+            "option {option}: only one input source of one column is supported"
         )),
     }
+}
+
+/// `-m` without `-n` fits as many values as the slots allow; `-n N` with a placeholder counted
+/// from the end (`{-1}`) would take the last job's own last value, which sortie does not do.
+fn refuse_max_args_forms(args: &RunArgs, template: &Template) -> miette::Result<()> {
+    if args.m && args.max_args.is_none() {
+        return Err(miette::miette!(
+            code = "sortie::run::parallel_option",
+            help = "-m fits as many values as the command line and the job slots allow, which depends on the slots of the whole fleet: give -n N (each job the next N values)",
+            "option -m: not supported without -n"
+        ));
+    }
+    if args.max_args.is_none() {
+        return Ok(());
+    }
+    let text = template.text();
+    let negative = template.placeholders().find_map(|p| {
+        let span = p.span.clone()?;
+        text[span.clone()].starts_with("{-").then_some(span)
+    });
+    if let Some(span) = negative {
+        let column = text[..span.start].chars().count() + 1;
+        return Err(miette::miette!(
+            code = "sortie::run::parallel_option",
+            help = "with -n, name the values from the start: {1} {2} ...; GNU parallel counts {-1} from the end of each job's own values",
+            "command template:1:{column}: {} with -n is not supported",
+            &text[span]
+        ));
+    }
+    Ok(())
 }
 
 /// `--colsep SEP` (a literal separator; `\t` is a tab) and `--header :`. Regular expressions,
@@ -275,19 +310,10 @@ fn columns_options(args: &RunArgs) -> miette::Result<(Option<String>, bool)> {
     Ok((Some(literal), header))
 }
 
-/// GNU parallel's input-source separators: how the words after each one are read, and whether
-/// the group is linked to the source before it (`:::+`, `::::+`).
-const SEPARATORS: [(&str, bool, bool); 4] = [
-    (":::", false, false),
-    (":::+", false, true),
-    ("::::", true, false),
-    ("::::+", true, true),
-];
-
 /// One group of words after a separator.
 struct Group {
     /// The separator as written.
-    sep: &'static str,
+    sep: String,
     /// `::::`: the words are files (`-` = standard input), one source each.
     files: bool,
     /// `:::+`, `::::+`: linked to the source before.
@@ -295,16 +321,34 @@ struct Group {
     words: Vec<String>,
 }
 
-/// Splits `COMMAND... ::: a b :::+ c d :::: FILE` into the command words and the groups.
-fn split_sources(words: &[String]) -> (Vec<String>, Vec<Group>) {
+/// Splits `COMMAND... ::: a b :::+ c d :::: FILE` into the command words and the groups, with
+/// GNU parallel's separators or those of `--arg-sep` / `--arg-file-sep` (then `:::` is a word
+/// like any other, as in parallel).
+fn split_sources(args: &RunArgs) -> miette::Result<(Vec<String>, Vec<Group>)> {
+    let arg_sep = separator("--arg-sep", args.arg_sep.as_deref(), ":::")?;
+    let file_sep = separator("--arg-file-sep", args.arg_file_sep.as_deref(), "::::")?;
+    if arg_sep == file_sep {
+        return Err(miette::miette!(
+            code = "sortie::run::parallel_option",
+            help = "give --arg-sep and --arg-file-sep different strings",
+            "option --arg-file-sep {file_sep:?}: the same as the separator of values"
+        ));
+    }
+    // (separator, files, linked); parallel checks them in this order.
+    let separators = [
+        (arg_sep.clone(), false, false),
+        (format!("{arg_sep}+"), false, true),
+        (file_sep.clone(), true, false),
+        (format!("{file_sep}+"), true, true),
+    ];
     let mut command = Vec::new();
     let mut groups: Vec<Group> = Vec::new();
-    for word in words {
-        if let Some(&(sep, files, linked)) = SEPARATORS.iter().find(|(s, ..)| s == word) {
+    for word in &args.template {
+        if let Some((sep, files, linked)) = separators.iter().find(|(s, ..)| s == word) {
             groups.push(Group {
-                sep,
-                files,
-                linked,
+                sep: sep.clone(),
+                files: *files,
+                linked: *linked,
                 words: Vec::new(),
             });
         } else if let Some(group) = groups.last_mut() {
@@ -313,7 +357,86 @@ fn split_sources(words: &[String]) -> (Vec<String>, Vec<Group>) {
             command.push(word.clone());
         }
     }
-    (command, groups)
+    Ok((command, groups))
+}
+
+/// The separator of `--arg-sep` / `--arg-file-sep`, or parallel's default.
+fn separator(option: &str, given: Option<&str>, default: &str) -> miette::Result<String> {
+    match given {
+        None => Ok(default.to_owned()),
+        Some("") => Err(miette::miette!(
+            code = "sortie::run::parallel_option",
+            help = "give a string that does not occur in the command, e.g. {option} ,,",
+            "option {option}: the separator is empty"
+        )),
+        Some(s) => Ok(s.to_owned()),
+    }
+}
+
+/// How the sources are cut into values: `-0`, `-d DELIM` (parallel's escapes), `-E EOF-STR`
+/// (empty or `0` means none, as Perl's truth makes it in parallel).
+fn delimiting(args: &RunArgs) -> miette::Result<Delimiting> {
+    let refuse = |option: &str, why: &str, help: &str| {
+        miette::miette!(
+            code = "sortie::run::parallel_option",
+            help = help.to_owned(),
+            "option {option}: {why}"
+        )
+    };
+    let given = args.null || args.delimiter.is_some() || args.eof.is_some();
+    let own = [
+        ("--args", args.args.is_empty()),
+        ("--csv", args.csv.is_empty()),
+        ("--range", args.range.is_empty()),
+    ];
+    if let Some((own, _)) = own.iter().find(|(_, empty)| given && !empty) {
+        let option = if args.null {
+            "-0"
+        } else if args.delimiter.is_some() {
+            "-d"
+        } else {
+            "-E"
+        };
+        return Err(refuse(option, &format!("applies to GNU parallel's sources, not to sortie's {own}"), "use -a FILE (or :::: FILE) for a file cut by -d/-0/-E; --args, --csv and --range read their files their own way"));
+    }
+    let mut how = Delimiting::default();
+    if args.null {
+        how.delimiter = "\0".into();
+    }
+    if let Some(d) = &args.delimiter {
+        how.delimiter = unquote_printf(d).ok_or_else(|| refuse("-d", &format!("{d:?} is not a delimiter sortie can read"), "give one or more characters, or an escape \\n \\t \\r \\0 or octal \\NNN of an ASCII character; GNU parallel reads an empty delimiter as paragraphs, which sortie does not do"))?;
+    }
+    how.eof = args.eof.clone().filter(|e| !e.is_empty() && e != "0");
+    Ok(how)
+}
+
+/// GNU parallel's `unquote_printf` for `-d`: `\t`, `\n`, `\r`, then octal `\NNN` and `\N`, in
+/// that order. `None` for an empty result or an octal escape outside ASCII or with 8 or 9.
+fn unquote_printf(text: &str) -> Option<String> {
+    let text = text
+        .replace("\\t", "\t")
+        .replace("\\n", "\n")
+        .replace("\\r", "\r");
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let digits = after.bytes().take(3).take_while(u8::is_ascii_digit).count();
+        let digits = if digits == 3 { 3 } else { digits.min(1) };
+        if digits == 0 {
+            out.push('\\');
+            rest = after;
+            continue;
+        }
+        let code = u32::from_str_radix(&after[..digits], 8)
+            .ok()
+            .filter(|c| *c < 128)?;
+        out.push(char::from_u32(code)?);
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    (!out.is_empty()).then_some(out)
 }
 
 /// The job sources in GNU parallel's order: the option sources in command-line order (`-a`,
@@ -332,6 +455,7 @@ fn job_set(
     };
     let mut ordered: Vec<(usize, JobSource)> = Vec::new();
     let err = |e: sortie_plan::JobsError| miette::Report::new(e);
+    let how = delimiting(args)?;
     for (i, p) in index_of("args", args.args.len())
         .into_iter()
         .zip(&args.args)
@@ -342,7 +466,7 @@ fn job_set(
         .into_iter()
         .zip(&args.arg_file)
     {
-        ordered.push((i, JobSource::arg_file("-a", p).map_err(err)?));
+        ordered.push((i, JobSource::arg_file("-a", p, &how).map_err(err)?));
     }
     for (i, p) in index_of("csv", args.csv.len()).into_iter().zip(&args.csv) {
         ordered.push((i, JobSource::csv_path(p).map_err(err)?));
@@ -368,10 +492,10 @@ fn job_set(
             let files = group
                 .words
                 .iter()
-                .map(|f| JobSource::arg_file(group.sep, Path::new(f)));
+                .map(|f| JobSource::arg_file(&group.sep, Path::new(f), &how));
             files.collect::<Result<Vec<_>, _>>().map_err(err)?
         } else {
-            vec![JobSource::list(group.words)]
+            vec![JobSource::list_as_parallel(&group.sep, &group.words, &how)]
         };
         match chains.last_mut() {
             Some(chain) if group.linked => chain.extend(sources),
@@ -406,11 +530,14 @@ fn job_set(
         sources = vec![link(sources, true)?];
     }
     if sources.is_empty() {
-        let stdin = JobSource::stdin_as_parallel().map_err(err)?;
+        let stdin = JobSource::stdin_as_parallel(&how).map_err(err)?;
         sources.push(stdin.split_columns(sep.as_deref(), header).map_err(err)?);
     }
     if let Some(n) = args.group {
-        sources = group_sources(sources, n as usize)?;
+        sources = group_sources(sources, n as usize, "-N")?;
+    }
+    if let Some(n) = args.max_args {
+        sources = group_sources(sources, n as usize, "-n")?;
     }
     JobSet::new(sources).map_err(err)
 }
