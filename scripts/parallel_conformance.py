@@ -220,7 +220,7 @@ CASES = [
     ("max-args-one", ["-k", "-n1", "echo", "[{}]", ":::", "A", "B"], None, SAME, None),
     ("max-args-no-command", ["-k", "-n2", ":::", "echo", "a", "echo", "b"], None, SAME, None),
     ("max-args-delimiter", ["-k", "-n2", "-d", ",", "echo"], "a,b,c", SAME, None),
-    ("max-args-from-end", ["-k", "-n2", "echo", "[{-1}]", ":::", "A", "B", "C"], None, REFUSED, "command template:1:6"),
+    ("max-args-from-end", ["-k", "-n2", "echo", "[{-1}]", ":::", "A", "B", "C"], None, REFUSED, "command template:1:7"),
     ("max-args-two-sources", ["-k", "-n2", "echo", ":::", "A", "B", ":::", "1", "2"], None, REFUSED, "option -n"),
     ("max-args-zero", ["-k", "-n0", "echo", "x", ":::", "A"], None, REFUSED, "--max-args"),
     ("max-args-and-N", ["-k", "-n2", "-N2", "echo", ":::", "A", "B"], None, REFUSED, "--max-args"),
