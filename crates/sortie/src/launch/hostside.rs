@@ -27,7 +27,8 @@
 //! (`\x02X DIR dead`). It holds no state the controller does not have: after a reconnect the
 //! controller starts it again with its offsets, so no byte is lost or sent twice. It ends by
 //! itself when its parent is gone (a local controller killed with SIGKILL) or the remote
-//! directory was removed.
+//! directory was removed. The parent is looked up in `/proc`, not with `kill -0`: on
+//! Dropbear it is the server's process, owned by root, which `kill -0` cannot probe.
 //!
 //! **The watchdog** (one per run and host, detached like a supervisor) checks every second
 //! that the lease has not expired and, for a detached run, that its end has not come; else
@@ -316,7 +317,7 @@ pub(crate) fn follow_script(dir: &str, known: &[(String, u64)]) -> String {
         "SORTIE_EOF\n\
          n=0; sortie_parent=$PPID\n\
          while :; do\n\
-         kill -0 \"$sortie_parent\" 2>/dev/null && [ -d \"$R/p\" ] || exit 0\n\
+         { [ ! -d /proc/self ] || [ -d \"/proc/$sortie_parent\" ]; } && [ -d \"$R/p\" ] || exit 0\n\
          wc -c -- */*/out */*/err */*/exit 2>/dev/null\n\
          n=$((n+1))\n\
          if [ $((n % 20)) = 0 ]; then for d in */*; do [ -e \"$d/exit\" ] && continue; [ -s \"$d/pgid\" ] || continue; \
