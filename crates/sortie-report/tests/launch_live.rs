@@ -188,3 +188,37 @@ fn redact(screen: &str) -> String {
 fn nz(n: u16) -> std::num::NonZeroU16 {
     std::num::NonZeroU16::new(n).expect("a terminal has rows and columns")
 }
+
+#[test]
+fn the_live_table_shows_each_sampled_hosts_cpu_and_memory_under_the_roles() {
+    let screen = Screen::new(120);
+    let target = ProgressDrawTarget::term_like_with_hz(Box::new(screen.clone()), 100);
+    let mut view = LiveView::table(target);
+    let events = recorded();
+    let first_progress = events
+        .iter()
+        .position(|e| matches!(e, LaunchEvent::Progress { .. }))
+        .unwrap();
+    for ev in &events[..first_progress] {
+        view.event(ev);
+    }
+    view.event(&LaunchEvent::HostSample(sortie_events::launch::HostSample {
+        host: "local1".into(),
+        cpus: 2,
+        cpu_user: 0.30,
+        cpu_system: 0.13,
+        load1: 1.5,
+        mem_available_bytes: 3 << 30,
+        mem_total_bytes: 8 << 30,
+        ..Default::default()
+    }));
+    std::thread::sleep(Duration::from_millis(12));
+    view.event(&events[first_progress]);
+    view.finish();
+    let shown = screen.contents();
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with("  local1  cpu "))
+        .unwrap_or_else(|| panic!("no host line:\n{shown}"));
+    assert_eq!(line, "  local1  cpu 43% load 1.50 mem 3.0 GiB free of 8.0 GiB");
+}

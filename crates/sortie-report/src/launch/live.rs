@@ -2,7 +2,8 @@
 //!
 //! Three forms, one consumer ([`LiveView::event`]) of the events:
 //! - a table redrawn in place on a terminal ([`LiveView::table`]): the status lines of the last
-//!   [`LaunchEvent::Progress`], with notable events printed above it. Drawing is indicatif's,
+//!   [`LaunchEvent::Progress`] and, when hosts are sampled, one line per host (CPU, load,
+//!   memory from its last [`LaunchEvent::HostSample`]), with notable events printed above it. Drawing is indicatif's,
 //!   which counts the rows a long line takes once wrapped, so a narrow terminal is redrawn
 //!   cleanly instead of filling with stale frames;
 //! - status lines when the output is not a terminal ([`LiveView::lines`]): notable events and
@@ -38,6 +39,23 @@ enum Form {
 /// The live view; feed it every event, then call [`LiveView::finish`].
 pub struct LiveView {
     form: Form,
+    /// Per host, its last sample as one line (the table shows them under the roles).
+    hosts: std::collections::BTreeMap<String, String>,
+}
+
+/// Hosts the table lists at most (the rest are counted).
+const HOST_LINES: usize = 10;
+
+/// One host's line: `  web1  cpu 43% load 1.20 mem 2.1 GiB free of 7.8 GiB`.
+fn host_line(s: &sortie_events::launch::HostSample) -> String {
+    format!(
+        "  {}  cpu {:.0}% load {:.2} mem {} free of {}",
+        s.host,
+        s.cpu_busy() * 100.0,
+        s.load1,
+        super::text::human_bytes(s.mem_available_bytes),
+        super::text::human_bytes(s.mem_total_bytes)
+    )
 }
 
 impl std::fmt::Debug for LiveView {
@@ -54,6 +72,7 @@ impl LiveView {
         bar.set_style(ProgressStyle::with_template("{msg}").expect("a valid template"));
         LiveView {
             form: Form::Table(bar),
+            hosts: Default::default(),
         }
     }
 
@@ -64,6 +83,7 @@ impl LiveView {
                 out,
                 last_status: None,
             },
+            hosts: Default::default(),
         }
     }
 
@@ -74,6 +94,7 @@ impl LiveView {
                 out,
                 run_id: run_id.to_string(),
             },
+            hosts: Default::default(),
         }
     }
 
@@ -88,8 +109,19 @@ impl LiveView {
                 if let Some(line) = render_notable(ev) {
                     bar.println(format!("sortie: {line}"));
                 }
+                if let LaunchEvent::HostSample(s) = ev {
+                    self.hosts.insert(s.host.clone(), host_line(s));
+                }
                 if matches!(ev, LaunchEvent::Progress { .. }) {
-                    bar.set_message(render_status(ev).join("\n"));
+                    let mut lines = render_status(ev);
+                    lines.extend(self.hosts.values().take(HOST_LINES).cloned());
+                    if self.hosts.len() > HOST_LINES {
+                        lines.push(format!(
+                            "  ... and {} more hosts",
+                            self.hosts.len() - HOST_LINES
+                        ));
+                    }
+                    bar.set_message(lines.join("\n"));
                 }
             }
             Form::Lines { out, last_status } => {
