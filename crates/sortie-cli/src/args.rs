@@ -633,6 +633,12 @@ pub struct RunDirArgs {
     /// One JSON object per event on stdout (JSON Lines).
     #[arg(long = "json", help_heading = OUTPUT)]
     pub json: bool,
+    /// attach and stop: serve the live dashboard and /metrics at ADDR:PORT, as launch --web.
+    #[arg(long = "web", value_name = "ADDR:PORT", help_heading = OUTPUT)]
+    pub web: Option<std::net::SocketAddr>,
+    /// Allow --web on an address other than loopback (then the printed token is required).
+    #[arg(long = "web-public", requires = "web", help_heading = OUTPUT)]
+    pub web_public: bool,
 }
 
 /// `sortie report`.

@@ -212,13 +212,25 @@ pub async fn attach(
     let mut options = options(&a, record.run_id.clone(), rd.run_dir.clone());
     options.attach = Some(record.events);
     options.stop_now = stop_now;
+    let web = match rd.web {
+        Some(addr) => {
+            Some(crate::web::Dashboard::start(addr, rd.web_public, &record.run_id).await?)
+        }
+        None => None,
+    };
+    // The page starts from the whole record, then follows the run live.
+    if let (Some(w), Some(events)) = (&web, &options.attach) {
+        for ev in events {
+            w.event(ev);
+        }
+    }
     let cancel = CancellationToken::new();
     let handle = launch(select::transports(), plan, targets, options, cancel.clone());
     let end = Ending {
         json: rd.json,
         run_id: &record.run_id,
         record_in: None,
-        web: None,
+        web: web.as_ref(),
     };
     let result = drive(handle, cancel, signals, end).await?;
     let mut text = end_text(&result.report, result.report_path.as_deref());

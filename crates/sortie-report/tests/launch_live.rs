@@ -202,16 +202,18 @@ fn the_live_table_shows_each_sampled_hosts_cpu_and_memory_under_the_roles() {
     for ev in &events[..first_progress] {
         view.event(ev);
     }
-    view.event(&LaunchEvent::HostSample(sortie_events::launch::HostSample {
-        host: "local1".into(),
-        cpus: 2,
-        cpu_user: 0.30,
-        cpu_system: 0.13,
-        load1: 1.5,
-        mem_available_bytes: 3 << 30,
-        mem_total_bytes: 8 << 30,
-        ..Default::default()
-    }));
+    view.event(&LaunchEvent::HostSample(
+        sortie_events::launch::HostSample {
+            host: "local1".into(),
+            cpus: 2,
+            cpu_user: 0.30,
+            cpu_system: 0.13,
+            load1: 1.5,
+            mem_available_bytes: 3 << 30,
+            mem_total_bytes: 8 << 30,
+            ..Default::default()
+        },
+    ));
     std::thread::sleep(Duration::from_millis(12));
     view.event(&events[first_progress]);
     view.finish();
@@ -220,5 +222,8 @@ fn the_live_table_shows_each_sampled_hosts_cpu_and_memory_under_the_roles() {
         .lines()
         .find(|l| l.starts_with("  local1  cpu "))
         .unwrap_or_else(|| panic!("no host line:\n{shown}"));
-    assert_eq!(line, "  local1  cpu 43% load 1.50 mem 3.0 GiB free of 8.0 GiB");
+    assert_eq!(
+        line,
+        "  local1  cpu 43% load 1.50 mem 3.0 GiB free of 8.0 GiB"
+    );
 }
