@@ -32,6 +32,9 @@ pub async fn run(a: LaunchArgs, signals: crate::signals::Interrupts) -> miette::
             "--detach needs a duration: the hosts stop the fleet by themselves at its end"
         ));
     }
+    if a.detach {
+        refuse_live_judgement(&plan)?;
+    }
     let targets = targets(&plan, &a)?;
     let run_id = sortie::launch::new_run_id();
     let run_dir = a.run_dir.clone().unwrap_or_else(|| plan.run_dir(&run_id));
@@ -175,6 +178,26 @@ async fn drive(
         .result
         .await
         .map_err(|e| miette::miette!("the launch task failed: {e}"))
+}
+
+/// `--detach` with a step load or a threshold judged during the run (`window`, `abort`): a
+/// detached fleet has no controller to judge it, so neither would happen; refused.
+fn refuse_live_judgement(plan: &Plan) -> miette::Result<()> {
+    let what = if let Some(r) = plan.roles.iter().find(|r| r.step.is_some()) {
+        format!("role {} has a step load", r.name)
+    } else if let Some(t) = (plan.thresholds.iter()).find(|t| t.window.is_some() || t.abort) {
+        format!(
+            "threshold {} is judged during the run (window or abort)",
+            t.metric
+        )
+    } else {
+        return Ok(());
+    };
+    Err(miette::miette!(
+        code = "sortie::launch::detach_needs_controller",
+        help = "run without --detach; `sortie attach` can take over a run whose controller died",
+        "--detach cannot be used here: {what}, and a detached fleet has no controller to judge it"
+    ))
 }
 
 /// What `--detach` prints when it returns.

@@ -387,6 +387,13 @@ pub struct ThresholdSpec {
     pub min: Option<f64>,
     /// Upper bound.
     pub max: Option<f64>,
+    /// Judged during the run over the last this many milliseconds (`window`); absent: over
+    /// the whole run, at its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_ms: Option<u64>,
+    /// A failure during the run stops it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abort: bool,
 }
 
 /// A host's resource use over one sampling interval (`host_sample`), from its `/proc`. CPU
@@ -552,6 +559,41 @@ pub enum LaunchEvent {
         stage: usize,
         /// Live processes the role has at the end of the stage.
         target: u32,
+        /// Milliseconds since the launch began.
+        at_ms: u64,
+    },
+    /// A threshold judged during the run (it has a `window` or `abort`, or a role has a step
+    /// load) stopped holding. Said once per failure: again only after it held again.
+    ThresholdFailed {
+        /// Its position in `launch_started`'s `thresholds`.
+        index: usize,
+        /// What failed, for people: `viewer ready_ratio 0.93 < 0.99 over the last 1m`.
+        reason: String,
+        /// The measured value (seconds for time metrics).
+        value: f64,
+        /// Milliseconds since the launch began.
+        at_ms: u64,
+    },
+    /// A threshold with `abort = true` failed: the run stops early, through its normal stop
+    /// sequence.
+    LaunchAborted {
+        /// The failure, as [`LaunchEvent::ThresholdFailed`] says it.
+        reason: String,
+        /// Milliseconds since the launch began.
+        at_ms: u64,
+    },
+    /// A role's step load stopped climbing because a threshold failed: it held `held` live
+    /// processes (the last step at which every threshold held; 0: not even the first) and
+    /// broke at `broke_at`; its target goes back to `held`.
+    StepBroke {
+        /// Role name.
+        role: String,
+        /// The last step's target at which every threshold held.
+        held: u32,
+        /// The step's target at which one failed.
+        broke_at: u32,
+        /// The failure, as [`LaunchEvent::ThresholdFailed`] says it.
+        reason: String,
         /// Milliseconds since the launch began.
         at_ms: u64,
     },
@@ -790,6 +832,9 @@ impl LaunchEvent {
             | LaunchEvent::LaunchDetached { at_ms, .. }
             | LaunchEvent::LaunchAttached { at_ms, .. }
             | LaunchEvent::StageChanged { at_ms, .. }
+            | LaunchEvent::ThresholdFailed { at_ms, .. }
+            | LaunchEvent::LaunchAborted { at_ms, .. }
+            | LaunchEvent::StepBroke { at_ms, .. }
             | LaunchEvent::HostReconnected { at_ms, .. } => Some(*at_ms),
             LaunchEvent::HostSample(HostSample { at_ms, .. })
             | LaunchEvent::ProcessSample(ProcessSample { at_ms, .. }) => Some(*at_ms),

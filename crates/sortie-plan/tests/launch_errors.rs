@@ -558,3 +558,64 @@ fn sample_interval_defaults_to_5s_turns_off_with_0_and_names_a_bad_value() {
         "run sample_interval",
     );
 }
+
+#[test]
+fn a_step_load_is_checked_where_written() {
+    // 3 channels x 3 viewers: a pool of 9
+    let step = |s: &str| edit("slots = 10\n", &format!("slots = 10\n{s}\n"));
+    let text = step("step = { add = 2, every = \"1m\", max = 10 }");
+    let err = load_with(&text, CSV, &[]).unwrap_err();
+    assert_at(
+        &err,
+        "sortie::plan::constraint",
+        "plan.toml",
+        pos(&text, "10 }", 0),
+        "step max 10 is above its 9 processes",
+    );
+    let text = step("step = { add = 0, every = \"1m\", max = 9 }");
+    let err = load_with(&text, CSV, &[]).unwrap_err();
+    assert_at(
+        &err,
+        "sortie::plan::bad_value",
+        "plan.toml",
+        pos(&text, "0, every", 0),
+        "add must be at least 1",
+    );
+    let text = step("step = { add = 2, every = \"soon\", max = 9 }");
+    let err = load_with(&text, CSV, &[]).unwrap_err();
+    assert_eq!((err.line(), err.column()), pos(&text, "soon", 0), "{err}");
+    let text = step("stages = [{ target = 2 }]\nstep = { add = 2, every = \"1m\", max = 9 }");
+    let err = load_with(&text, CSV, &[]).unwrap_err();
+    assert_at(
+        &err,
+        "sortie::plan::constraint",
+        "plan.toml",
+        pos(&text, "{ add", 0),
+        "both stages and a step load",
+    );
+    let text = step("step = { add = 3, every = \"1m\", max = 9 }");
+    let plan = load_with(&text, CSV, &[]).unwrap();
+    let s = plan.roles[1].step.expect("a step load");
+    assert_eq!((s.start, s.add, s.max, s.steps()), (3, 3, 9, 3));
+    assert_eq!((s.target(0), s.target(2), s.target(7)), (3, 9, 9));
+}
+
+#[test]
+fn a_threshold_window_is_a_duration_above_zero() {
+    let text =
+        format!("{BASE}\n[[thresholds]]\nmetric = \"ready_ratio\"\nmin = 0.99\nwindow = \"0s\"\n");
+    let err = load_with(&text, CSV, &[]).unwrap_err();
+    assert_at(
+        &err,
+        "sortie::plan::bad_threshold",
+        "plan.toml",
+        pos(&text, "\"0s\"", 0),
+        "window must be longer than zero",
+    );
+    let text = format!(
+        "{BASE}\n[[thresholds]]\nmetric = \"ready_ratio\"\nmin = 0.99\nwindow = \"1m\"\nabort = true\n"
+    );
+    let plan = load_with(&text, CSV, &[]).unwrap();
+    assert_eq!(plan.thresholds[0].window, Some(Duration::from_secs(60)));
+    assert!(plan.thresholds[0].abort);
+}

@@ -147,11 +147,22 @@
         secs(r.elapsed_ms) + ' | ' + status + ' | ' + r.processes.length + ' processes on ' +
         r.hosts.length + ' hosts' }),
       el('p', { id: 'verdict', cls: r.thresholds_passed ? 'pass' : 'fail', text: verdict }));
+    if (r.aborted) {
+      box.appendChild(el('p', { id: 'aborted', cls: 'fail',
+        text: 'aborted at ' + secs(r.aborted.at_ms) + ': ' + r.aborted.reason }));
+    }
+    (r.steps || []).forEach(function (st) {
+      box.appendChild(el('p', { cls: 'step', text: 'step load: held ' + st.held + ' ' + st.role +
+        ', broke at ' + st.broke_at + ' (' + secs(st.at_ms) + '): ' + st.reason }));
+    });
     if (r.thresholds.length) {
-      box.appendChild(table(['threshold', 'role', 'min', 'max', 'value', 'verdict'],
+      box.appendChild(table(['threshold', 'role', 'min', 'max', 'window', 'value', 'verdict'],
         r.thresholds.map(function (t) {
+          var verdict = t.passed ? 'pass' : 'FAIL';
+          if (t.failure) verdict += ' at ' + secs(t.failed_at_ms) + ': ' + t.failure;
           return [t.metric, t.role || 'all', t.min === null ? '' : t.min, t.max === null ? '' : t.max,
-            t.value === null ? 'nothing measured' : num(t.value, 3), t.passed ? 'pass' : 'FAIL'];
+            t.window_ms ? secs(t.window_ms) : 'whole run',
+            t.value === null ? 'nothing measured' : num(t.value, 3), verdict];
         })));
     }
     return box;
@@ -180,9 +191,17 @@
     d.counts.forEach(function (rc) {
       var role = rc[0], s = rc[1];
       var xs = s.t.map(function (t) { return t / 1000; });
-      box.appendChild(lineChart('counts-' + role, role + ': processes by state', xs, [
+      var series = [
         { label: 'starting', values: s.starting }, { label: 'ready', values: s.ready },
-        { label: 'failed', values: s.failed }, { label: 'stopped', values: s.stopped }],
+        { label: 'failed', values: s.failed }, { label: 'stopped', values: s.stopped }];
+      var title = role + ': processes by state';
+      if (s.target.some(function (v) { return v !== null; })) {
+        // A load shape: the target against the live processes (starting + ready).
+        series.unshift({ label: 'live', values: s.ready.map(function (v, i) { return v + s.starting[i]; }) });
+        series.unshift({ label: 'target', values: s.target });
+        title = role + ': live processes against the load shape\'s target, and by state';
+      }
+      box.appendChild(lineChart('counts-' + role, title, xs, series,
         function (v) { return String(v); }, { stepped: true }));
     });
     return box;

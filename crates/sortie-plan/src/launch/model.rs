@@ -264,6 +264,40 @@ pub struct Role {
     pub max_per_key: Option<u32>,
     /// The role's load shape (`stages = [...]`); empty: every process starts once.
     pub stages: Vec<Stage>,
+    /// Step load (`[roles.NAME.step]`); `None`: no stairs.
+    pub step: Option<Step>,
+}
+
+/// Step load to the breaking point: the role's target starts at `start` and rises by `add`
+/// every `every` up to `max`, until a threshold fails; then it backs off to the last step at
+/// which every threshold held and stays there (see `docs/plan.md`, "Step load").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// Live processes in the first step.
+    pub start: u32,
+    /// Processes added at each step.
+    pub add: u32,
+    /// Length of one step.
+    pub every: Duration,
+    /// The highest target.
+    pub max: u32,
+}
+
+impl Step {
+    /// The target of step `k` (0 is the first).
+    pub fn target(&self, k: u32) -> u32 {
+        (u64::from(self.start) + u64::from(self.add) * u64::from(k)).min(u64::from(self.max)) as u32
+    }
+
+    /// How many steps there are up to and including the first at `max`.
+    pub fn steps(&self) -> u32 {
+        1 + (self.max - self.start.min(self.max)).div_ceil(self.add.max(1))
+    }
+
+    /// The step (0-based) `t` after the launch's start is in, counting on past the last.
+    pub fn index(&self, t: Duration) -> u32 {
+        (t.as_nanos() / self.every.as_nanos().max(1)).min(u128::from(u32::MAX)) as u32
+    }
 }
 
 /// One stage of a role's load shape: the number of live processes follows the target.
@@ -461,6 +495,10 @@ pub struct Threshold {
     pub role: Option<String>,
     /// The bounds (one or two).
     pub bounds: Vec<Bound>,
+    /// Judged during the run over the last `window` (`None`: over the whole run).
+    pub window: Option<Duration>,
+    /// A failure during the run stops it (through the normal stop sequence).
+    pub abort: bool,
 }
 
 /// Run-wide settings.

@@ -171,6 +171,9 @@ fn role_facts(o: &mut String, role: &Role, procs: &[&ProcessSpec]) {
 /// A role's stop sequence, restart policy, and its first process's environment and directory.
 /// The stage schedule: from when to when, and the live-process target at the end of each.
 fn role_stages(o: &mut String, role: &Role) {
+    if let Some(step) = &role.step {
+        role_steps(o, step);
+    }
     if role.stages.is_empty() {
         return;
     }
@@ -193,6 +196,34 @@ fn role_stages(o: &mut String, role: &Role) {
         at = end;
     }
     let _ = writeln!(o, "      then {target} live until the run's duration ends");
+}
+
+/// The step schedule: each step's target and when it begins, until `max`.
+fn role_steps(o: &mut String, step: &Step) {
+    let _ = writeln!(
+        o,
+        "    step load (from the launch's start): +{} every {} up to {}",
+        step.add,
+        dur(step.every),
+        step.max
+    );
+    let n = step.steps();
+    for k in 0..n {
+        if n > 8 && (3..n - 3).contains(&k) {
+            if k == 3 {
+                let _ = writeln!(o, "      ...");
+            }
+            continue;
+        }
+        let at = step.every * k;
+        let _ = writeln!(o, "      {}. from {}: {}", k + 1, dur(at), step.target(k));
+    }
+    let _ = writeln!(
+        o,
+        "      climbing stops when a threshold fails (then back to the last step that held) \
+         or at {}; the run's duration then holds (default: one step)",
+        step.max
+    );
 }
 
 fn role_stop_and_env(o: &mut String, role: &Role, procs: &[&ProcessSpec]) {
@@ -334,7 +365,14 @@ fn dry_run_thresholds(o: &mut String, plan: &Plan) {
                     }
                 })
                 .collect();
-            let _ = writeln!(o, "  {} ({scope}) {}", t.metric, bounds.join(" and "));
+            let mut when = match t.window {
+                Some(w) => format!(", over each last {} during the run", dur(w)),
+                None => String::new(),
+            };
+            if t.abort {
+                when.push_str(", aborts the run when it fails");
+            }
+            let _ = writeln!(o, "  {} ({scope}) {}{when}", t.metric, bounds.join(" and "));
         }
     }
 }

@@ -130,6 +130,17 @@ pub(crate) struct RawRole {
     pub unique_key: Option<Spanned<bool>>,
     pub max_per_key: Option<Spanned<u32>>,
     pub stages: Option<Spanned<Vec<Spanned<RawStage>>>>,
+    pub step: Option<Spanned<RawStep>>,
+}
+
+/// Step load: `[roles.NAME.step]` with `add`, `every`, `max` and an optional `start`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStep {
+    pub start: Option<Spanned<u32>>,
+    pub add: Spanned<u32>,
+    pub every: Spanned<String>,
+    pub max: Spanned<u32>,
 }
 
 /// One stage of a role's load shape: `{ target = N, over = "1m" }` or `{ hold = "5m" }`.
@@ -188,6 +199,8 @@ pub(crate) struct RawThreshold {
     pub role: Option<Spanned<String>>,
     pub min: Option<Spanned<toml::Value>>,
     pub max: Option<Spanned<toml::Value>>,
+    pub window: Option<Spanned<String>>,
+    pub abort: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

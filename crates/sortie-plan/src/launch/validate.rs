@@ -980,10 +980,28 @@ fn threshold(
             "add min = ... or max = ...",
         ));
     }
+    let window = match &t.window {
+        Some(w) => {
+            let d = ck.duration(w, "threshold window")?;
+            if d.is_zero() {
+                return Err(ck.err(
+                    "sortie::plan::bad_threshold",
+                    w.span(),
+                    "a threshold window must be longer than zero",
+                    "here",
+                    "e.g. window = \"1m\"; leave it out to judge the whole run",
+                ));
+            }
+            Some(d)
+        }
+        None => None,
+    };
     Ok(Threshold {
         metric,
         role,
         bounds,
+        window,
+        abort: t.abort.as_ref().is_some_and(|a| *a.get_ref()),
     })
 }
 

@@ -1,7 +1,8 @@
 //! `/metrics` of the live dashboard: the launch in Prometheus' text exposition format (0.0.4),
 //! rendered from a [`PageFold`] so that it shows exactly what the events said.
 //!
-//! Series: `sortie_processes{role,state}` (gauge, the latest counts), `sortie_restarts{role}`
+//! Series: `sortie_processes{role,state}` (gauge, the latest counts), `sortie_target{role}`
+//! (roles with a load shape), `sortie_restarts{role}`
 //! (gauge), `sortie_time_to_ready_seconds{role}` (histogram over processes that became ready),
 //! `sortie_host_cpu_ratio{host,mode}` (gauge, fraction of the host over the last interval),
 //! `sortie_host_load1{host}`, `sortie_host_memory_available_bytes{host}` and
@@ -73,6 +74,19 @@ pub fn render(fold: &PageFold) -> String {
             label(&c.role),
             c.restarts
         );
+    }
+    if counts.iter().any(|c| c.target.is_some()) {
+        head(
+            &mut out,
+            "sortie_target",
+            "gauge",
+            "Live processes the role's load shape (stages or step load) asks for now.",
+        );
+        for c in counts {
+            if let Some(t) = c.target {
+                let _ = writeln!(out, "sortie_target{{role=\"{}\"}} {t}", label(&c.role));
+            }
+        }
     }
     ready_histogram(&mut out, fold);
     host_gauges(&mut out, fold);

@@ -25,8 +25,8 @@ pub use live::LiveView;
 pub use page::{render_html, write_html, CountSeries, HostSeries, PageData, PageFold, HTML_FILE};
 pub use record::{read_record, EventLog, RecordError, Recorded, EVENTS_FILE, REPORT_FILE};
 pub use report::{
-    HostReport, HostResources, LaunchReport, Percentiles, ProcessReport, ProcessResources,
-    ReportFold, RoleResources, RoleSummary, StopCheck, ThresholdResult,
+    Aborted, HostReport, HostResources, LaunchReport, Percentiles, ProcessReport, ProcessResources,
+    ReportFold, RoleLoad, RoleResources, RoleSummary, StepResult, StopCheck, ThresholdResult,
 };
 pub use sortie_events::launch::LaunchEvent;
 pub use text::{human_bytes, render_notable, render_status, render_summary, short_duration};

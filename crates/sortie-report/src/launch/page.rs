@@ -40,6 +40,8 @@ pub struct CountSeries {
     pub failed: Vec<usize>,
     /// Processes being stopped or stopped.
     pub stopped: Vec<usize>,
+    /// The load shape's target of live processes (roles with stages or a step load).
+    pub target: Vec<Option<u32>>,
 }
 
 /// One host's samples over time.
@@ -178,13 +180,16 @@ impl PageFold {
                 continue;
             };
             let now = [rc.starting, rc.ready, rc.failed, rc.stopped];
-            let last =
-                s.t.len()
-                    .checked_sub(1)
-                    .map(|i| [s.starting[i], s.ready[i], s.failed[i], s.stopped[i]]);
-            if last == Some(now) {
+            let last = (s.t.len().checked_sub(1)).map(|i| {
+                (
+                    [s.starting[i], s.ready[i], s.failed[i], s.stopped[i]],
+                    s.target[i],
+                )
+            });
+            if last == Some((now, rc.target)) {
                 continue;
             }
+            s.target.push(rc.target);
             s.t.push(at_ms);
             s.starting.push(rc.starting);
             s.ready.push(rc.ready);

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use sortie_events::launch::{
     Ending, ExitInfo, HostSample, LaunchEvent, PlannedHost, PlannedProcess, ProcessRef,
-    ProcessSample, ThresholdMetric, ThresholdSpec, TransferOutcome, TransferRecord, TransferStep,
-    SCHEMA_VERSION,
+    ProcessSample, RoleCounts, ThresholdMetric, ThresholdSpec, TransferOutcome, TransferRecord,
+    TransferStep, SCHEMA_VERSION,
 };
 
 /// One process in the report.
@@ -161,6 +161,50 @@ pub struct ThresholdResult {
     pub value: Option<f64>,
     /// Whether it held.
     pub passed: bool,
+    /// The window it was judged over during the run, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_ms: Option<u64>,
+    /// When it first failed during the run (milliseconds since the launch began), if it was
+    /// judged during the run and failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at_ms: Option<u64>,
+    /// That failure, for people: `viewer ready_ratio 0.93 < 0.99 over the last 1m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+/// Why a run stopped early: a threshold with `abort = true` failed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Aborted {
+    /// The failure (`viewer ready_ratio 0.93 < 0.99 over the last 1m`).
+    pub reason: String,
+    /// Milliseconds since the launch began.
+    pub at_ms: u64,
+}
+
+/// Where a role's step load broke.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepResult {
+    /// Role name.
+    pub role: String,
+    /// The last step's target at which every threshold held (0: not even the first).
+    pub held: u32,
+    /// The target of the step at which a threshold failed.
+    pub broke_at: u32,
+    /// The failure.
+    pub reason: String,
+    /// Milliseconds since the launch began.
+    pub at_ms: u64,
+}
+
+/// A role's live processes against its load shape's target over time (roles with stages or
+/// a step load): one point whenever either changed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoleLoad {
+    /// Role name.
+    pub role: String,
+    /// `[at_ms, target, live]`: live counts processes starting or ready.
+    pub points: Vec<[u64; 3]>,
 }
 
 /// A host in the report.
@@ -248,6 +292,15 @@ pub struct LaunchReport {
     pub stop_check: StopCheck,
     /// The plan's `[[upload]]` and `[[collect]]` transfers, one record per transfer and host.
     pub transfers: Vec<TransferRecord>,
+    /// Set when a threshold with `abort = true` stopped the run.
+    #[serde(default)]
+    pub aborted: Option<Aborted>,
+    /// Where each role's step load broke (roles whose climb stopped on a failure).
+    #[serde(default)]
+    pub steps: Vec<StepResult>,
+    /// Target against live processes over time, per role with a load shape.
+    #[serde(default)]
+    pub load: Vec<RoleLoad>,
 }
 
 impl LaunchReport {
@@ -318,11 +371,14 @@ fn evaluate(thresholds: &[ThresholdSpec], processes: &[ProcessReport]) -> Vec<Th
                 .collect();
             let value = match t.metric {
                 ThresholdMetric::ReadyRatio => {
+                    // A process of the pool that the load shape never needed is not one
+                    // that failed to become ready.
+                    let used = (mine.iter()).filter(|p| p.ending != Ending::Unused).count();
                     let ready = mine.iter().filter(|p| p.time_to_ready_ms.is_some()).count();
-                    Some(if mine.is_empty() {
+                    Some(if used == 0 {
                         1.0
                     } else {
-                        ready as f64 / mine.len() as f64
+                        ready as f64 / used as f64
                     })
                 }
                 ThresholdMetric::TimeToReady { percentile: p } => {
@@ -346,6 +402,9 @@ fn evaluate(thresholds: &[ThresholdSpec], processes: &[ProcessReport]) -> Vec<Th
                 max,
                 value,
                 passed,
+                window_ms: t.window_ms,
+                failed_at_ms: None,
+                failure: None,
             }
         })
         .collect()
@@ -478,6 +537,11 @@ pub struct ReportFold {
     transfers: Vec<TransferRecord>,
     last_ms: u64,
     finished: Option<Finished>,
+    /// Per threshold: its first failure during the run `(value, at_ms, reason)`.
+    live_failures: Vec<Option<(f64, u64, String)>>,
+    aborted: Option<Aborted>,
+    steps: Vec<StepResult>,
+    load: Vec<RoleLoad>,
 }
 
 #[derive(Clone, Debug)]
@@ -515,6 +579,10 @@ impl ReportFold {
             transfers: Vec::new(),
             last_ms: 0,
             finished: None,
+            live_failures: Vec::new(),
+            aborted: None,
+            steps: Vec::new(),
+            load: Vec::new(),
         }
     }
 
@@ -586,6 +654,38 @@ impl ReportFold {
                 self.stop_check.unchecked = unchecked.clone();
                 self.stop_check.survivors = survivors.clone();
             }
+            LaunchEvent::ThresholdFailed {
+                index,
+                reason,
+                value,
+                at_ms,
+            } => {
+                if let Some(slot @ None) = self.live_failures.get_mut(*index) {
+                    *slot = Some((*value, *at_ms, reason.clone()));
+                }
+            }
+            LaunchEvent::LaunchAborted { reason, at_ms } => {
+                self.aborted = Some(Aborted {
+                    reason: reason.clone(),
+                    at_ms: *at_ms,
+                });
+            }
+            LaunchEvent::StepBroke {
+                role,
+                held,
+                broke_at,
+                reason,
+                at_ms,
+            } => self.steps.push(StepResult {
+                role: role.clone(),
+                held: *held,
+                broke_at: *broke_at,
+                reason: reason.clone(),
+                at_ms: *at_ms,
+            }),
+            LaunchEvent::Progress {
+                roles, elapsed_ms, ..
+            } => self.load_at(*elapsed_ms, roles),
             LaunchEvent::LaunchFinished {
                 interrupted,
                 elapsed_ms,
@@ -627,6 +727,7 @@ impl ReportFold {
             .map(|(i, h)| (h.host.clone(), i))
             .collect();
         self.hosts = vec![HostFold::default(); host_list.len()];
+        self.live_failures = vec![None; thresholds.len()];
         self.started = Some(Started {
             plan: plan.clone(),
             digest: digest.clone(),
@@ -639,6 +740,26 @@ impl ReportFold {
             processes: process_list.clone(),
             thresholds: thresholds.clone(),
         });
+    }
+
+    /// Adds a load point to each role with a target whose target or live count changed.
+    fn load_at(&mut self, at_ms: u64, roles: &[RoleCounts]) {
+        for rc in roles {
+            let Some(target) = rc.target else { continue };
+            let live = (rc.starting + rc.ready) as u64;
+            let point = [at_ms, u64::from(target), live];
+            match self.load.iter_mut().find(|l| l.role == rc.role) {
+                Some(l) => {
+                    if l.points.last().is_none_or(|p| p[1..] != point[1..]) {
+                        l.points.push(point);
+                    }
+                }
+                None => self.load.push(RoleLoad {
+                    role: rc.role.clone(),
+                    points: vec![point],
+                }),
+            }
+        }
     }
 
     /// The per-process events. The rules mirror the engine's: an ending is a failure once the
@@ -775,7 +896,18 @@ impl ReportFold {
             })
             .collect();
         let mut roles = summarize(&st.roles, &processes);
-        let thresholds = evaluate(&st.thresholds, &processes);
+        let mut thresholds = evaluate(&st.thresholds, &processes);
+        for (t, live) in thresholds.iter_mut().zip(&self.live_failures) {
+            // A failure during the run stands, whatever the whole run's value.
+            if let Some((value, at_ms, reason)) = live {
+                t.passed = false;
+                if t.window_ms.is_some() {
+                    t.value = Some(*value);
+                }
+                t.failed_at_ms = Some(*at_ms);
+                t.failure = Some(reason.clone());
+            }
+        }
         let thresholds_passed = thresholds.iter().all(|t| t.passed);
         let hosts = (st.hosts.iter().zip(&self.hosts))
             .map(|(ph, h)| HostReport {
@@ -816,6 +948,9 @@ impl ReportFold {
             thresholds_passed,
             stop_check: self.stop_check.clone(),
             transfers: self.transfers.clone(),
+            aborted: self.aborted.clone(),
+            steps: self.steps.clone(),
+            load: self.load.clone(),
         }
     }
 
@@ -877,6 +1012,9 @@ impl ReportFold {
             thresholds_passed: true,
             stop_check: self.stop_check.clone(),
             transfers: self.transfers.clone(),
+            aborted: None,
+            steps: Vec::new(),
+            load: Vec::new(),
         }
     }
 }

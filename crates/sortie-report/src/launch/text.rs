@@ -98,6 +98,19 @@ pub fn render_notable(ev: &LaunchEvent) -> Option<String> {
             ..
         } => format!("{role}: stage {stage}, toward {target} live"),
         LaunchEvent::LaunchAttached { .. } => "attached: this controller carries the run on".into(),
+        LaunchEvent::ThresholdFailed { reason, .. } => format!("threshold failed: {reason}"),
+        LaunchEvent::LaunchAborted { reason, .. } => {
+            format!("aborting: {reason} (abort = true); stopping the fleet")
+        }
+        LaunchEvent::StepBroke {
+            role,
+            held,
+            broke_at,
+            reason,
+            ..
+        } => format!(
+            "{role}: step load broke at {broke_at} ({reason}); back to {held}, the last step that held"
+        ),
         LaunchEvent::HostDisconnected { host, message, .. } => {
             format!("host {host} disconnected: {message}; its processes keep running, reconnecting")
         }
@@ -272,6 +285,22 @@ pub fn render_summary(r: &LaunchReport) -> String {
             r.stop_check.unchecked.join(", ")
         );
     }
+    render_verdicts(&mut o, r);
+    o
+}
+
+/// The summary's verdicts: an abort, where step loads broke, and the thresholds.
+fn render_verdicts(o: &mut String, r: &LaunchReport) {
+    if let Some(a) = &r.aborted {
+        let _ = writeln!(o, "aborted at {}: {}", ms(a.at_ms), a.reason);
+    }
+    for st in &r.steps {
+        let _ = writeln!(
+            o,
+            "step load: held {} {}, broke at {}: {}",
+            st.held, st.role, st.broke_at, st.reason
+        );
+    }
     if !r.thresholds.is_empty() {
         let _ = writeln!(o, "thresholds:");
         for t in &r.thresholds {
@@ -305,9 +334,11 @@ pub fn render_summary(r: &LaunchReport) -> String {
                 bounds.join(" and "),
                 t.value.map(fmt).unwrap_or_else(|| "no value".into())
             );
+            if let (Some(at), Some(why)) = (t.failed_at_ms, &t.failure) {
+                let _ = writeln!(o, "       failed during the run at {}: {why}", ms(at));
+            }
         }
     }
-    o
 }
 
 /// A path as the plan wrote it: the same on every host, or with each host's own name put back

@@ -129,6 +129,7 @@ fn role(
         unique_key: procs.unique_key,
         max_per_key: procs.max_per_key,
         stages: stages(ck, &rname, &r, procs.pending.len())?,
+        step: step(ck, &rname, &r, procs.pending.len())?,
     };
     let work = RoleWork {
         columns: c.columns,
@@ -549,6 +550,78 @@ fn stages(
         }
     }
     Ok(out)
+}
+
+/// `[roles.NAME.step]`: stairs from `start` (default `add`) by `add` every `every` up to `max`,
+/// which must fit the role's pool; not with `stages`.
+fn step(
+    ck: &Checker<'_>,
+    rname: &str,
+    r: &RawRole,
+    pool: usize,
+) -> Result<Option<Step>, PlanError> {
+    let Some(raw) = &r.step else {
+        return Ok(None);
+    };
+    if r.stages.is_some() {
+        return Err(ck.err(
+            "sortie::plan::constraint",
+            raw.span(),
+            format!("role {rname:?} has both stages and a step load"),
+            "a step load here",
+            "a role's load follows either stages = [...] or [roles.NAME.step], not both",
+        ));
+    }
+    let st = raw.get_ref();
+    let add = *st.add.get_ref();
+    if add == 0 {
+        return Err(ck.err(
+            "sortie::plan::bad_value",
+            st.add.span(),
+            "step add must be at least 1",
+            "here",
+            "e.g. add = 10",
+        ));
+    }
+    let every = ck.duration(&st.every, "step every")?;
+    if every.is_zero() {
+        return Err(ck.err(
+            "sortie::plan::bad_value",
+            st.every.span(),
+            "step every must be longer than zero",
+            "here",
+            "e.g. every = \"1m\"",
+        ));
+    }
+    let max = *st.max.get_ref();
+    if max as usize > pool {
+        return Err(ck.err(
+            "sortie::plan::constraint",
+            st.max.span(),
+            format!(
+                "role {rname:?}: step max {max} is above its {pool} processes (for_each rows x count)"
+            ),
+            "more than the pool",
+            "raise count (or add rows), or lower max",
+        ));
+    }
+    let start = st.start.as_ref().map_or(add, |s| *s.get_ref());
+    if start == 0 || start > max {
+        let span = st.start.as_ref().map_or(st.max.span(), |s| s.span());
+        return Err(ck.err(
+            "sortie::plan::bad_value",
+            span,
+            format!("step start {start} must be from 1 to max ({max})"),
+            "here",
+            "start is the first step's target; it defaults to add",
+        ));
+    }
+    Ok(Some(Step {
+        start,
+        add,
+        every,
+        max,
+    }))
 }
 
 /// The most processes one role may have: far above any fleet a controller drives, low enough

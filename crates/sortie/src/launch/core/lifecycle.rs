@@ -302,6 +302,8 @@ impl Core {
         self.hold_until = None;
         let reason = if self.interrupted {
             "the run was interrupted before it started"
+        } else if self.aborted {
+            "the run was aborted before it started"
         } else {
             "the run ended before it started"
         };
@@ -369,6 +371,13 @@ impl Core {
         self.stop.role = None;
         self.stop.deadline = None;
         self.begin_confirm(now);
+    }
+
+    /// A threshold with `abort = true` failed: stop as at the end of the run.
+    pub(super) fn abort_stop(&mut self, now: Instant) {
+        if matches!(self.phase, Phase::Starting | Phase::Holding) {
+            self.begin_stop(now);
+        }
     }
 
     /// The first interrupt: stop (or, while collecting, stop collecting).
@@ -544,9 +553,8 @@ impl Core {
                 if !unsettled {
                     self.set_phase(Phase::Holding, now);
                     self.hold_until = if self.staged() {
-                        // The run ends after the last stage, and `duration` holds after it.
-                        let after = self.plan.run.duration.unwrap_or_default();
-                        Some(self.t0 + self.stages_end() + after)
+                        // The run ends after its load shapes, and `duration` holds after them.
+                        self.shape_end(now).map(|e| self.t0 + e)
                     } else {
                         self.plan.run.duration.map(|d| now + d)
                     };
@@ -559,6 +567,9 @@ impl Core {
             // A run taken over waits for its hosts before it decides anything about them.
             Phase::Holding if self.resumed && self.hosts.contains(&HostState::Connecting) => {}
             Phase::Holding => {
+                if self.staged() {
+                    self.hold_until = self.shape_end(now).map(|e| self.t0 + e);
+                }
                 let hold_over = self.hold_until.is_some_and(|t| now >= t);
                 let nothing_left = self.procs.iter().all(|p| p.is_done());
                 if hold_over || nothing_left {

@@ -18,6 +18,7 @@ mod resume;
 mod stages;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -207,8 +208,15 @@ pub(crate) struct Core {
     resumed: bool,
     /// Per role: the live-process target of its stages now (`None`: no stages).
     targets: Vec<Option<u32>>,
-    /// Per role: the stage it is in.
+    /// Per role: the stage (or step) it is in.
     stage_of: Vec<Option<usize>>,
+    /// Per role with a step load that broke: the target it went back to, and when it broke.
+    step_broke: Vec<Option<(u32, Duration)>>,
+    /// Thresholds judged during the run, and when to judge them next.
+    watch: watch::Watch,
+    judge_at: Option<Instant>,
+    /// A threshold with `abort = true` failed.
+    aborted: bool,
     fold: ReportFold,
     out: Vec<Action>,
 }
@@ -270,6 +278,7 @@ impl Core {
         let n_hosts = plan.hosts.len();
         let n_roles = roles.len();
         let fold = ReportFold::new(&settings.run_id);
+        let n_thresholds = plan.thresholds.len();
         Core {
             plan: Arc::new(plan),
             roles,
@@ -298,6 +307,10 @@ impl Core {
             resumed: false,
             targets: vec![None; n_roles],
             stage_of: vec![None; n_roles],
+            step_broke: vec![None; n_roles],
+            watch: watch::Watch::new(n_thresholds),
+            judge_at: None,
+            aborted: false,
             fold,
             out: Vec::new(),
         }
@@ -374,6 +387,7 @@ impl Core {
             self.hold_until,
             self.stop.deadline,
             self.stop.confirm_deadline,
+            self.judge_at,
         ]
         .into_iter()
         .flatten()
@@ -411,6 +425,7 @@ impl Core {
 
     /// Starts what may start and moves the lifecycle on until nothing changes.
     fn settle(&mut self, now: Instant) {
+        self.judge(now);
         loop {
             let stage_wake = self.update_targets(now);
             self.scale_down();
@@ -443,6 +458,7 @@ impl Core {
 
     fn emit(&mut self, ev: LaunchEvent) {
         self.fold.apply(&ev);
+        self.watch.apply(&ev);
         self.out.push(Action::Emit(ev));
     }
 
@@ -899,5 +915,7 @@ fn threshold_spec(t: &sortie_plan::launch::Threshold) -> ThresholdSpec {
         role: t.role.clone(),
         min,
         max,
+        window_ms: t.window.map(ms),
+        abort: t.abort,
     }
 }

@@ -33,6 +33,7 @@ impl Core {
         core.resumed = true;
         for ev in events {
             core.fold.apply(ev);
+            core.watch.apply(ev);
             core.replay(ev, t0);
         }
         core
@@ -50,6 +51,14 @@ impl Core {
     fn replay(&mut self, ev: &LaunchEvent, t0: Instant) {
         let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
         match ev {
+            LaunchEvent::StepBroke {
+                role, held, at_ms, ..
+            } => {
+                if let Some(r) = self.roles.iter().position(|x| &x.name == role) {
+                    self.step_broke[r] = Some((*held, std::time::Duration::from_millis(*at_ms)));
+                }
+            }
+            LaunchEvent::LaunchAborted { .. } => self.aborted = true,
             LaunchEvent::PhaseChanged { phase, at_ms } => {
                 self.phase = *phase;
                 if *phase == Phase::Holding {

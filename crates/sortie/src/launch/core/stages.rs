@@ -1,27 +1,54 @@
-//! Load shapes: a role with `stages` keeps as many live processes as its current target says,
-//! starting more at the role's rate and spacing when the target rises and stopping the newest
-//! first (with the role's stop sequence) when it falls, dependents before what they depend on.
+//! Load shapes: a role with `stages` or a step load keeps as many live processes as its
+//! current target says, starting more at the role's rate and spacing when the target rises and
+//! stopping the newest first (with the role's stop sequence) when it falls, dependents before
+//! what they depend on. Thresholds judged during the run (see `watch`) stop a step load's
+//! climb and, with `abort = true`, the run.
 
 use std::time::Duration;
 
-use sortie_events::launch::LaunchEvent;
+use sortie_events::launch::{LaunchEvent, Phase};
 use sortie_plan::launch::{stage_index, stage_target, DependsOn, Stage};
 use tokio::time::Instant;
 
 use super::{Core, PState};
 
+/// How often thresholds are judged during the run.
+const JUDGE_EVERY: Duration = Duration::from_secs(1);
+
 impl Core {
-    /// Whether any role has stages.
+    /// Whether any role has stages or a step load.
     pub(super) fn staged(&self) -> bool {
-        self.roles.iter().any(|r| !r.stages.is_empty())
+        (self.roles.iter()).any(|r| !r.stages.is_empty() || r.step.is_some())
     }
 
-    /// When the last stage of any role ends, from the launch's start.
-    pub(super) fn stages_end(&self) -> Duration {
-        (self.roles.iter())
-            .map(|r| r.stages.iter().map(Stage::length).sum())
-            .max()
-            .unwrap_or_default()
+    /// When the run ends, from the launch's start, for a run with load shapes: after the last
+    /// stage (then `duration`), after a step load's top step (then `duration`), or once a step
+    /// load broke, after `duration` (default: one step) at the level that held. `None` while
+    /// a step load is still climbing.
+    pub(super) fn shape_end(&self, now: Instant) -> Option<Duration> {
+        let after = self.plan.run.duration;
+        let mut end = Duration::ZERO;
+        for (r, role) in self.roles.iter().enumerate() {
+            let e = if let Some(step) = &role.step {
+                match self.step_broke[r] {
+                    Some((_, at)) => at + after.unwrap_or(step.every),
+                    None if self.aborted => Duration::ZERO,
+                    None => {
+                        let top = step.every * step.steps();
+                        if now.saturating_duration_since(self.t0) < top {
+                            return None;
+                        }
+                        top + after.unwrap_or_default()
+                    }
+                }
+            } else if !role.stages.is_empty() {
+                role.stages.iter().map(Stage::length).sum::<Duration>() + after.unwrap_or_default()
+            } else {
+                continue;
+            };
+            end = end.max(e);
+        }
+        Some(end)
     }
 
     /// Live processes of role `r`: starting or ready, not on their way out.
@@ -31,23 +58,51 @@ impl Core {
             .count()
     }
 
-    /// Recomputes every role's target at `now`, says when a role enters a stage, and returns
-    /// when the targets change next (every 100 ms during a ramp).
+    /// Role `r`'s target `t` after the launch's start, the stage (or step) it is in and that
+    /// stage's final target, and when the target may change next.
+    fn shape_at(
+        &self,
+        r: usize,
+        t: Duration,
+    ) -> (Option<u32>, Option<(usize, u32)>, Option<Duration>) {
+        let role = &self.roles[r];
+        if let Some(step) = &role.step {
+            if let Some((held, _)) = self.step_broke[r] {
+                return (Some(held), None, None);
+            }
+            let k = step.index(t);
+            if k >= step.steps() {
+                return (Some(step.max), None, None);
+            }
+            let target = step.target(k);
+            let next = step.every * (k + 1);
+            return (Some(target), Some((k as usize, target)), Some(next));
+        }
+        let stages = &role.stages;
+        let idx = stage_index(stages, t).map(|i| {
+            let end: Duration = stages[..=i].iter().map(Stage::length).sum();
+            (i, stage_target(stages, end).unwrap_or(0))
+        });
+        let next = idx.map(|_| t + Duration::from_millis(100));
+        (stage_target(stages, t), idx, next)
+    }
+
+    /// Recomputes every role's target at `now`, says when a role enters a stage or step, and
+    /// returns when the targets change next (every 100 ms during a ramp).
     pub(super) fn update_targets(&mut self, now: Instant) -> Option<Instant> {
         let t = now.saturating_duration_since(self.t0);
-        let mut wake = None;
+        let mut wake: Option<Instant> = None;
         for r in 0..self.roles.len() {
-            let stages = &self.roles[r].stages;
-            self.targets[r] = stage_target(stages, t);
-            let idx = stage_index(stages, t);
-            if idx.is_some() {
-                wake = Some(now + Duration::from_millis(100));
+            let (target, idx, next) = self.shape_at(r, t);
+            self.targets[r] = target;
+            if let Some(n) = next {
+                let n = self.t0 + n;
+                wake = Some(wake.map_or(n, |w| w.min(n)));
             }
-            if idx != self.stage_of[r] {
-                self.stage_of[r] = idx;
-                if let Some(i) = idx {
-                    let end: Duration = stages[..=i].iter().map(Stage::length).sum();
-                    let target = stage_target(stages, end).unwrap_or(0);
+            let idx_only = idx.map(|(i, _)| i);
+            if idx_only != self.stage_of[r] {
+                self.stage_of[r] = idx_only;
+                if let Some((i, target)) = idx {
                     let role = self.roles[r].name.clone();
                     let at_ms = self.at(now);
                     self.emit(LaunchEvent::StageChanged {
@@ -60,6 +115,80 @@ impl Core {
             }
         }
         wake
+    }
+
+    /// Whether some threshold is judged during the run.
+    fn judging(&self) -> bool {
+        (self.roles.iter()).any(|r| r.step.is_some())
+            || (self.plan.thresholds.iter()).any(|t| t.window.is_some() || t.abort)
+    }
+
+    /// Judges the thresholds that are judged during the run, once a second while starting or
+    /// holding: a failure is recorded, stops every climbing step load, and with `abort = true`
+    /// stops the run.
+    pub(super) fn judge(&mut self, now: Instant) {
+        if !self.judging() || !matches!(self.phase, Phase::Starting | Phase::Holding) {
+            self.judge_at = None;
+            return;
+        }
+        if self.judge_at.is_some_and(|t| now < t) {
+            return;
+        }
+        self.judge_at = Some(now + JUDGE_EVERY);
+        let plan = self.plan.clone();
+        let timeouts: Vec<(String, u64)> = (self.roles.iter())
+            .map(|r| (r.name.clone(), r.ready_timeout.as_millis() as u64))
+            .collect();
+        let timeout = |role: &str| {
+            (timeouts.iter())
+                .find(|(n, _)| n == role)
+                .map_or(u64::MAX / 2, |t| t.1)
+        };
+        let all = self.roles.iter().any(|r| r.step.is_some());
+        let at_ms = self.at(now);
+        let failures = self.watch.judge(&plan.thresholds, all, at_ms, &timeout);
+        for f in failures {
+            self.emit(LaunchEvent::ThresholdFailed {
+                index: f.index,
+                reason: f.reason.clone(),
+                value: f.value,
+                at_ms,
+            });
+            self.break_steps(&f.reason, now);
+            if plan.thresholds[f.index].abort && !self.aborted {
+                self.aborted = true;
+                self.emit(LaunchEvent::LaunchAborted {
+                    reason: f.reason.clone(),
+                    at_ms,
+                });
+                self.abort_stop(now);
+            }
+        }
+    }
+
+    /// Stops the climb of every step load still climbing (its top step included): its target
+    /// goes back to the last step's, at which every threshold held.
+    fn break_steps(&mut self, reason: &str, now: Instant) {
+        let t = now.saturating_duration_since(self.t0);
+        for r in 0..self.roles.len() {
+            let Some(step) = self.roles[r].step else {
+                continue;
+            };
+            let k = step.index(t);
+            if self.step_broke[r].is_some() || k >= step.steps() {
+                continue;
+            }
+            let held = if k == 0 { 0 } else { step.target(k - 1) };
+            self.step_broke[r] = Some((held, t));
+            let (role, at_ms) = (self.roles[r].name.clone(), self.at(now));
+            self.emit(LaunchEvent::StepBroke {
+                role,
+                held,
+                broke_at: step.target(k),
+                reason: reason.to_string(),
+                at_ms,
+            });
+        }
     }
 
     /// Live processes that depend on process `i` (same key, or on its whole role).

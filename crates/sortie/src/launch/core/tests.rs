@@ -562,3 +562,230 @@ stop = [{ signal = "TERM", grace = "1s" }]
         assert!(idx >= 3, "a master ({idx}) stopped while its viewer runs");
     }
 }
+
+/// Drives a core like [`follow_stages`], with a ready pattern: the `n`th start (1-based,
+/// counting every attempt) prints its ready line at once when `good(n)`, and otherwise exits
+/// with code 1 at once. Returns the live count at each sampled second and every event.
+fn drive(
+    c: &mut Core,
+    t0: Instant,
+    until_s: u64,
+    good: impl Fn(usize) -> bool,
+) -> (Vec<(u64, usize)>, Vec<LaunchEvent>) {
+    let mut live: std::collections::BTreeMap<usize, u32> = Default::default();
+    let (mut samples, mut evs, mut n) = (Vec::new(), Vec::new(), 0usize);
+    let mut pending: Vec<Action> = c.on(
+        Input::HostUp {
+            host: 0,
+            elapsed: MS,
+        },
+        t0,
+    );
+    for tick in 0..=(until_s * 10) {
+        let now = t0 + Duration::from_millis(tick * 100);
+        while !pending.is_empty() {
+            let mut next = Vec::new();
+            for a in std::mem::take(&mut pending) {
+                match a {
+                    Action::Emit(ev) => evs.push(ev),
+                    Action::Start { idx, attempt, .. } => {
+                        n += 1;
+                        let pgid = Some(idx as u32 + 100);
+                        next.extend(c.on(Input::Spawned { idx, attempt, pgid }, now));
+                        if good(n) {
+                            live.insert(idx, attempt);
+                            next.extend(c.on(Input::Ready { idx, attempt }, now));
+                        } else {
+                            let exit = Exit::Code(1);
+                            let input = Input::Exited {
+                                idx,
+                                attempt,
+                                exit,
+                                host_up: true,
+                            };
+                            next.extend(c.on(input, now));
+                        }
+                    }
+                    Action::Stop { pgids, .. } => {
+                        for g in pgids {
+                            let idx = g as usize - 100;
+                            if let Some(attempt) = live.remove(&idx) {
+                                let input = Input::Exited {
+                                    idx,
+                                    attempt,
+                                    exit: Exit::Code(0),
+                                    host_up: true,
+                                };
+                                next.extend(c.on(input, now));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            pending = next;
+        }
+        if tick % 10 == 0 {
+            samples.push((tick / 10, live.len()));
+        }
+        pending.extend(c.on(Input::Timer, now + Duration::from_millis(100)));
+    }
+    (samples, evs)
+}
+
+#[test]
+fn a_step_load_climbs_until_a_threshold_fails_then_backs_off_to_the_last_step_that_held() {
+    let roles = r#"
+[roles.w]
+hosts = "h1"
+count = 12
+command = "w"
+ready = "UP"
+stop = [{ signal = "INT", grace = "1s" }]
+step = { add = 2, every = "2s", max = 12 }
+[[thresholds]]
+metric = "ready_ratio"
+role = "w"
+min = 0.99
+window = "3s"
+"#;
+    let (mut c, t0) = core(roles, "duration = \"2s\"");
+    c.on(Input::Begin, t0);
+    // The service takes 5: the 6th start and every later one fail.
+    let (s, evs) = drive(&mut c, t0, 12, |n| n <= 5);
+    let at = |sec: u64| s.iter().find(|(t, _)| *t == sec).unwrap().1;
+    assert_eq!((at(1), at(3)), (2, 4), "the first two steps: {s:?}");
+    let broke: Vec<_> = (evs.iter())
+        .filter_map(|e| match e {
+            LaunchEvent::StepBroke {
+                held,
+                broke_at,
+                reason,
+                at_ms,
+                ..
+            } => Some((*held, *broke_at, reason.clone(), *at_ms)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(broke.len(), 1, "{broke:?}");
+    let (held, broke_at, reason, at_ms) = &broke[0];
+    assert_eq!((*held, *broke_at), (4, 6), "{broke:?}");
+    assert!(reason.starts_with("w ready_ratio 0."), "{reason}");
+    assert!(reason.ends_with("< 0.99 over the last 3s"), "{reason}");
+    assert!(
+        (4000..6000).contains(at_ms),
+        "broke during the third step: {at_ms}"
+    );
+    assert_eq!(at(5), 4, "back to the last step that held: {s:?}");
+    assert!(
+        s.iter().all(|(_, n)| *n <= 5),
+        "never above what the service took: {s:?}"
+    );
+    assert!(
+        c.phase() != Phase::Holding,
+        "the run ends `duration` after the break"
+    );
+    let report = c.report();
+    assert_eq!(report.steps.len(), 1);
+    assert!(!report.thresholds_passed, "a failure during the run stands");
+}
+
+#[test]
+fn a_step_load_without_failures_climbs_to_max_and_the_run_ends_after_the_top_step() {
+    let roles = r#"
+[roles.w]
+hosts = "h1"
+count = 6
+command = "w"
+ready = "UP"
+step = { start = 2, add = 2, every = "1s", max = 5 }
+[[thresholds]]
+metric = "ready_ratio"
+min = 0.99
+window = "2s"
+"#;
+    let (mut c, t0) = core(roles, "");
+    let begin = c.on(Input::Begin, t0);
+    let (s, mut evs) = drive(&mut c, t0, 6, |_| true);
+    evs.extend(events(&begin).into_iter().cloned());
+    let at = |sec: u64| s.iter().find(|(t, _)| *t == sec).unwrap().1;
+    assert_eq!((at(0), at(1), at(2)), (2, 4, 5), "{s:?}");
+    let stages: Vec<u32> = (evs.iter())
+        .filter_map(|e| match e {
+            LaunchEvent::StageChanged { target, .. } => Some(*target),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        stages,
+        vec![4, 5, 2],
+        "steps 2 and 3, then step 1 (at Begin)"
+    );
+    assert!(!evs
+        .iter()
+        .any(|e| matches!(e, LaunchEvent::StepBroke { .. })));
+    assert!(c.phase() != Phase::Holding, "ends after the top step (3 s)");
+    assert!(c.report().thresholds_passed);
+}
+
+#[test]
+fn an_abort_threshold_stops_the_run_within_a_second_through_the_stop_sequence() {
+    let roles = r#"
+[roles.w]
+hosts = "h1"
+count = 4
+command = "w"
+ready = "UP"
+rate = "1/s"
+stop = [{ signal = "INT", grace = "1s" }]
+[[thresholds]]
+metric = "failed"
+max = 0
+abort = true
+"#;
+    let (mut c, t0) = core(roles, "duration = \"60s\"");
+    c.on(Input::Begin, t0);
+    // The third start (at 2 s) fails.
+    let (_, evs) = drive(&mut c, t0, 5, |n| n != 3);
+    let aborted = (evs.iter()).find_map(|e| match e {
+        LaunchEvent::LaunchAborted { reason, at_ms } => Some((reason.clone(), *at_ms)),
+        _ => None,
+    });
+    let (reason, at_ms) = aborted.expect("aborted");
+    assert_eq!(reason, "failed 1 > 0 so far");
+    assert!((2000..=3100).contains(&at_ms), "{at_ms}");
+    assert!(
+        (evs.iter()).any(|e| matches!(
+            e,
+            LaunchEvent::ProcessNeverStarted { reason, .. } if reason.contains("aborted")
+        )),
+        "the fourth never starts"
+    );
+    assert!(c.phase() != Phase::Holding && c.phase() != Phase::Starting);
+    let report = c.report();
+    assert_eq!(report.aborted.as_ref().map(|a| a.at_ms), Some(at_ms));
+    assert!(!report.thresholds_passed);
+}
+
+#[test]
+fn a_target_that_falls_mid_ramp_stops_starting_and_scales_down_to_it() {
+    let roles = r#"
+[roles.w]
+hosts = "h1"
+count = 8
+command = "w"
+ready = "UP"
+rate = "2/s"
+stages = [{ target = 8, over = "2s" }, { target = 2, over = "0s" }, { hold = "2s" }]
+"#;
+    let (mut c, t0) = core(roles, "");
+    c.on(Input::Begin, t0);
+    let (s, evs) = drive(&mut c, t0, 4, |_| true);
+    let at = |sec: u64| s.iter().find(|(t, _)| *t == sec).unwrap().1;
+    assert!(at(1) <= 3, "the rate holds the ramp back: {s:?}");
+    assert_eq!(at(3), 2, "{s:?}");
+    let started = (evs.iter())
+        .filter(|e| matches!(e, LaunchEvent::ProcessStarted { .. }))
+        .count();
+    assert!(started <= 5, "no start after the target fell: {started}");
+}
