@@ -475,3 +475,83 @@ fn a_dashboard_beyond_loopback_must_be_asked_for_before_any_host_is_contacted() 
     assert!(err.contains("--web-public"), "{err}");
     assert!(!marker.exists(), "nothing ran");
 }
+
+/// A step load on the local transport whose stand-ins refuse work above 2 (a shared counter):
+/// the page says where it broke, draws the target against the live processes, and the
+/// thresholds table shows the failure during the run.
+#[test]
+fn report_html_of_a_step_load_draws_target_against_live_and_where_it_broke() {
+    let test = "report_html_of_a_step_load_draws_target_against_live_and_where_it_broke";
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir(root.join("counter")).unwrap();
+    std::fs::write(
+        root.join("w.sh"),
+        "n=$(flock \"$1/lock\" sh -c 'n=$(( $(cat \"$1/n\" 2>/dev/null || echo 0) + 1 )); \
+         echo $n > \"$1/n\"; echo $n' _ \"$1\")\n[ \"$n\" -gt 2 ] && exit 1\necho UP\n\
+         while :; do sleep 0.2; done\n",
+    )
+    .unwrap();
+    let plan = format!(
+        "name = \"steps\"\n[groups.box]\nhosts = [\"local1\"]\ntransport = \"local\"\n\
+         [roles.w]\ngroup = \"box\"\ncount = 6\ncommand = \"sh {0}/w.sh {0}/counter\"\n\
+         ready = \"UP\"\nstop = [{{ signal = \"INT\", grace = \"5s\" }}]\n\
+         step = {{ add = 1, every = \"1500ms\", max = 6 }}\n\
+         [run]\nduration = \"1s\"\n[[thresholds]]\nmetric = \"ready_ratio\"\nmin = 0.99\n\
+         window = \"2s\"\n",
+        root.display()
+    );
+    std::fs::write(root.join("plan.toml"), plan).unwrap();
+    let out = sortie()
+        .current_dir(root)
+        .args(["launch", "plan.toml", "--run-dir", "run"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html_path = root.join("run/report.html");
+    let Some((tab, errors)) = tab(test) else {
+        return;
+    };
+    tab.navigate_to(&format!("file://{}", html_path.display()))
+        .unwrap()
+        .wait_until_navigated()
+        .unwrap();
+    wait_rendered(&tab);
+    screenshot(&tab, "report-html-step.png");
+    let st = eval(
+        &tab,
+        r#"JSON.stringify({
+  step: Array.from(document.querySelectorAll('header p.step')).map(function (p) { return p.textContent; }),
+  labels: Array.from(document.querySelectorAll('[data-chart="counts-w"] .u-legend .u-label')).map(function (l) { return l.textContent; }),
+  title: (document.querySelector('[data-chart="counts-w"] h3') || {}).textContent,
+  verdicts: Array.from(document.querySelectorAll('header table tbody tr')).map(function (r) { return r.lastChild.textContent; })
+})"#,
+    );
+    let step = st["step"].as_array().unwrap();
+    assert_eq!(step.len(), 1, "{st}");
+    let step = step[0].as_str().unwrap();
+    assert!(
+        step.starts_with("step load: held 2 w, broke at 3"),
+        "{step}"
+    );
+    let labels: Vec<&str> = (st["labels"].as_array().unwrap().iter())
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        labels.starts_with(&["s", "target", "live"]),
+        "the counts chart draws target and live first: {labels:?}"
+    );
+    assert!(st["title"].as_str().unwrap().contains("target"), "{st}");
+    let verdict = st["verdicts"][0].as_str().unwrap();
+    assert!(
+        verdict.starts_with("FAIL at ") && verdict.contains("ready_ratio"),
+        "{verdict}"
+    );
+    let errors = errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+}
