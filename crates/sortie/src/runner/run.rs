@@ -14,6 +14,7 @@
 //! - `pool`: the SSH connections of one host, opened on demand when a server refuses more
 //!   channels on one connection (OpenSSH `MaxSessions`);
 //! - `joblog`: the job log's format, writing and reading;
+//! - `records`: the job log and results writers, consumers of the run's events;
 //! - this file: the options, the errors and the executor that drives the core.
 //!
 //! ## Events of a run
@@ -34,7 +35,8 @@
 //!
 //! - Job log: one row per job finished by an attempt that started, written when it finishes
 //!   (only the final attempt, as GNU parallel does); see `joblog` for the columns.
-//! - Results (`results = DIR`): written by the executor from the events it forwards:
+//! - Results (`results = DIR`): written, like the job log, by `records` from the run's
+//!   events alone:
 //!   `DIR/<seq>/stdout` and `stderr` (the final attempt's output, lines as received) and
 //!   `DIR/<seq>/exit`, one line: the status a shell would show (`$?`): the exit code,
 //!   128 + signal number for a signal or a job sortie stopped (timeout, interrupt), 255 when
@@ -44,21 +46,20 @@
 
 mod joblog;
 mod pool;
+mod records;
 pub mod sched;
 
 pub use joblog::HEADER as JOBLOG_HEADER;
 pub use sched::{Assignment, AttemptResult, Decision, SchedConfig, Scheduler, Verdict};
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use sortie_events::{ConnectFailure, Event, Outcome, Stream};
+use sortie_events::{ConnectFailure, Event, Outcome};
 use sortie_plan::{Context, JobSet, Rate, Template};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
@@ -398,7 +399,8 @@ pub fn run(
         )?),
         None => None,
     };
-    if let Some(dir) = &options.results {
+    let results = options.results.clone();
+    if let Some(dir) = &results {
         std::fs::create_dir_all(dir).map_err(|source| RunError::Results {
             path: dir.clone(),
             source,
@@ -452,11 +454,9 @@ pub fn run(
         rx,
         cancel,
         connect_cancel: CancellationToken::new(),
-        log,
+        records: records::Records::new(log, results, stop_signal),
         attempts: HashMap::new(),
         retrying: HashMap::new(),
-        results: HashMap::new(),
-        stop_signal,
         interrupted: false,
     };
     let result = tokio::spawn(exec.run(out_tx));
@@ -481,9 +481,6 @@ struct Shared {
 #[derive(Clone, Debug)]
 struct AttemptInfo {
     host: usize,
-    command: String,
-    start: SystemTime,
-    receive: u64,
 }
 
 /// A finished attempt that will be retried (kept to report it if the job can run nowhere).
@@ -504,11 +501,9 @@ struct Executor {
     rx: mpsc::Receiver<Msg>,
     cancel: CancellationToken,
     connect_cancel: CancellationToken,
-    log: Option<joblog::Writer>,
+    records: records::Records,
     attempts: HashMap<u64, AttemptInfo>,
     retrying: HashMap<u64, Retrying>,
-    results: HashMap<u64, [BufWriter<File>; 2]>,
-    stop_signal: i64,
     interrupted: bool,
 }
 
@@ -645,15 +640,7 @@ impl Executor {
                 seq: a.seq,
             },
         );
-        self.attempts.insert(
-            a.seq,
-            AttemptInfo {
-                host: a.host,
-                command: command.clone(),
-                start: SystemTime::now(),
-                receive: 0,
-            },
-        );
+        self.attempts.insert(a.seq, AttemptInfo { host: a.host });
         // GNU parallel's variables, so scripts ported from it find them.
         let mut env = self.options.env.clone();
         env.extend([
@@ -674,7 +661,7 @@ impl Executor {
     async fn handle(&mut self, coord: &mut Coordinator, msg: Msg) {
         match msg {
             Msg::Event(ev) => {
-                self.observe(&ev);
+                self.records.observe(&ev);
                 coord.forward(ev).await;
             }
             Msg::Connected { host } => self.core.host_up(host),
@@ -705,12 +692,7 @@ impl Executor {
                 elapsed,
                 started,
             } => {
-                let info = self.attempts.remove(&seq).unwrap_or(AttemptInfo {
-                    host,
-                    command: String::new(),
-                    start: SystemTime::now(),
-                    receive: 0,
-                });
+                let info = self.attempts.remove(&seq).unwrap_or(AttemptInfo { host });
                 if let Outcome::ConnectFailed {
                     failure: ConnectFailure::ConnectionLost,
                     message,
@@ -745,61 +727,6 @@ impl Executor {
                     }
                 }
             }
-        }
-    }
-
-    /// Keeps the job log's Starttime/Receive and the results files from the event stream.
-    fn observe(&mut self, ev: &Event) {
-        match ev {
-            Event::JobStarted { job, .. } => {
-                if let Some(a) = self.attempts.get_mut(job) {
-                    a.start = SystemTime::now();
-                    a.receive = 0;
-                }
-                if let Some(dir) = &self.options.results {
-                    let dir = dir.join(job.to_string());
-                    let files = std::fs::create_dir_all(&dir).and_then(|_| {
-                        Ok([
-                            BufWriter::new(File::create(dir.join("stdout"))?),
-                            BufWriter::new(File::create(dir.join("stderr"))?),
-                        ])
-                    });
-                    match files {
-                        Ok(f) => {
-                            self.results.insert(*job, f);
-                        }
-                        Err(e) => tracing::warn!("results for job {job}: {}: {e}", dir.display()),
-                    }
-                }
-            }
-            Event::Output {
-                job,
-                stream,
-                line,
-                partial,
-                ..
-            } => {
-                let len = line.len() as u64 + u64::from(!partial);
-                if *stream == Stream::Stdout {
-                    if let Some(a) = self.attempts.get_mut(job) {
-                        a.receive += len;
-                    }
-                }
-                if let Some(files) = self.results.get_mut(job) {
-                    let f = &mut files[usize::from(*stream == Stream::Stderr)];
-                    let r = f.write_all(line).and_then(|_| {
-                        if *partial {
-                            Ok(())
-                        } else {
-                            f.write_all(b"\n")
-                        }
-                    });
-                    if let Err(e) = r {
-                        tracing::warn!("results for job {job}: {e}");
-                    }
-                }
-            }
-            _ => {}
         }
     }
 
@@ -840,17 +767,17 @@ impl Executor {
                     .await
             }
             None => {
-                coord
-                    .forward(Event::JobFinished {
-                        host: "-".into(),
-                        job: seq,
-                        outcome: Outcome::ConnectFailed {
-                            failure: ConnectFailure::Unreachable,
-                            message: "no host left to run this job".into(),
-                        },
-                        elapsed: Duration::ZERO,
-                    })
-                    .await
+                let ev = Event::JobFinished {
+                    host: "-".into(),
+                    job: seq,
+                    outcome: Outcome::ConnectFailed {
+                        failure: ConnectFailure::Unreachable,
+                        message: "no host left to run this job".into(),
+                    },
+                    elapsed: Duration::ZERO,
+                };
+                self.records.observe(&ev);
+                coord.forward(ev).await
             }
         }
         if let Some(when) = self.core.abandoned() {
@@ -858,7 +785,9 @@ impl Executor {
         }
     }
 
-    /// Records the final attempt (job log row, results `exit` file) and sends `JobFinished`.
+    /// Sends the final attempt's `JobFinished` (the records write its job log row and results
+    /// `exit` file from it). `started`: whether the attempt ran (else its elapsed time is zero,
+    /// which tells the records it never started).
     async fn finish_job(
         &mut self,
         coord: &mut Coordinator,
@@ -868,45 +797,18 @@ impl Executor {
         elapsed: Duration,
         started: bool,
     ) {
-        let label = self.label(info.host).to_owned();
-        if started {
-            let (exitval, signal) = joblog::exit_columns(&outcome, self.stop_signal);
-            if let Some(log) = &mut self.log {
-                let row = joblog::Row {
-                    seq,
-                    host: label.clone(),
-                    start: info.start,
-                    runtime: elapsed,
-                    receive: info.receive,
-                    exitval,
-                    signal,
-                    command: info.command.clone(),
-                };
-                if let Err(e) = log.write(&row) {
-                    tracing::warn!("job log {}: {e}", log.path().display());
-                }
-            }
-        }
-        if let Some(mut files) = self.results.remove(&seq) {
-            for f in &mut files {
-                let _ = f.flush();
-            }
-            if let Some(dir) = &self.options.results {
-                let status = joblog::shell_status(&outcome, self.stop_signal);
-                let path = dir.join(seq.to_string()).join("exit");
-                if let Err(e) = std::fs::write(&path, format!("{status}\n")) {
-                    tracing::warn!("results {}: {e}", path.display());
-                }
-            }
-        }
-        coord
-            .forward(Event::JobFinished {
-                host: label,
-                job: seq,
-                outcome,
-                elapsed,
-            })
-            .await;
+        let ev = Event::JobFinished {
+            host: self.label(info.host).to_owned(),
+            job: seq,
+            outcome,
+            elapsed: if started {
+                elapsed.max(Duration::from_nanos(1))
+            } else {
+                Duration::ZERO
+            },
+        };
+        self.records.observe(&ev);
+        coord.forward(ev).await;
     }
 }
 
