@@ -184,6 +184,47 @@ pub fn render_summary(r: &LaunchReport) -> String {
             ms(r.elapsed_ms)
         );
     }
+    render_roles(&mut o, r);
+    render_problems(&mut o, r);
+    for h in r.hosts.iter().filter(|h| h.disconnects > 0) {
+        let _ = writeln!(
+            o,
+            "host {}: connection lost {} time(s), reconnected {} time(s) after {} in all; {}",
+            h.host,
+            h.disconnects,
+            h.reconnects,
+            ms(h.disconnected_ms),
+            if h.reconnects >= h.disconnects {
+                "its processes ran on"
+            } else {
+                "then lost for good"
+            }
+        );
+    }
+    render_transfers(&mut o, &r.transfers);
+    if !r.stop_check.survivors.is_empty() {
+        let _ = writeln!(
+            o,
+            "warning: {} process group(s) were still alive after the stop and were killed",
+            r.stop_check.survivors.len()
+        );
+    }
+    for e in &r.stop_check.errors {
+        let _ = writeln!(o, "warning: {e}");
+    }
+    if !r.stop_check.unchecked.is_empty() {
+        let _ = writeln!(
+            o,
+            "warning: could not check for leftover processes on {}",
+            r.stop_check.unchecked.join(", ")
+        );
+    }
+    render_verdicts(&mut o, r);
+    o
+}
+
+/// The per-role table: planned, ready, time to ready and endings.
+fn render_roles(o: &mut String, r: &LaunchReport) {
     let width = r
         .roles
         .iter()
@@ -221,6 +262,10 @@ pub fn render_summary(r: &LaunchReport) -> String {
         }
         let _ = writeln!(o, "{line}");
     }
+}
+
+/// Processes that failed or never started, 20 at most.
+fn render_problems(o: &mut String, r: &LaunchReport) {
     let failures: Vec<&ProcessReport> = r
         .processes
         .iter()
@@ -252,41 +297,6 @@ pub fn render_summary(r: &LaunchReport) -> String {
             );
         }
     }
-    for h in r.hosts.iter().filter(|h| h.disconnects > 0) {
-        let _ = writeln!(
-            o,
-            "host {}: connection lost {} time(s), reconnected {} time(s) after {} in all; {}",
-            h.host,
-            h.disconnects,
-            h.reconnects,
-            ms(h.disconnected_ms),
-            if h.reconnects >= h.disconnects {
-                "its processes ran on"
-            } else {
-                "then lost for good"
-            }
-        );
-    }
-    render_transfers(&mut o, &r.transfers);
-    if !r.stop_check.survivors.is_empty() {
-        let _ = writeln!(
-            o,
-            "warning: {} process group(s) were still alive after the stop and were killed",
-            r.stop_check.survivors.len()
-        );
-    }
-    for e in &r.stop_check.errors {
-        let _ = writeln!(o, "warning: {e}");
-    }
-    if !r.stop_check.unchecked.is_empty() {
-        let _ = writeln!(
-            o,
-            "warning: could not check for leftover processes on {}",
-            r.stop_check.unchecked.join(", ")
-        );
-    }
-    render_verdicts(&mut o, r);
-    o
 }
 
 /// The summary's verdicts: an abort, where step loads broke, and the thresholds.
