@@ -82,28 +82,6 @@ sortie_s=$?; sortie_n=; \
 [ \"$sortie_s\" -gt 128 ] && sortie_n=$(kill -l \"$sortie_s\" 2>/dev/null); \
 printf '%s %s\\n' \"$sortie_s\" \"$sortie_n\" > \"$sortie_d/exit.t\" && mv -f \"$sortie_d/exit.t\" \"$sortie_d/exit\"";
 
-/// A stop sequence as `(signal, grace)` steps.
-pub(crate) type Steps = [(String, Duration)];
-
-/// Shell text that stops the groups listed in `$P`, step by step (see
-/// [`super::shell::stop_script`]), then KILLs what is left.
-fn stop_steps(steps: &Steps) -> String {
-    let mut s = String::from(
-        "alive() { for p in $P; do kill -0 \"$p\" 2>/dev/null || continue; s=; \
-         read -r s 2>/dev/null < /proc/\"$p\"/stat; case $s in *') Z '*) continue ;; esac; return 0; done; return 1; }; ",
-    );
-    for (signal, grace) in steps {
-        let polls = (grace.as_millis() / 50).max(1);
-        let _ = write!(
-            s,
-            "for p in $P; do kill -{signal} -\"$p\" 2>/dev/null; done; i=0; \
-             while alive && [ $i -lt {polls} ]; do sleep 0.05; i=$((i+1)); done; "
-        );
-    }
-    s.push_str("for p in $P; do kill -KILL -\"$p\" 2>/dev/null; done");
-    s
-}
-
 /// `stop.sh`: with a role index as `$1`, stops that role's live groups; without, every role,
 /// dependents first (`order`: role indexes in stop order, each with its steps).
 pub(crate) fn stop_sh(order: &[(usize, Vec<(String, Duration)>)]) -> String {
@@ -116,7 +94,7 @@ pub(crate) fn stop_sh(order: &[(usize, Vec<(String, Duration)>)]) -> String {
         let _ = writeln!(
             s,
             "role_{role}() {{ groups {role}; [ -n \"$P\" ] || return 0; {}; }}",
-            stop_steps(steps)
+            super::shell::stop_sequence(steps)
         );
     }
     s.push_str("if [ -n \"$1\" ]; then role_$1; exit 0; fi\n");

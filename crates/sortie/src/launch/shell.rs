@@ -86,10 +86,16 @@ fn pgid_list(pgids: &[u32]) -> String {
 /// `/proc` where there is one) or the grace ends; finally every
 /// group gets KILL (which also ends watchdogs and stragglers). Exits 0, prints nothing.
 pub(crate) fn stop_script(pgids: &[u32], steps: &[(String, Duration)]) -> String {
-    let list = pgid_list(pgids);
-    let mut s = format!(
-        "P='{list}'; alive() {{ for p in $P; do kill -0 \"$p\" 2>/dev/null || continue; s=; \
-         read -r s 2>/dev/null < /proc/\"$p\"/stat; case $s in *') Z '*) continue ;; esac; return 0; done; return 1; }}; "
+    format!("P='{}'; {}; exit 0", pgid_list(pgids), stop_sequence(steps))
+}
+
+/// The stop sequence over the process groups in `$P`: each signal to every group, then up to
+/// its grace for them to end (polled every 50 ms; zombies count as ended), then KILL. Shared
+/// by the controller's stop scripts and the host-side `stop.sh`.
+pub(crate) fn stop_sequence(steps: &[(String, Duration)]) -> String {
+    let mut s = String::from(
+        "alive() { for p in $P; do kill -0 \"$p\" 2>/dev/null || continue; s=; \
+         read -r s 2>/dev/null < /proc/\"$p\"/stat; case $s in *') Z '*) continue ;; esac; return 0; done; return 1; }; ",
     );
     for (signal, grace) in steps {
         let polls = (grace.as_millis() / 50).max(1);
@@ -99,7 +105,7 @@ pub(crate) fn stop_script(pgids: &[u32], steps: &[(String, Duration)]) -> String
              while alive && [ $i -lt {polls} ]; do sleep 0.05; i=$((i+1)); done; "
         );
     }
-    s.push_str("for p in $P; do kill -KILL -\"$p\" 2>/dev/null; done; exit 0");
+    s.push_str("for p in $P; do kill -KILL -\"$p\" 2>/dev/null; done");
     s
 }
 
