@@ -9,7 +9,7 @@
 mod faults_support;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -397,6 +397,49 @@ fn attach_takes_over_from_a_killed_controller_before_its_lease_expires() {
     assert!(!remote_dir(&f.run_id()).exists());
 }
 
+/// Launches `f` over the server of `cfg` (pid `server`), kills the server's per-connection
+/// processes during the hold, and checks what a user would: the processes outlive their
+/// connection, sortie reconnects, no line is lost, the stop is clean and nothing is left.
+/// Returns the run's events.
+fn drop_sessions_during_hold(
+    f: &Fleet,
+    cfg: &Path,
+    server: u32,
+    log: &dyn Fn() -> String,
+) -> Vec<Value> {
+    let mut cmd = f.launch(&["--duration", "5s", "-F"]);
+    cmd.arg(cfg);
+    let (child, reader, events) = start_until(&mut cmd, holding);
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = Command::new("pkill")
+        .args(["-KILL", "-P", &server.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "no server session to kill");
+    assert_eq!(
+        f.running(),
+        2,
+        "the processes must outlive their connection"
+    );
+    let (code, events, err) = rest(child, reader, events);
+    assert_eq!(code, Some(0), "{err}\n{events:?}\n{}", log());
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert!(
+        kinds.contains(&"host_disconnected") && kinds.contains(&"host_reconnected"),
+        "{kinds:?}"
+    );
+    assert!(!kinds.contains(&"process_lost"), "{kinds:?}");
+    for p in f.report()["processes"].as_array().unwrap() {
+        assert_eq!(p["ending"]["kind"], "ready_then_stopped", "{p}");
+    }
+    for k in 1..=2 {
+        assert_complete(&f.seqs(k), &format!("instance {k}"));
+        assert_eq!(f.signals(k).lines().next(), Some("INT"));
+    }
+    assert_eq!(f.running(), 0);
+    events
+}
+
 #[test]
 fn over_ssh_a_dropped_connection_is_followed_again_with_no_line_lost_or_repeated() {
     let test = "over_ssh_a_dropped_connection_is_followed_again_with_no_line_lost_or_repeated";
@@ -406,40 +449,9 @@ fn over_ssh_a_dropped_connection_is_followed_again_with_no_line_lost_or_repeated
     let hosts = sortie_testkit::hosts(1);
     let cfg = sshd.ssh_config_for(&[hosts[0].as_str()]).unwrap();
     let f = Fleet::new(2, Some(&hosts));
-    let mut cmd = f.launch(&["--duration", "5s", "-F"]);
-    cmd.arg(&cfg);
-    let (child, reader, events) = start_until(&mut cmd, holding);
-    std::thread::sleep(Duration::from_millis(500));
-    // The server drops every session: kill the listener's per-connection processes.
     let pid = sshd.pid().expect("sshd runs");
-    let killed = Command::new("pkill")
-        .args(["-KILL", "-P", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success(), "no sshd session to kill");
-    assert_eq!(
-        f.running(),
-        2,
-        "the processes must outlive their connection"
-    );
-    let (code, events, err) = rest(child, reader, events);
-    assert_eq!(code, Some(0), "{err}\n{events:?}");
-    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
-    assert!(
-        kinds.contains(&"host_disconnected") && kinds.contains(&"host_reconnected"),
-        "{kinds:?}"
-    );
-    assert!(!kinds.contains(&"process_lost"), "{kinds:?}");
-    let report = f.report();
-    assert_eq!(report["hosts"][0]["reconnects"], 1, "{report}");
-    for p in report["processes"].as_array().unwrap() {
-        assert_eq!(p["ending"]["kind"], "ready_then_stopped", "{p}");
-    }
-    for k in 1..=2 {
-        assert_complete(&f.seqs(k), &format!("instance {k}"));
-        assert_eq!(f.signals(k).lines().next(), Some("INT"));
-    }
-    assert_eq!(f.running(), 0);
+    drop_sessions_during_hold(&f, &cfg, pid, &|| sshd.log());
+    assert_eq!(f.report()["hosts"][0]["reconnects"], 1);
 }
 
 /// Cuts host 0 of a one-host namespace fleet for `cut`, during the hold.
@@ -583,31 +595,8 @@ fn over_dropbear_a_dropped_connection_is_followed_again_with_no_line_lost() {
         return;
     };
     let f = Fleet::new(2, Some(&["127.0.0.1".to_string()]));
-    let mut cmd = f.launch(&["--duration", "5s", "-F"]);
-    cmd.arg(&cfg);
-    let (child, reader, events) = start_until(&mut cmd, holding);
-    std::thread::sleep(Duration::from_millis(500));
     let pid = server.pid().expect("dropbear runs");
-    let killed = Command::new("pkill")
-        .args(["-KILL", "-P", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success(), "no dropbear session to kill");
-    assert_eq!(
-        f.running(),
-        2,
-        "the processes must outlive their connection"
-    );
-    let (code, events, err) = rest(child, reader, events);
-    assert_eq!(code, Some(0), "{err}\n{events:?}\n{}", server.log());
-    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
-    assert!(kinds.contains(&"host_reconnected"), "{kinds:?}");
-    assert!(!kinds.contains(&"process_lost"), "{kinds:?}");
-    for k in 1..=2 {
-        assert_complete(&f.seqs(k), &format!("instance {k}"));
-        assert_eq!(f.signals(k).lines().next(), Some("INT"));
-    }
-    assert_eq!(f.running(), 0);
+    drop_sessions_during_hold(&f, &cfg, pid, &|| server.log());
     let left = user.home.join(".sortie-runs").join(f.run_id());
     assert!(!left.exists(), "the remote directory is left");
 }
