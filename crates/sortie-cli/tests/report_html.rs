@@ -41,7 +41,7 @@ fn browser() -> &'static Result<Browser, String> {
             ));
         }
         let opts = LaunchOptions::default_builder()
-            .path(Some(CHROMIUM.into()))
+            .path(Some(reaped_chromium()?))
             .sandbox(false)
             .window_size(Some((1280, 1600)))
             .idle_browser_timeout(Duration::from_secs(300))
@@ -49,6 +49,22 @@ fn browser() -> &'static Result<Browser, String> {
             .map_err(|e| e.to_string())?;
         Browser::new(opts).map_err(|e| format!("chromium did not start: {e}"))
     })
+}
+
+/// A wrapper that runs Chromium and stops it once this test binary has exited: the shared
+/// browser lives in a static, which is never dropped, and Chromium does not end with its
+/// parent, so without it every run of this binary would leave a browser behind.
+fn reaped_chromium() -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = std::env::temp_dir().join(format!("sortie-test-chromium-{}.sh", std::process::id()));
+    let script = format!(
+        "#!/bin/sh\n{CHROMIUM} \"$@\" &\nc=$!\nwhile kill -0 $PPID 2>/dev/null && kill -0 $c 2>/dev/null; do sleep 1; done\n\
+         kill $c 2>/dev/null\nrm -f \"$0\"\n"
+    );
+    std::fs::write(&path, script)
+        .and_then(|_| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
 }
 
 /// Console errors and uncaught exceptions a tab saw.
