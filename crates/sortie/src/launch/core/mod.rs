@@ -215,6 +215,7 @@ pub(crate) struct Core {
     /// Thresholds judged during the run, and when to judge them next.
     watch: watch::Watch,
     judge_at: Option<Instant>,
+    judged_at: Option<Instant>,
     /// A threshold with `abort = true` failed.
     aborted: bool,
     fold: ReportFold,
@@ -310,6 +311,7 @@ impl Core {
             step_broke: vec![None; n_roles],
             watch: watch::Watch::new(n_thresholds),
             judge_at: None,
+            judged_at: None,
             aborted: false,
             fold,
             out: Vec::new(),

@@ -14,6 +14,9 @@ use super::{Core, PState};
 
 /// How often thresholds are judged during the run.
 const JUDGE_EVERY: Duration = Duration::from_secs(1);
+/// After a failure, thresholds are judged again this soon (not later than [`JUDGE_EVERY`]),
+/// so that `abort` acts at once; a storm of failures costs at most one judgement per 100 ms.
+const JUDGE_SOON: Duration = Duration::from_millis(100);
 
 impl Core {
     /// Whether any role has stages or a step load.
@@ -124,16 +127,21 @@ impl Core {
     }
 
     /// Judges the thresholds that are judged during the run, once a second while starting or
-    /// holding: a failure is recorded, stops every climbing step load, and with `abort = true`
+    /// holding, and within 100 ms of a failure: a failure is recorded, stops every climbing step load, and with `abort = true`
     /// stops the run.
     pub(super) fn judge(&mut self, now: Instant) {
         if !self.judging() || !matches!(self.phase, Phase::Starting | Phase::Holding) {
             self.judge_at = None;
             return;
         }
+        if self.watch.take_news() {
+            let soon = self.judged_at.map_or(now, |t| t + JUDGE_SOON);
+            self.judge_at = Some(self.judge_at.map_or(soon, |t| t.min(soon)));
+        }
         if self.judge_at.is_some_and(|t| now < t) {
             return;
         }
+        self.judged_at = Some(now);
         self.judge_at = Some(now + JUDGE_EVERY);
         let plan = self.plan.clone();
         let timeouts: Vec<(String, u64)> = (self.roles.iter())

@@ -36,6 +36,8 @@ pub(super) struct Watch {
     restarts: Vec<(u64, String)>,
     /// Per threshold: failing now (said once per failure).
     failing: Vec<bool>,
+    /// A failure or restart arrived since the last [`Watch::take_news`].
+    news: bool,
 }
 
 /// A threshold that stopped holding: its index, the value, and the failure for people.
@@ -78,6 +80,7 @@ impl Watch {
                 }
             }
             LaunchEvent::ProcessFailed { process, at_ms, .. } => {
+                self.news = true;
                 self.failures.push((*at_ms, process.role.clone()));
                 if let Some(a) = self.attempt(&process.id) {
                     a.ended.get_or_insert(*at_ms);
@@ -104,6 +107,11 @@ impl Watch {
             }
             _ => {}
         }
+    }
+
+    /// Whether a failure arrived since the last call.
+    pub(super) fn take_news(&mut self) -> bool {
+        std::mem::take(&mut self.news)
     }
 
     fn attempt(&mut self, id: &str) -> Option<&mut Attempt> {
