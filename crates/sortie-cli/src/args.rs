@@ -138,11 +138,12 @@ pub enum Command {
     /// Show the defaults from the config file and SORTIE_* variables, and where each comes from.
     #[command(after_help = "The config file is $SORTIE_CONFIG, else \
         $XDG_CONFIG_HOME/sortie/config.toml, else ~/.config/sortie/config.toml:\n\n  \
-        fanout = 32\n  connect_timeout = \"5s\"\n  host_key_checking = \"accept-new\"\n  \
+        fanout = 32\n  max_handshakes = 64\n  connect_timeout = \"5s\"\n  \
+        host_key_checking = \"accept-new\"\n  \
         output = \"group\"          # exec: lines, group or json\n  \
         inventory = \"~/fleet.toml\"\n\n\
-        Environment: SORTIE_FANOUT, SORTIE_CONNECT_TIMEOUT, SORTIE_HOST_KEY_CHECKING, \
-        SORTIE_OUTPUT, SORTIE_INVENTORY.\n\
+        Environment: SORTIE_FANOUT, SORTIE_MAX_HANDSHAKES, SORTIE_CONNECT_TIMEOUT, \
+        SORTIE_HOST_KEY_CHECKING, SORTIE_OUTPUT, SORTIE_INVENTORY.\n\
         Precedence: command line > environment > inventory > ssh_config > config file > built-in.")]
     Config,
 }
@@ -230,6 +231,12 @@ pub struct ExecArgs {
     #[arg(short = 'f', long = "fanout", default_value_t = 64, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..), help_heading = CONNECTION)]
     pub fanout: u32,
+    /// Connections in TCP connect, key exchange and authentication at once, whatever the
+    /// fan-out, so a large fan-out does not overflow a server's or a bastion's listener
+    /// [default: 64].
+    #[arg(long = "max-handshakes", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..), help_heading = CONNECTION)]
+    pub max_handshakes: Option<u32>,
     /// Time limit per command (e.g. 30s, 5m); then the remote process group is ended.
     #[arg(short = 't', long = "timeout", value_name = "DURATION", value_parser = parse_duration, help_heading = BEHAVIOUR)]
     pub timeout: Option<std::time::Duration>,
@@ -338,6 +345,12 @@ pub struct RunArgs {
     #[arg(short = 'f', long = "fanout", default_value_t = 64, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..), help_heading = CONNECTION)]
     pub fanout: u32,
+    /// Connections in TCP connect, key exchange and authentication at once, whatever the
+    /// fan-out, so a large fan-out does not overflow a server's or a bastion's listener
+    /// [default: 64].
+    #[arg(long = "max-handshakes", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..), help_heading = CONNECTION)]
+    pub max_handshakes: Option<u32>,
     /// Tries of a job in all, as GNU parallel counts them (0 and 1: no rerun); reruns go to
     /// another host when there is one, and the last try's output is shown.
     #[arg(long = "retries", default_value_t = 0, value_name = "N", help_heading = BEHAVIOUR)]
@@ -517,6 +530,12 @@ pub struct TransferCommon {
     #[arg(short = 'f', long = "fanout", default_value_t = 64, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..), help_heading = CONNECTION)]
     pub fanout: u32,
+    /// Connections in TCP connect, key exchange and authentication at once, whatever the
+    /// fan-out, so a large fan-out does not overflow a server's or a bastion's listener
+    /// [default: 64].
+    #[arg(long = "max-handshakes", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..), help_heading = CONNECTION)]
+    pub max_handshakes: Option<u32>,
     /// One JSON object per event on stdout (JSON Lines).
     #[arg(long = "json", help_heading = OUTPUT)]
     pub json: bool,
@@ -572,6 +591,12 @@ pub struct LaunchArgs {
     #[arg(short = 'f', long = "fanout", default_value_t = 64, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..), help_heading = CONNECTION)]
     pub fanout: u32,
+    /// Connections in TCP connect, key exchange and authentication at once, whatever the
+    /// fan-out, so a large fan-out does not overflow a server's or a bastion's listener
+    /// [default: 64].
+    #[arg(long = "max-handshakes", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..), help_heading = CONNECTION)]
+    pub max_handshakes: Option<u32>,
     /// ssh_config file instead of ~/.ssh/config and /etc/ssh/ssh_config.
     #[arg(short = 'F', value_name = "FILE", help_heading = CONNECTION)]
     pub ssh_config: Option<PathBuf>,

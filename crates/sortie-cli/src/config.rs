@@ -26,6 +26,7 @@ use crate::args::{self, HostKeyChecking};
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 struct File {
     fanout: Option<Spanned<u32>>,
+    max_handshakes: Option<Spanned<u32>>,
     connect_timeout: Option<Spanned<String>>,
     host_key_checking: Option<Spanned<String>>,
     output: Option<Spanned<String>>,
@@ -75,6 +76,8 @@ pub struct Sourced<T> {
 pub struct Layer {
     /// `fanout`, `SORTIE_FANOUT`.
     pub fanout: Option<Sourced<u32>>,
+    /// `max_handshakes`, `SORTIE_MAX_HANDSHAKES`.
+    pub max_handshakes: Option<Sourced<u32>>,
     /// `connect_timeout`, `SORTIE_CONNECT_TIMEOUT`.
     pub connect_timeout: Option<Sourced<Duration>>,
     /// `host_key_checking`, `SORTIE_HOST_KEY_CHECKING`.
@@ -161,9 +164,12 @@ impl Settings {
         let fanout = (!given("fanout"))
             .then(|| self.pick(|l| &l.fanout))
             .flatten();
+        let handshakes = self.pick(|l| &l.max_handshakes);
+        let paced = |n: &mut Option<u32>| *n = n.or(handshakes);
         match command {
             args::Command::Exec(a) => {
                 self.apply_selection(&mut a.selection);
+                paced(&mut a.max_handshakes);
                 if let Some(f) = fanout {
                     a.fanout = f;
                 }
@@ -177,24 +183,28 @@ impl Settings {
             }
             args::Command::Run(a) => {
                 self.apply_selection(&mut a.selection);
+                paced(&mut a.max_handshakes);
                 if let Some(f) = fanout {
                     a.fanout = f;
                 }
             }
             args::Command::Put(a) => {
                 self.apply_selection(&mut a.selection);
+                paced(&mut a.common.max_handshakes);
                 if let Some(f) = fanout {
                     a.common.fanout = f;
                 }
             }
             args::Command::Get(a) => {
                 self.apply_selection(&mut a.selection);
+                paced(&mut a.common.max_handshakes);
                 if let Some(f) = fanout {
                     a.common.fanout = f;
                 }
             }
             args::Command::Hosts(a) => self.apply_selection(&mut a.selection),
             args::Command::Launch(a) => {
+                paced(&mut a.max_handshakes);
                 if let Some(f) = fanout {
                     a.fanout = f;
                 }
@@ -291,6 +301,16 @@ impl Settings {
         );
         row(
             &mut out,
+            "max_handshakes",
+            both(&|l| {
+                l.max_handshakes
+                    .as_ref()
+                    .map(|s| (s.value.to_string(), s.source.to_string()))
+            }),
+            &sortie::transport::ssh::DEFAULT_MAX_HANDSHAKES.to_string(),
+        );
+        row(
+            &mut out,
             "connect_timeout",
             both(&|l| {
                 l.connect_timeout
@@ -372,6 +392,7 @@ fn env_layer(var: &dyn Fn(&str) -> Option<String>) -> miette::Result<Layer> {
     }
     Ok(Layer {
         fanout: get(var, "SORTIE_FANOUT", parse_fanout)?,
+        max_handshakes: get(var, "SORTIE_MAX_HANDSHAKES", parse_handshakes)?,
         connect_timeout: get(var, "SORTIE_CONNECT_TIMEOUT", args::parse_duration)?,
         host_key_checking: get(var, "SORTIE_HOST_KEY_CHECKING", parse_policy)?,
         output: get(var, "SORTIE_OUTPUT", parse_output)?,
@@ -386,28 +407,17 @@ fn file_layer(path: &Path, text: &str) -> miette::Result<Layer> {
             text,
             e.message().to_string(),
             e.span().unwrap_or(0..0),
-            Some("keys: fanout, connect_timeout, host_key_checking, output, inventory".into()),
+            Some(
+                "keys: fanout, max_handshakes, connect_timeout, host_key_checking, output, \
+                 inventory"
+                    .into(),
+            ),
         )
     })?;
-    let fanout = match file.fanout {
-        Some(f) if *f.get_ref() == 0 => {
-            return Err(located(
-                path,
-                text,
-                "fanout must be at least 1".into(),
-                f.span(),
-                None,
-            ))
-        }
-        Some(f) => Some(Sourced {
-            value: *f.get_ref(),
-            source: Source::File(path.to_path_buf(), line_of(text, &f.span())),
-        }),
-        None => None,
-    };
     let value = |s: Option<Spanned<String>>| s.map(|s| (s.span(), s.into_inner()));
     Ok(Layer {
-        fanout,
+        fanout: at_least_one(path, text, "fanout", file.fanout)?,
+        max_handshakes: at_least_one(path, text, "max_handshakes", file.max_handshakes)?,
         connect_timeout: checked(
             path,
             text,
@@ -418,6 +428,29 @@ fn file_layer(path: &Path, text: &str) -> miette::Result<Layer> {
         output: checked(path, text, value(file.output), parse_output)?,
         inventory: checked(path, text, value(file.inventory), |t| Ok(home_path(t)))?,
     })
+}
+
+/// A whole number of the file that must be at least 1, with its line, or an error at its place.
+fn at_least_one(
+    path: &Path,
+    text: &str,
+    key: &str,
+    value: Option<Spanned<u32>>,
+) -> miette::Result<Option<Sourced<u32>>> {
+    match value {
+        Some(f) if *f.get_ref() == 0 => Err(located(
+            path,
+            text,
+            format!("{key} must be at least 1"),
+            f.span(),
+            None,
+        )),
+        Some(f) => Ok(Some(Sourced {
+            value: *f.get_ref(),
+            source: Source::File(path.to_path_buf(), line_of(text, &f.span())),
+        })),
+        None => Ok(None),
+    }
 }
 
 /// A file value through its parser: the value with its line, or an error at its place.
@@ -470,6 +503,13 @@ fn parse_fanout(s: &str) -> Result<u32, String> {
     match s.trim().parse::<u32>() {
         Ok(n) if n >= 1 => Ok(n),
         _ => Err("expected a whole number of hosts, at least 1".into()),
+    }
+}
+
+fn parse_handshakes(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a whole number of connections, at least 1".into()),
     }
 }
 
@@ -565,6 +605,21 @@ mod tests {
         );
         let e = file_layer(Path::new("c.toml"), "fanuot = 8\n").unwrap_err();
         assert!(format!("{e}").contains("fanuot"), "{e}");
+    }
+
+    #[test]
+    fn max_handshakes_comes_from_the_file_or_the_environment_and_zero_is_refused() {
+        let l = file_layer(Path::new("c.toml"), "max_handshakes = 32\n").unwrap();
+        assert_eq!(l.max_handshakes.unwrap().value, 32);
+        let e = file_layer(Path::new("c.toml"), "fanout = 8\nmax_handshakes = 0\n").unwrap_err();
+        assert!(
+            format!("{e}").contains("max_handshakes must be at least 1"),
+            "{e}"
+        );
+        let l = env_layer(&vars(&[("SORTIE_MAX_HANDSHAKES", "16")])).unwrap();
+        assert_eq!(l.max_handshakes.unwrap().value, 16);
+        let e = env_layer(&vars(&[("SORTIE_MAX_HANDSHAKES", "0")])).unwrap_err();
+        assert!(e.to_string().contains("SORTIE_MAX_HANDSHAKES"), "{e}");
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub async fn run(args: ExecArgs, signals: crate::signals::Interrupts) -> miette:
         env: args.env,
         stdin,
     };
-    let transport: Arc<dyn Transport> = select::transports();
+    let transport: Arc<dyn Transport> = select::transports(args.max_handshakes);
     let cancel = sortie::CancellationToken::new();
     select::on_interrupt(signals, cancel.clone());
     let handle = exec(transport, targets, command, options, cancel);

@@ -46,7 +46,13 @@ pub async fn run(a: LaunchArgs, signals: crate::signals::Interrupts) -> miette::
     options.detach = a.detach;
     let hold = plan.run.duration.unwrap_or_default();
     let cancel = CancellationToken::new();
-    let handle = launch(select::transports(), plan, targets, options, cancel.clone());
+    let handle = launch(
+        select::transports(a.max_handshakes),
+        plan,
+        targets,
+        options,
+        cancel.clone(),
+    );
     let end = Ending {
         json: a.json,
         run_id: &run_id,
@@ -248,7 +254,13 @@ pub async fn attach(
         }
     }
     let cancel = CancellationToken::new();
-    let handle = launch(select::transports(), plan, targets, options, cancel.clone());
+    let handle = launch(
+        select::transports(a.max_handshakes),
+        plan,
+        targets,
+        options,
+        cancel.clone(),
+    );
     let end = Ending {
         json: rd.json,
         run_id: &record.run_id,
@@ -270,7 +282,7 @@ pub async fn status(rd: RunDirArgs, a: LaunchArgs) -> miette::Result<ExitCode> {
     };
     let targets = targets(&plan, &a)?;
     let hosts = sortie::launch::status(
-        select::transports(),
+        select::transports(a.max_handshakes),
         &plan,
         targets,
         &record.run_id,

@@ -63,7 +63,7 @@ pub async fn run(
     };
     let cancel = sortie::CancellationToken::new();
     let handle = run_jobs(
-        select::transports(),
+        select::transports(args.max_handshakes),
         targets,
         jobs,
         template,

@@ -78,9 +78,14 @@ pub fn target(resolver: &Resolver, cfg: &HostConfig) -> miette::Result<Target> {
     sortie::hosts::target(resolver, cfg).map_err(miette::Report::new)
 }
 
-/// The transports of a run.
-pub fn transports() -> Arc<dyn Transport> {
-    Arc::new(Transports::new(SshTransport::new(SshOptions::default())))
+/// The transports of a run; `max_handshakes` is `--max-handshakes` (or its config value), the
+/// built-in default when unset.
+pub fn transports(max_handshakes: Option<u32>) -> Arc<dyn Transport> {
+    let mut options = SshOptions::default();
+    if let Some(n) = max_handshakes {
+        options.max_handshakes = n as usize;
+    }
+    Arc::new(Transports::new(SshTransport::new(options)))
 }
 
 /// First Ctrl-C, SIGTERM or SIGHUP cancels the run (stop new work, end what runs); a second

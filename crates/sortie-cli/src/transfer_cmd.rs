@@ -37,8 +37,15 @@ pub async fn put(args: PutArgs, signals: crate::signals::Interrupts) -> miette::
     };
     let ctx = TransferCtx::default();
     let labels: Vec<String> = hosts.iter().map(|h| h.target.label.clone()).collect();
-    let handle = transfer::put(select::transports(), hosts, tree, remote, opts, ctx.clone())
-        .map_err(miette::Report::new)?;
+    let handle = transfer::put(
+        select::transports(args.common.max_handshakes),
+        hosts,
+        tree,
+        remote,
+        opts,
+        ctx.clone(),
+    )
+    .map_err(miette::Report::new)?;
     select::on_interrupt(signals, ctx.cancel.clone());
     let mut reporter = reporter(labels, args.common.json)?;
     Ok(drive(handle, &mut reporter, ctx.progress, args.common.json).await)
@@ -67,7 +74,7 @@ pub async fn get(args: GetArgs, signals: crate::signals::Interrupts) -> miette::
     let ctx = TransferCtx::default();
     let labels: Vec<String> = hosts.iter().map(|h| h.target.label.clone()).collect();
     let handle = transfer::get(
-        select::transports(),
+        select::transports(args.common.max_handshakes),
         hosts,
         remotes,
         local_dir,

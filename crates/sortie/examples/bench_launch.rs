@@ -507,6 +507,7 @@ async fn drive(
     let transport = Arc::new(Transports::new(SshTransport::new(SshOptions {
         passphrase_prompt: Arc::new(|_| None),
         agent_socket: None,
+        ..SshOptions::default()
     })));
     let total = a.hosts * a.per_host;
     let cancel = CancellationToken::new();

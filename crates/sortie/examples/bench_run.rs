@@ -125,6 +125,7 @@ fn sortie_on(rt: &tokio::runtime::Runtime, targets: Vec<Target>, s: &Scenario) -
     let transport: Arc<dyn Transport> = Arc::new(SshTransport::new(SshOptions {
         passphrase_prompt: Arc::new(|_| None),
         agent_socket: None,
+        ..SshOptions::default()
     }));
     let options = RunOptions {
         slots: s.slots,

@@ -59,7 +59,9 @@ pub struct Target {
     pub known_hosts_files: Vec<PathBuf>,
     /// How unknown and changed host keys are treated.
     pub host_key_checking: HostKeyChecking,
-    /// Bound on TCP connect + banner + key exchange + authentication together; zero = none.
+    /// Bound on TCP connect + banner + key exchange + authentication together, for each hop of
+    /// a jump chain, counted from when the handshake may start (the wait for a handshake slot
+    /// of the SSH transport's pacing is not part of it); zero = none.
     pub connect_timeout: Duration,
     /// Keepalive interval; zero turns keepalives off.
     pub keepalive_interval: Duration,
@@ -264,7 +266,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> AsyncStream
 /// Opens connections to hosts.
 #[async_trait]
 pub trait Transport: Send + Sync {
-    /// Connects and authenticates within `target.connect_timeout`.
+    /// Connects and authenticates within `target.connect_timeout` (see [`Target`]).
     async fn connect(&self, target: &Target) -> Result<Arc<dyn Connection>, ConnectError>;
 }
 

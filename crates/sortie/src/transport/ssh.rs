@@ -2,6 +2,11 @@
 //!
 //! What it owns:
 //! - connecting within one deadline that covers TCP, banner, key exchange and authentication;
+//! - handshake pacing: at most [`SshOptions::max_handshakes`] connections of the whole run are
+//!   in TCP connect, key exchange and authentication at once, whatever the fan-out, so that a
+//!   large fan-out does not overflow a listener's backlog or its `MaxStartups` (a permit is held
+//!   from TCP connect to the end of authentication, never during a session, and never while a
+//!   target waits for its jump host's own handshake, which holds its own permit);
 //! - host key verification against known_hosts (via `sortie-knownhosts`), preferring the key
 //!   algorithms already recorded for the host as OpenSSH does, with `accept-new` recording
 //!   through one shared writer;
@@ -40,6 +45,12 @@ use super::{
 /// How many agent connections are shared by all hosts.
 const AGENT_POOL: usize = 4;
 
+/// How many connections are in TCP connect, key exchange and authentication at once when
+/// nothing else is said (`--max-handshakes`). Chosen from `bench-exec` at 500 and 1000 loopback
+/// hosts (docs/benchmarks.md): enough to keep both sides' CPUs busy, far below the listen
+/// backlog (128 on Linux by default for OpenSSH) and the `MaxStartups` a server would refuse.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 64;
+
 /// How a passphrase for an encrypted key is obtained.
 pub type PassphrasePrompt = Arc<dyn Fn(&Path) -> Option<String> + Send + Sync>;
 
@@ -50,6 +61,10 @@ pub struct SshOptions {
     pub passphrase_prompt: PassphrasePrompt,
     /// Path of the agent socket (`SSH_AUTH_SOCK`), if any.
     pub agent_socket: Option<PathBuf>,
+    /// Connections of the run in TCP connect + key exchange + authentication at once (at least
+    /// 1; [`DEFAULT_MAX_HANDSHAKES`] by default). Separate from any fan-out: a connection that
+    /// is up holds no share of it.
+    pub max_handshakes: usize,
 }
 
 impl Default for SshOptions {
@@ -59,6 +74,7 @@ impl Default for SshOptions {
             agent_socket: std::env::var_os("SSH_AUTH_SOCK")
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
         }
     }
 }
@@ -101,13 +117,17 @@ pub struct SshTransport {
     recorders: StdMutex<HashMap<PathBuf, Arc<Recorder>>>,
     agent: AgentPool,
     jumps: Mutex<HashMap<Target, Arc<OnceCell<Arc<SshConnection>>>>>,
+    /// One permit per connection in its handshake (see [`SshOptions::max_handshakes`]).
+    handshakes: Semaphore,
 }
 
 impl SshTransport {
     /// A transport with the given options.
     pub fn new(options: SshOptions) -> Self {
         let agent = AgentPool::new(options.agent_socket.clone());
+        let handshakes = Semaphore::new(options.max_handshakes.clamp(1, Semaphore::MAX_PERMITS));
         SshTransport {
+            handshakes,
             options,
             keys: StdMutex::new(HashMap::new()),
             prompt_lock: Mutex::new(()),
@@ -242,7 +262,40 @@ impl SshTransport {
         self.connect_direct(target, Some(jump)).await
     }
 
+    /// One hop: waits for a handshake permit (the wait is not part of the connect timeout,
+    /// which bounds only what the server sees), then connects within the timeout and lets the
+    /// permit go once authenticated or failed.
     async fn connect_direct(
+        &self,
+        target: &Target,
+        via: Option<Arc<SshConnection>>,
+    ) -> Result<Arc<SshConnection>, ConnectError> {
+        let _permit = self
+            .handshakes
+            .acquire()
+            .await
+            .expect("the handshake semaphore is never closed");
+        if target.connect_timeout.is_zero() {
+            // `ConnectTimeout none` (or 0): no timeout, as in OpenSSH.
+            return self.handshake(target, via).await;
+        }
+        match tokio::time::timeout(target.connect_timeout, self.handshake(target, via)).await {
+            Ok(result) => result,
+            Err(_) => Err(ConnectError::new(
+                ConnectFailure::Unreachable,
+                format!(
+                    "{}:{}: connection timed out after {}s (TCP, banner, key exchange and auth)",
+                    target.hostname,
+                    target.port,
+                    target.connect_timeout.as_secs_f64()
+                ),
+            )),
+        }
+    }
+
+    /// TCP (or ProxyCommand, or a channel of the jump host), banner, key exchange and
+    /// authentication of one hop.
+    async fn handshake(
         &self,
         target: &Target,
         via: Option<Arc<SshConnection>>,
@@ -492,23 +545,9 @@ fn describe(e: &russh::Error) -> String {
 #[async_trait]
 impl Transport for SshTransport {
     async fn connect(&self, target: &Target) -> Result<Arc<dyn Connection>, ConnectError> {
-        if target.connect_timeout.is_zero() {
-            // `ConnectTimeout none` (or 0): no timeout, as in OpenSSH.
-            return Ok(self.connect_chain(target).await?);
-        }
-        match tokio::time::timeout(target.connect_timeout, self.connect_chain(target)).await {
-            Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ConnectError::new(
-                ConnectFailure::Unreachable,
-                format!(
-                    "{}:{}: connection timed out after {}s (TCP, banner, key exchange and auth)",
-                    target.hostname,
-                    target.port,
-                    target.connect_timeout.as_secs_f64()
-                ),
-            )),
-        }
+        // Each hop has its own connect timeout (as each `ssh` of an OpenSSH ProxyJump chain
+        // has), counted from when it got its handshake permit.
+        Ok(self.connect_chain(target).await?)
     }
 }
 

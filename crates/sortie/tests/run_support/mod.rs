@@ -66,6 +66,7 @@ pub fn transport() -> Arc<dyn Transport> {
     Arc::new(SshTransport::new(SshOptions {
         passphrase_prompt: Arc::new(|_| None),
         agent_socket: None,
+        ..SshOptions::default()
     }))
 }
 
