@@ -4,10 +4,13 @@
 //! It starts one fixture sshd reachable at N loopback addresses (each a distinct host), then
 //! for each fleet size runs every contender several times as a child process and reports the
 //! medians of wall time, client CPU (user+sys of the whole client process tree, from `wait4`)
-//! per host, and peak RSS (largest single process of the tree, also from `wait4`). It owns
-//! measuring and printing; it never asserts on speed.
+//! per host, peak RSS (largest single process of the tree, also from `wait4`), and how many
+//! times a listen queue overflowed during the run (`TcpExtListenOverflows` of
+//! `/proc/net/netstat`, read before and after each run: SYNs the fixture sshd's backlog could
+//! not take, which the client retries only after a second or more). It owns measuring and
+//! printing; it never asserts on speed.
 //!
-//! Run: `cargo run --release -p sortie-testkit --bin bench-exec -- --hosts 100,500 --runs 3`.
+//! Run: `cargo run --release -p sortie-testkit --bin bench-exec -- --hosts 100,500,1000 --runs 3`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,7 +25,7 @@ use sortie_testkit::{hosts, Sshd};
 #[command(name = "bench-exec")]
 struct Args {
     /// Fleet sizes to measure, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "100,500")]
+    #[arg(long, value_delimiter = ',', default_value = "100,500,1000")]
     hosts: Vec<usize>,
     /// Measured runs per contender and fleet size (the table shows medians).
     #[arg(long, default_value_t = 3)]
@@ -36,8 +39,12 @@ struct Args {
     sortie: Option<PathBuf>,
     /// Upper bound of the fan-out (parallel connections) given to every contender; the
     /// fan-out is min(hosts, this).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 1000)]
     max_fanout: usize,
+    /// sortie's `--max-handshakes`, comma-separated: one sortie contender per value (default:
+    /// one contender with sortie's own default).
+    #[arg(long, value_delimiter = ',')]
+    max_handshakes: Vec<usize>,
     /// Contenders to run, comma-separated, among: sortie, ssh, pssh.
     #[arg(long, value_delimiter = ',', default_value = "sortie,ssh,pssh")]
     only: Vec<String>,
@@ -64,6 +71,8 @@ struct Sample {
     sys: Duration,
     max_rss_kib: u64,
     tree_rss_kib: Option<u64>,
+    /// `TcpExtListenOverflows` after the run minus before it (`None`: unreadable).
+    overflows: Option<u64>,
 }
 
 fn main() {
@@ -80,7 +89,7 @@ fn real_main(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         return Err("OpenSSH sshd (or ssh-keygen) is not installed; nothing to benchmark".into());
     }
     let sshd = Sshd::builder()
-        .max_startups(Some("1000:30:2000"))
+        .max_startups(Some(MAX_STARTUPS))
         .log_level("INFO")
         .start()?;
     let sortie = resolve_sortie(args.sortie.as_deref());
@@ -92,9 +101,16 @@ fn real_main(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         sshd_version(),
     );
     println!(
-        "# fixture sshd on port {} (MaxSessions default, MaxStartups 1000:30:2000); OpenSSH \
-         contenders forced to KexAlgorithms=curve25519-sha256",
-        sshd.port()
+        "# fixture sshd on port {} (MaxSessions default, MaxStartups {MAX_STARTUPS}, listen \
+         backlog 128 as OpenSSH sets it, net.core.somaxconn {}); OpenSSH contenders forced to \
+         KexAlgorithms=curve25519-sha256",
+        sshd.port(),
+        fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned()),
+    );
+    println!(
+        "# listen ovf = TcpExtListenOverflows (/proc/net/netstat) after minus before the run: \
+         SYNs dropped by a full listen queue"
     );
     println!(
         "# CPU = user+sys of the client process tree (wait4); peak RSS = largest single process \
@@ -123,11 +139,9 @@ fn real_main(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         for name in &args.only {
             match name.as_str() {
                 "sortie" => match &sortie {
-                    Ok(path) => contenders.push(Contender {
-                        name: "sortie".into(),
-                        program: path.clone(),
-                        args: vec![
-                            "exec".into(),
+                    Ok(path) => {
+                        let base = vec![
+                            "exec".to_owned(),
                             "-H".into(),
                             format!("^{}", hostfile.display()),
                             "-F".into(),
@@ -136,10 +150,27 @@ fn real_main(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                             "yes".into(),
                             "-f".into(),
                             fanout.to_string(),
-                            "--".into(),
-                            "true".into(),
-                        ],
-                    }),
+                        ];
+                        let caps: Vec<Option<usize>> = if args.max_handshakes.is_empty() {
+                            vec![None]
+                        } else {
+                            args.max_handshakes.iter().copied().map(Some).collect()
+                        };
+                        for cap in caps {
+                            let mut a = base.clone();
+                            let mut name = "sortie".to_owned();
+                            if let Some(cap) = cap {
+                                a.extend(["--max-handshakes".into(), cap.to_string()]);
+                                name = format!("sortie (handshakes {cap})");
+                            }
+                            a.extend(["--".into(), "true".into()]);
+                            contenders.push(Contender {
+                                name,
+                                program: path.clone(),
+                                args: a,
+                            });
+                        }
+                    }
                     Err(reason) => {
                         let note = format!("sortie: not available ({reason})");
                         if !notes.contains(&note) {
@@ -241,6 +272,7 @@ fn measure(c: &Contender, work: &Path, tag: &str, tree_rss: bool) -> std::io::Re
         .stderr(err)
         .spawn()?;
     let pid = child.id();
+    let overflows_before = listen_overflows();
     let sampler = tree_rss.then(|| {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop2 = stop.clone();
@@ -256,6 +288,9 @@ fn measure(c: &Contender, work: &Path, tag: &str, tree_rss: bool) -> std::io::Re
     });
     let (status, usage) = wait4(pid)?;
     let wall = start.elapsed();
+    let overflows = listen_overflows()
+        .zip(overflows_before)
+        .map(|(after, before)| after.saturating_sub(before));
     // `child` was reaped by wait4; dropping it does not wait again.
     drop(child);
     let tree_rss_kib = sampler.map(|(stop, h)| {
@@ -277,7 +312,22 @@ fn measure(c: &Contender, work: &Path, tag: &str, tree_rss: bool) -> std::io::Re
         sys: tv(usage.ru_stime),
         max_rss_kib: usage.ru_maxrss.max(0) as u64,
         tree_rss_kib,
+        overflows,
     })
+}
+
+/// `TcpExtListenOverflows` of this network namespace: how many times a SYN (or the final ACK)
+/// found a listen queue full since boot. `None` when `/proc/net/netstat` cannot be read.
+fn listen_overflows() -> Option<u64> {
+    let text = fs::read_to_string("/proc/net/netstat").ok()?;
+    // Pairs of lines: `TcpExt: Name1 Name2 ...` then `TcpExt: value1 value2 ...`.
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let names = lines.next()?;
+    let values = lines.next()?;
+    let at = names
+        .split_whitespace()
+        .position(|n| n == "ListenOverflows")?;
+    values.split_whitespace().nth(at)?.parse().ok()
 }
 
 /// `wait4(pid)`: exit status and the resource usage of the child plus all its waited-for
@@ -347,6 +397,10 @@ fn tree_rss_kib(root: u32) -> u64 {
         .sum()
 }
 
+/// The fixture's `MaxStartups`: far above the largest fleet, so that sshd refuses no
+/// connection itself and what is left to overflow is the kernel's listen queue.
+const MAX_STARTUPS: &str = "4000:30:8000";
+
 /// Lets the server-side processes of the previous run finish before the next one.
 fn settle(sshd: &Sshd) {
     let Some(listener) = sshd.pid() else { return };
@@ -380,8 +434,8 @@ fn print_table(
     );
     let tree = if args.tree_rss { "  tree RSS MiB" } else { "" };
     println!(
-        "{:<26} {:>8} {:>13} {:>9} {:>9} {:>13}{tree} {:>5}",
-        "contender", "wall s", "CPU ms/host", "user s", "sys s", "peak RSS MiB", "ok"
+        "{:<26} {:>8} {:>13} {:>9} {:>9} {:>13}{tree} {:>5} {:>12}",
+        "contender", "wall s", "CPU ms/host", "user s", "sys s", "peak RSS MiB", "ok", "listen ovf"
     );
     for (i, c) in contenders.iter().enumerate() {
         if let Some(reason) = &broken[i] {
@@ -390,8 +444,9 @@ fn print_table(
         }
         let ok: Vec<&Sample> = samples[i].iter().filter(|s| s.ok).collect();
         let okcol = format!("{}/{}", ok.len(), samples[i].len());
+        let ovf = overflow_column(&samples[i]);
         if ok.is_empty() {
-            println!("{:<26} {:>8} {okcol:>5}", c.name, "-");
+            println!("{:<26} {:>8} {okcol:>5} {ovf:>12}", c.name, "-");
             continue;
         }
         let med = |f: &dyn Fn(&Sample) -> f64| median(ok.iter().map(|s| f(s)).collect());
@@ -409,10 +464,22 @@ fn print_table(
             String::new()
         };
         println!(
-            "{:<26} {wall:>8.2} {:>13.2} {user:>9.2} {sys:>9.2} {rss:>13.1}{tree_col} {okcol:>5}",
+            "{:<26} {wall:>8.2} {:>13.2} {user:>9.2} {sys:>9.2} {rss:>13.1}{tree_col} {okcol:>5} \
+             {ovf:>12}",
             c.name,
             cpu * 1000.0 / n as f64,
         );
+    }
+}
+
+/// Listen overflows of every measured run (failed ones included: they count most), as
+/// `min-max`, or one number when all runs agree.
+fn overflow_column(samples: &[Sample]) -> String {
+    let v: Vec<u64> = samples.iter().filter_map(|s| s.overflows).collect();
+    match (v.iter().min(), v.iter().max()) {
+        (Some(lo), Some(hi)) if lo == hi => lo.to_string(),
+        (Some(lo), Some(hi)) => format!("{lo}-{hi}"),
+        _ => "-".into(),
     }
 }
 
