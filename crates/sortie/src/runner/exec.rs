@@ -123,50 +123,28 @@ async fn host_task(
     tx: &mpsc::Sender<Event>,
 ) {
     let host = target.label.clone();
-    let _ = tx.send(Event::HostConnecting { host: host.clone() }).await;
-    let started = Instant::now();
-    let conn = tokio::select! {
-        c = transport.connect(target) => c,
-        _ = cancel.cancelled() => {
-            let _ = tx.send(Event::HostFailed {
-                host: host.clone(),
-                failure: ConnectFailure::Unreachable,
-                message: "interrupted while connecting".into(),
-            }).await;
-            let _ = tx.send(Event::JobFinished { host, job, outcome: Outcome::Interrupted, elapsed: Duration::ZERO }).await;
-            return;
-        }
-    };
-    let conn = match conn {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = tx
-                .send(Event::HostFailed {
-                    host: host.clone(),
+    let interrupted = "interrupted while connecting";
+    let conn = match super::connect_announced(transport, target, cancel, interrupted, tx).await {
+        super::Attempt::Up(c) => c,
+        failed => {
+            let outcome = match failed {
+                super::Attempt::Failed(e) => Outcome::ConnectFailed {
                     failure: e.failure,
-                    message: e.message.clone(),
-                })
-                .await;
+                    message: e.message,
+                },
+                _ => Outcome::Interrupted,
+            };
             let _ = tx
                 .send(Event::JobFinished {
                     host,
                     job,
-                    outcome: Outcome::ConnectFailed {
-                        failure: e.failure,
-                        message: e.message,
-                    },
+                    outcome,
                     elapsed: Duration::ZERO,
                 })
                 .await;
             return;
         }
     };
-    let _ = tx
-        .send(Event::HostConnected {
-            host: host.clone(),
-            elapsed: started.elapsed(),
-        })
-        .await;
     let (outcome, elapsed) = run_job(
         &conn,
         &host,

@@ -5,10 +5,12 @@
 //! change, and hands the ordered stream to the caller. The runner knows nothing about
 //! terminals or files: reporters consume the stream.
 
+mod announce;
 pub mod exec;
 mod lines;
 pub mod run;
 
+pub(crate) use announce::{connect_announced, Attempt};
 pub use exec::{exec, ExecOptions};
 pub use lines::LineSplitter;
 

@@ -66,7 +66,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::exec::run_job;
-use super::{Coordinator, RunHandle, RunResult, QUEUE};
+use super::{connect_announced, Attempt, Coordinator, RunHandle, RunResult, QUEUE};
 use crate::transport::{Command, CommandShell, Connection, StopSequence, Target, Transport};
 use pool::{AcquireError, HostPool, JobConn};
 
@@ -355,6 +355,12 @@ pub(crate) enum Msg {
     },
 }
 
+impl From<Event> for Msg {
+    fn from(ev: Event) -> Self {
+        Msg::Event(ev)
+    }
+}
+
 /// Why an attempt never started.
 pub(crate) enum Requeue {
     /// The host's connection is gone.
@@ -573,51 +579,23 @@ impl Executor {
             let cancel = self.connect_cancel.clone();
             tokio::spawn(async move {
                 let host = pool.index;
-                let label = pool.target.label.clone();
                 let Some(_permit) = (tokio::select! {
                     p = sh.fanout.acquire() => p.ok(),
                     _ = cancel.cancelled() => None,
                 }) else {
                     return;
                 };
-                let _ = sh
-                    .tx
-                    .send(Msg::Event(Event::HostConnecting {
-                        host: label.clone(),
-                    }))
-                    .await;
-                let started = std::time::Instant::now();
-                let result = tokio::select! {
-                    r = sh.transport.connect(&pool.target) => r,
-                    _ = cancel.cancelled() => Err(crate::transport::ConnectError {
-                        failure: ConnectFailure::Unreachable,
-                        message: "the run stopped while connecting".into(),
-                    }),
-                };
-                match result {
-                    Ok(conn) => {
+                let stopped = "the run stopped while connecting";
+                let attempt =
+                    connect_announced(&*sh.transport, &pool.target, &cancel, stopped, &sh.tx).await;
+                let msg = match attempt {
+                    Attempt::Up(conn) => {
                         pool.add(conn).await;
-                        let _ = sh
-                            .tx
-                            .send(Msg::Event(Event::HostConnected {
-                                host: label,
-                                elapsed: started.elapsed(),
-                            }))
-                            .await;
-                        let _ = sh.tx.send(Msg::Connected { host }).await;
+                        Msg::Connected { host }
                     }
-                    Err(e) => {
-                        let _ = sh
-                            .tx
-                            .send(Msg::Event(Event::HostFailed {
-                                host: label,
-                                failure: e.failure,
-                                message: e.message,
-                            }))
-                            .await;
-                        let _ = sh.tx.send(Msg::ConnectFailed { host }).await;
-                    }
-                }
+                    Attempt::Failed(_) | Attempt::Cancelled => Msg::ConnectFailed { host },
+                };
+                let _ = sh.tx.send(msg).await;
             });
         }
     }

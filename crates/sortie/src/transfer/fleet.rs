@@ -16,7 +16,7 @@ use super::{
     expand_remote, get_with, put_tree, GetOptions, LocalTree, PutOptions, TemplateError,
     TransferCtx, TransferError, TransferReport, TransferStats,
 };
-use crate::runner::{Coordinator, RunResult, QUEUE};
+use crate::runner::{connect_announced, Attempt, Coordinator, RunResult, QUEUE};
 use crate::transport::{Connection, Target, Transport};
 
 /// A host to transfer to or from, with its inventory tags (for `{tag:NAME}`).
@@ -283,42 +283,20 @@ where
     Fut: Future<Output = Result<TransferReport, TransferError>>,
 {
     let host = target.label.clone();
-    let _ = tx.send(Event::HostConnecting { host: host.clone() }).await;
-    let started = Instant::now();
-    let conn = tokio::select! {
-        c = transport.connect(target) => c,
-        _ = ctx.cancel.cancelled() => {
-            let _ = tx.send(Event::HostFailed {
-                host: host.clone(),
-                failure: ConnectFailure::Unreachable,
-                message: "interrupted while connecting".into(),
-            }).await;
-            return finished(Outcome::Interrupted, TransferStats::default(), vec![]);
-        }
-    };
-    let conn = match conn {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = tx
-                .send(Event::HostFailed {
-                    host: host.clone(),
-                    failure: e.failure,
-                    message: e.message.clone(),
-                })
-                .await;
+    let interrupted = "interrupted while connecting";
+    let conn = match connect_announced(transport, target, &ctx.cancel, interrupted, tx).await {
+        Attempt::Up(c) => c,
+        Attempt::Failed(e) => {
             let outcome = Outcome::ConnectFailed {
                 failure: e.failure,
                 message: e.message.clone(),
             };
             return finished(outcome, TransferStats::default(), vec![e.message]);
         }
+        Attempt::Cancelled => {
+            return finished(Outcome::Interrupted, TransferStats::default(), vec![]);
+        }
     };
-    let _ = tx
-        .send(Event::HostConnected {
-            host: host.clone(),
-            elapsed: started.elapsed(),
-        })
-        .await;
     let _ = tx
         .send(Event::JobStarted {
             host: host.clone(),

@@ -12,14 +12,13 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sortie_events::Event;
 use tokio::sync::{mpsc, Mutex, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::Msg;
+use crate::runner::Attempt;
 use crate::transport::{
-    ByteStream, Command, ConnectError, Connection, Process, SpawnError, StopSequence, Target,
-    Transport,
+    ByteStream, Command, Connection, Process, SpawnError, StopSequence, Target, Transport,
 };
 
 struct Slot {
@@ -156,56 +155,29 @@ impl HostPool {
             p = fanout.acquire() => p.map_err(|_| AcquireError::Cancelled)?,
             _ = cancel.cancelled() => return Err(AcquireError::Cancelled),
         };
-        let host = self.target.label.clone();
-        let _ = tx
-            .send(Msg::Event(Event::HostConnecting { host: host.clone() }))
-            .await;
-        let started = Instant::now();
-        let result = tokio::select! {
-            r = transport.connect(&self.target) => r,
-            _ = cancel.cancelled() => Err(ConnectError {
-                failure: sortie_events::ConnectFailure::Unreachable,
-                message: "the run stopped while connecting".into(),
-            }),
-        };
-        match result {
-            Ok(conn) => {
-                let _ = tx
-                    .send(Msg::Event(Event::HostConnected {
-                        host,
-                        elapsed: started.elapsed(),
-                    }))
-                    .await;
-                let idx = {
-                    let mut inner = self.inner.lock().unwrap();
-                    if inner.closed {
-                        None
-                    } else {
-                        inner.slots.push(Slot::new(conn.clone(), 1));
-                        Some(inner.slots.len() - 1)
-                    }
-                };
-                match idx {
-                    Some(idx) => Ok(Lease { idx, conn }),
-                    None => {
-                        conn.close().await;
-                        Err(AcquireError::Closed)
-                    }
-                }
+        let stopped = "the run stopped while connecting";
+        let conn =
+            match crate::runner::connect_announced(transport, &self.target, cancel, stopped, tx)
+                .await
+            {
+                Attempt::Up(conn) => conn,
+                Attempt::Failed(_) if !cancel.is_cancelled() => return Err(AcquireError::Connect),
+                Attempt::Failed(_) | Attempt::Cancelled => return Err(AcquireError::Cancelled),
+            };
+        let idx = {
+            let mut inner = self.inner.lock().unwrap();
+            if inner.closed {
+                None
+            } else {
+                inner.slots.push(Slot::new(conn.clone(), 1));
+                Some(inner.slots.len() - 1)
             }
-            Err(e) => {
-                let _ = tx
-                    .send(Msg::Event(Event::HostFailed {
-                        host,
-                        failure: e.failure,
-                        message: e.message,
-                    }))
-                    .await;
-                if cancel.is_cancelled() {
-                    Err(AcquireError::Cancelled)
-                } else {
-                    Err(AcquireError::Connect)
-                }
+        };
+        match idx {
+            Some(idx) => Ok(Lease { idx, conn }),
+            None => {
+                conn.close().await;
+                Err(AcquireError::Closed)
             }
         }
     }
