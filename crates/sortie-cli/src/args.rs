@@ -138,7 +138,7 @@ pub enum Command {
     /// Show the defaults from the config file and SORTIE_* variables, and where each comes from.
     #[command(after_help = "The config file is $SORTIE_CONFIG, else \
         $XDG_CONFIG_HOME/sortie/config.toml, else ~/.config/sortie/config.toml:\n\n  \
-        fanout = 32\n  max_handshakes = 64\n  connect_timeout = \"5s\"\n  \
+        fanout = 32\n  max_handshakes = 16\n  connect_timeout = \"5s\"\n  \
         host_key_checking = \"accept-new\"\n  \
         output = \"group\"          # exec: lines, group or json\n  \
         inventory = \"~/fleet.toml\"\n\n\
@@ -233,7 +233,7 @@ pub struct ExecArgs {
     pub fanout: u32,
     /// Connections in TCP connect, key exchange and authentication at once, whatever the
     /// fan-out, so a large fan-out does not overflow a server's or a bastion's listener
-    /// [default: 64].
+    /// [default: 32].
     #[arg(long = "max-handshakes", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..), help_heading = CONNECTION)]
     pub max_handshakes: Option<u32>,
@@ -347,7 +347,7 @@ pub struct RunArgs {
     pub fanout: u32,
     /// Connections in TCP connect, key exchange and authentication at once, whatever the
     /// fan-out, so a large fan-out does not overflow a server's or a bastion's listener
-    /// [default: 64].
+    /// [default: 32].
     #[arg(long = "max-handshakes", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..), help_heading = CONNECTION)]
     pub max_handshakes: Option<u32>,
@@ -532,7 +532,7 @@ pub struct TransferCommon {
     pub fanout: u32,
     /// Connections in TCP connect, key exchange and authentication at once, whatever the
     /// fan-out, so a large fan-out does not overflow a server's or a bastion's listener
-    /// [default: 64].
+    /// [default: 32].
     #[arg(long = "max-handshakes", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..), help_heading = CONNECTION)]
     pub max_handshakes: Option<u32>,
@@ -593,7 +593,7 @@ pub struct LaunchArgs {
     pub fanout: u32,
     /// Connections in TCP connect, key exchange and authentication at once, whatever the
     /// fan-out, so a large fan-out does not overflow a server's or a bastion's listener
-    /// [default: 64].
+    /// [default: 32].
     #[arg(long = "max-handshakes", value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..), help_heading = CONNECTION)]
     pub max_handshakes: Option<u32>,
