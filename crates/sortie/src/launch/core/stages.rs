@@ -162,7 +162,7 @@ impl Core {
                 value: f.value,
                 at_ms,
             });
-            self.break_steps(&f.reason, now);
+            self.break_steps(&f.reason, f.since_ms, now);
             if plan.thresholds[f.index].abort && !self.aborted {
                 self.aborted = true;
                 self.emit(LaunchEvent::LaunchAborted {
@@ -174,18 +174,22 @@ impl Core {
         }
     }
 
-    /// Stops the climb of every step load still climbing (its top step included): its target
-    /// goes back to the last step's, at which every threshold held.
-    fn break_steps(&mut self, reason: &str, now: Instant) {
+    /// Stops the climb of every step load still climbing (its top step included). The break
+    /// is charged to the step in which the earliest attempt the failure holds against started
+    /// (`since_ms`): a process that takes its whole ready timeout to fail broke the step that
+    /// started it, not the one in which the timeout ran out. The target goes back to the step
+    /// before it, the last at which every threshold held.
+    fn break_steps(&mut self, reason: &str, since_ms: u64, now: Instant) {
         let t = now.saturating_duration_since(self.t0);
+        let since = Duration::from_millis(since_ms).min(t);
         for r in 0..self.roles.len() {
             let Some(step) = self.roles[r].step else {
                 continue;
             };
-            let k = step.index(t);
-            if self.step_broke[r].is_some() || k >= step.steps() {
+            if self.step_broke[r].is_some() || step.index(t) >= step.steps() {
                 continue;
             }
+            let k = step.index(since);
             let held = if k == 0 { 0 } else { step.target(k - 1) };
             self.step_broke[r] = Some((held, t));
             let (role, at_ms) = (self.roles[r].name.clone(), self.at(now));

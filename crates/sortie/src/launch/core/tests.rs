@@ -572,6 +572,19 @@ fn drive(
     until_s: u64,
     good: impl Fn(usize) -> bool,
 ) -> (Vec<(u64, usize)>, Vec<LaunchEvent>) {
+    drive_with(c, t0, until_s, good, None)
+}
+
+/// [`drive`], but with `hang_for` a start that is not good prints nothing and runs on, and
+/// the driver reports its ready timeout once `hang_for` has passed (as the engine does).
+fn drive_with(
+    c: &mut Core,
+    t0: Instant,
+    until_s: u64,
+    good: impl Fn(usize) -> bool,
+    hang_for: Option<Duration>,
+) -> (Vec<(u64, usize)>, Vec<LaunchEvent>) {
+    let mut hung: Vec<(usize, u32, Instant)> = Vec::new();
     let mut live: std::collections::BTreeMap<usize, u32> = Default::default();
     let (mut samples, mut evs, mut n) = (Vec::new(), Vec::new(), 0usize);
     let mut pending: Vec<Action> = c.on(
@@ -595,6 +608,9 @@ fn drive(
                         if good(n) {
                             live.insert(idx, attempt);
                             next.extend(c.on(Input::Ready { idx, attempt }, now));
+                        } else if hang_for.is_some() {
+                            live.insert(idx, attempt);
+                            hung.push((idx, attempt, now));
                         } else {
                             let exit = Exit::Code(1);
                             let input = Input::Exited {
@@ -627,6 +643,11 @@ fn drive(
         }
         if tick % 10 == 0 {
             samples.push((tick / 10, live.len()));
+        }
+        if let Some(limit) = hang_for {
+            for (idx, attempt, _) in hung.extract_if(.., |h| now.duration_since(h.2) >= limit) {
+                pending.extend(c.on(Input::ReadyTimeout { idx, attempt }, now));
+            }
         }
         pending.extend(c.on(Input::Timer, now + Duration::from_millis(100)));
     }
@@ -791,4 +812,42 @@ stages = [{ target = 8, over = "2s" }, { target = 2, over = "0s" }, { hold = "2s
         .filter(|e| matches!(e, LaunchEvent::ProcessStarted { .. }))
         .count();
     assert!(started <= 5, "no start after the target fell: {started}");
+}
+
+#[test]
+fn a_step_break_is_charged_to_the_step_that_started_the_processes_that_never_became_ready() {
+    let roles = r#"
+[roles.w]
+hosts = "h1"
+count = 12
+command = "w"
+ready = "UP"
+ready_timeout = "5s"
+step = { add = 2, every = "2s", max = 12 }
+[[thresholds]]
+metric = "ready_ratio"
+role = "w"
+min = 0.99
+window = "20s"
+"#;
+    let (mut c, t0) = core(roles, "duration = \"1s\"");
+    c.on(Input::Begin, t0);
+    // The service takes 4; the 5th start onwards hangs without a ready line. Their timeouts
+    // run out at 9 s, three steps after the one (4 s, target 6) that started them.
+    let (_, evs) = drive_with(&mut c, t0, 12, |n| n <= 4, Some(Duration::from_secs(5)));
+    let broke = (evs.iter()).find_map(|e| match e {
+        LaunchEvent::StepBroke {
+            held,
+            broke_at,
+            at_ms,
+            ..
+        } => Some((*held, *broke_at, *at_ms)),
+        _ => None,
+    });
+    let (held, broke_at, at_ms) = broke.expect("the step load broke");
+    assert!(
+        at_ms >= 9000,
+        "seen when the first timeout ran out: {at_ms}"
+    );
+    assert_eq!((held, broke_at), (4, 6));
 }

@@ -32,19 +32,22 @@ struct Attempt {
 pub(super) struct Watch {
     attempts: Vec<Attempt>,
     current: HashMap<String, usize>,
-    failures: Vec<(u64, String)>,
-    restarts: Vec<(u64, String)>,
+    /// `(at_ms, role, start of the failed attempt)`.
+    failures: Vec<(u64, String, u64)>,
+    restarts: Vec<(u64, String, u64)>,
     /// Per threshold: failing now (said once per failure).
     failing: Vec<bool>,
     /// A failure or restart arrived since the last [`Watch::take_news`].
     news: bool,
 }
 
-/// A threshold that stopped holding: its index, the value, and the failure for people.
+/// A threshold that stopped holding: its index, the value, the failure for people, and when
+/// the earliest attempt it holds against started (what a step load's break is charged to).
 pub(super) struct Failure {
     pub index: usize,
     pub value: f64,
     pub reason: String,
+    pub since_ms: u64,
 }
 
 impl Watch {
@@ -81,10 +84,11 @@ impl Watch {
             }
             LaunchEvent::ProcessFailed { process, at_ms, .. } => {
                 self.news = true;
-                self.failures.push((*at_ms, process.role.clone()));
-                if let Some(a) = self.attempt(&process.id) {
+                let started = self.attempt(&process.id).map_or(*at_ms, |a| {
                     a.ended.get_or_insert(*at_ms);
-                }
+                    a.started
+                });
+                self.failures.push((*at_ms, process.role.clone(), started));
             }
             LaunchEvent::ProcessExited { process, at_ms, .. } => {
                 if let Some(a) = self.attempt(&process.id) {
@@ -98,7 +102,8 @@ impl Watch {
                 }
             }
             LaunchEvent::ProcessRestarting { process, at_ms, .. } => {
-                self.restarts.push((*at_ms, process.role.clone()));
+                let started = self.attempt(&process.id).map_or(*at_ms, |a| a.started);
+                self.restarts.push((*at_ms, process.role.clone(), started));
             }
             LaunchEvent::ThresholdFailed { index, .. } => {
                 if let Some(f) = self.failing.get_mut(*index) {
@@ -162,7 +167,7 @@ impl Watch {
                     _ => &self.restarts,
                 };
                 let n = (list.iter())
-                    .filter(|(at, role)| in_window(*at) && mine(role))
+                    .filter(|(at, role, _)| in_window(*at) && mine(role))
                     .count();
                 Some(n as f64)
             }
@@ -196,10 +201,60 @@ impl Watch {
                     index,
                     value,
                     reason: reason(t, *b, value),
+                    since_ms: self.culprit(t, *b, now_ms, timeout_ms),
                 });
             }
         }
         out
+    }
+}
+
+impl Watch {
+    /// When the earliest attempt that `t` (failing on bound `b`) holds against started: the
+    /// first attempt of the window judged not ready, the first that failed or restarted, or
+    /// the first ready too slowly; `now_ms` when none can be named.
+    fn culprit(
+        &self,
+        t: &Threshold,
+        b: Bound,
+        now_ms: u64,
+        timeout_ms: &dyn Fn(&str) -> u64,
+    ) -> u64 {
+        let from = t
+            .window
+            .map_or(0, |w| now_ms.saturating_sub(w.as_millis() as u64));
+        let mine = |role: &str| t.role.as_deref().is_none_or(|r| r == role);
+        let first = match (t.metric, b) {
+            (Metric::ReadyRatio, _) => (self.attempts.iter())
+                .filter(|a| mine(&a.role) && a.started >= from && a.ready.is_none())
+                .filter(|a| {
+                    (a.ended.is_some() && !a.stopped)
+                        || (a.ended.is_none() && a.started + timeout_ms(&a.role) <= now_ms)
+                })
+                .map(|a| a.started)
+                .min(),
+            (Metric::Failed, _) | (Metric::Restarts, _) => {
+                let list = if t.metric == Metric::Failed {
+                    &self.failures
+                } else {
+                    &self.restarts
+                };
+                (list.iter())
+                    .filter(|(at, role, _)| *at >= from && mine(role))
+                    .map(|x| x.2)
+                    .min()
+            }
+            (Metric::TimeToReady { .. }, Bound::Max(max)) => (self.attempts.iter())
+                .filter(|a| mine(&a.role))
+                .filter(|a| {
+                    a.ready
+                        .is_some_and(|(at, ttr)| at >= from && ttr as f64 / 1000.0 > max)
+                })
+                .map(|a| a.started)
+                .min(),
+            (Metric::TimeToReady { .. }, Bound::Min(_)) => None,
+        };
+        first.unwrap_or(now_ms)
     }
 }
 
