@@ -258,8 +258,19 @@ fn server_and_shell(test: &str, dropbear: bool, shell: LoginShell) {
             &format!("echo up; sleep 1000; : {marker}"),
         ],
     ));
-    let up = running.wait_for(|l| l.contains("up"), Duration::from_secs(30));
-    assert!(up.is_some(), "{ctx}: commands never started\n{}", f.log());
+    // Both hosts' commands run (a marked process seen before that may be a host's wrapper on
+    // its way to the command, gone a moment later).
+    for host in ["127.0.0.1", "127.0.0.2"] {
+        let up = running.wait_for(
+            |l| l.contains(host) && l.trim_end().ends_with("up"),
+            Duration::from_secs(30),
+        );
+        assert!(
+            up.is_some(),
+            "{ctx}: {host}'s command never started\n{}",
+            f.log()
+        );
+    }
     let deadline = Instant::now() + Duration::from_secs(60);
     while sortie_testkit::remote_processes(&marker).len() < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
