@@ -417,58 +417,6 @@ min = 1.0
     }
 }
 
-/// Drives a staged core: every start runs at once (group = index + 100) and is ready with no
-/// ready pattern; every stop ends the process. Returns the live count at each sampled second.
-fn follow_stages(c: &mut Core, t0: Instant, until_s: u64) -> Vec<(u64, usize)> {
-    let mut live: std::collections::BTreeMap<usize, u32> = Default::default();
-    let mut samples = Vec::new();
-    let mut pending: Vec<Action> = c.on(
-        Input::HostUp {
-            host: 0,
-            elapsed: MS,
-        },
-        t0,
-    );
-    for step in 0..=(until_s * 10) {
-        let now = t0 + Duration::from_millis(step * 100);
-        let mut guard = 0;
-        while !pending.is_empty() && guard < 1000 {
-            guard += 1;
-            let mut next = Vec::new();
-            for a in std::mem::take(&mut pending) {
-                match a {
-                    Action::Start { idx, attempt, .. } => {
-                        live.insert(idx, attempt);
-                        let pgid = Some(idx as u32 + 100);
-                        next.extend(c.on(Input::Spawned { idx, attempt, pgid }, now));
-                    }
-                    Action::Stop { pgids, .. } => {
-                        for g in pgids {
-                            let idx = g as usize - 100;
-                            if let Some(attempt) = live.remove(&idx) {
-                                let input = Input::Exited {
-                                    idx,
-                                    attempt,
-                                    exit: Exit::Code(0),
-                                    host_up: true,
-                                };
-                                next.extend(c.on(input, now));
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            pending = next;
-        }
-        if step % 10 == 0 {
-            samples.push((step / 10, live.len()));
-        }
-        pending.extend(c.on(Input::Timer, now + Duration::from_millis(100)));
-    }
-    samples
-}
-
 #[test]
 fn stages_ramp_up_hold_and_ramp_down_newest_first() {
     let roles = r#"
@@ -489,7 +437,7 @@ stages = [{ target = 4, over = "2s" }, { hold = "2s" }, { target = 1, over = "2s
             ..
         }
     )));
-    let s = follow_stages(&mut c, t0, 8);
+    let (s, _) = drive(&mut c, t0, 8, |_| true);
     let at = |sec: u64| s.iter().find(|(t, _)| *t == sec).unwrap().1;
     assert_eq!(at(0), 0, "{s:?}");
     assert_eq!(at(1), 2, "halfway up the ramp: {s:?}");
@@ -563,9 +511,10 @@ stop = [{ signal = "TERM", grace = "1s" }]
     }
 }
 
-/// Drives a core like [`follow_stages`], with a ready pattern: the `n`th start (1-based,
-/// counting every attempt) prints its ready line at once when `good(n)`, and otherwise exits
-/// with code 1 at once. Returns the live count at each sampled second and every event.
+/// Drives a core with a fake clock in 100 ms ticks: every start runs at once (group = index +
+/// 100), the `n`th start (1-based, counting every attempt) is ready at once when `good(n)` (a
+/// role without a ready pattern is ready on its own) and otherwise exits with code 1 at once;
+/// every stop ends the process. Returns the live count at each sampled second and every event.
 fn drive(
     c: &mut Core,
     t0: Instant,
