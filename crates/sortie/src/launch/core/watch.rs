@@ -27,6 +27,26 @@ struct Attempt {
     stopped: bool,
 }
 
+impl Attempt {
+    /// Its outcome as `ready_ratio` judges it at `now_ms`: `Some(true)` ready, `Some(false)`
+    /// not ready (ended without being stopped by sortie, or past its ready timeout), `None`
+    /// not known yet or stopped by sortie before it was ready.
+    fn judged(&self, now_ms: u64, timeout_ms: &dyn Fn(&str) -> u64) -> Option<bool> {
+        if self.ready.is_some() {
+            return Some(true);
+        }
+        let timed_out = self.started + timeout_ms(&self.role) <= now_ms;
+        ((self.ended.is_some() && !self.stopped) || (self.ended.is_none() && timed_out))
+            .then_some(false)
+    }
+}
+
+/// When the window of `t` begins at `now_ms` (0: the whole run so far).
+fn window_start(t: &Threshold, now_ms: u64) -> u64 {
+    t.window
+        .map_or(0, |w| now_ms.saturating_sub(w.as_millis() as u64))
+}
+
 /// What the run did, as thresholds judged during it need it.
 #[derive(Default)]
 pub(super) struct Watch {
@@ -132,22 +152,16 @@ impl Watch {
         now_ms: u64,
         timeout_ms: &dyn Fn(&str) -> u64,
     ) -> Option<f64> {
-        let from = t
-            .window
-            .map_or(0, |w| now_ms.saturating_sub(w.as_millis() as u64));
+        let from = window_start(t, now_ms);
         let mine = |role: &str| t.role.as_deref().is_none_or(|r| r == role);
         let in_window = |at: u64| at >= from && at <= now_ms;
         match t.metric {
             Metric::ReadyRatio => {
                 let (mut judged, mut ready) = (0usize, 0usize);
                 for a in (self.attempts.iter()).filter(|a| mine(&a.role) && in_window(a.started)) {
-                    let timed_out = a.started + timeout_ms(&a.role) <= now_ms;
-                    if a.ready.is_some() {
+                    if let Some(r) = a.judged(now_ms, timeout_ms) {
                         judged += 1;
-                        ready += 1;
-                    } else if (a.ended.is_some() && !a.stopped) || (a.ended.is_none() && timed_out)
-                    {
-                        judged += 1;
+                        ready += usize::from(r);
                     }
                 }
                 (judged > 0).then(|| ready as f64 / judged as f64)
@@ -220,17 +234,12 @@ impl Watch {
         now_ms: u64,
         timeout_ms: &dyn Fn(&str) -> u64,
     ) -> u64 {
-        let from = t
-            .window
-            .map_or(0, |w| now_ms.saturating_sub(w.as_millis() as u64));
+        let from = window_start(t, now_ms);
         let mine = |role: &str| t.role.as_deref().is_none_or(|r| r == role);
         let first = match (t.metric, b) {
             (Metric::ReadyRatio, _) => (self.attempts.iter())
-                .filter(|a| mine(&a.role) && a.started >= from && a.ready.is_none())
-                .filter(|a| {
-                    (a.ended.is_some() && !a.stopped)
-                        || (a.ended.is_none() && a.started + timeout_ms(&a.role) <= now_ms)
-                })
+                .filter(|a| mine(&a.role) && a.started >= from)
+                .filter(|a| a.judged(now_ms, timeout_ms) == Some(false))
                 .map(|a| a.started)
                 .min(),
             (Metric::Failed, _) | (Metric::Restarts, _) => {
