@@ -52,13 +52,25 @@ fn serve(login: &Path, script: &str) -> (Vec<u8>, ExitStatus) {
     serve_as(login, script, false)
 }
 
-/// [`serve`], with the login shell leading its own process group (as under OpenSSH) when
-/// `leader`, else in the test's group (as under Dropbear).
-fn serve_as(login: &Path, script: &str, leader: bool) -> (Vec<u8>, ExitStatus) {
+/// Makes `proc` lead a session of its own, and so its process group, as sshd makes a
+/// session's shell.
+fn as_session_leader(proc: &mut Proc) {
     use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        proc.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+}
+
+/// [`serve`], with the login shell leading its own session and process group (as under
+/// OpenSSH) when `leader`, else in the test's group (as under Dropbear).
+fn serve_as(login: &Path, script: &str, leader: bool) -> (Vec<u8>, ExitStatus) {
     let mut proc = Proc::new(login);
     if leader {
-        proc.process_group(0);
+        as_session_leader(&mut proc);
     }
     let mut child = proc
         .arg("-c")
@@ -310,10 +322,9 @@ fn serve_input(
     std::thread::JoinHandle<std::process::ChildStdin>,
     std::process::ChildStdout,
 ) {
-    use std::os::unix::process::CommandExt;
     let mut proc = Proc::new(login);
     if leader {
-        proc.process_group(0);
+        as_session_leader(&mut proc);
     }
     let mut child = proc
         .arg("-c")
@@ -432,4 +443,61 @@ fn a_command_that_ignores_its_input_still_ends_with_its_status() {
         Some(3)
     );
     drop(writer.join().unwrap());
+}
+
+/// Waits up to 5 s for no process to carry `marker` in its command line.
+fn assert_none_left(marker: &str, ctx: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = sortie_testkit::processes_matching(marker);
+        if left.is_empty() {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            for p in &left {
+                // SAFETY: kill has no memory effects; these are this test's own processes.
+                unsafe { libc::kill(p.pid as i32, libc::SIGKILL) };
+            }
+            panic!("{ctx}: left: {left:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn after_the_command_exits_the_watchdog_ends_what_it_left_in_its_group() {
+    for leader in [true, false] {
+        let marker = format!("sortie-leftover-test-{}-{leader}", std::process::id());
+        let cmd = Command::new(format!(
+            "sh -c 'sleep 1000; : {marker}' >/dev/null 2>&1 & exit 3"
+        ));
+        // serve_as waits for the command's status, then closes the channel.
+        let (out, status) = serve_as(Path::new("/bin/sh"), &wrapper(&cmd), leader);
+        started(&out);
+        assert_eq!(status.code(), Some(3), "leader={leader}");
+        assert_none_left(&marker, &format!("leader={leader}"));
+    }
+}
+
+#[test]
+fn a_channel_closed_under_a_running_command_ends_every_group_of_its_session() {
+    let marker = format!("sortie-watchdog-groups-test-{}", std::process::id());
+    // Perl stands in for job control: the background job leads a group of its own.
+    let cmd = Command::new(format!(
+        "perl -e 'setpgrp(0,0); exec @ARGV' sh -c 'sleep 1000; : {marker}' & exec sleep 1000"
+    ));
+    let (mut child, writer, _stdout) =
+        serve_input(Path::new("/bin/sh"), &wrapper(&cmd), Vec::new(), true);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sortie_testkit::processes_matching(&marker).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(writer.join().unwrap());
+    let status = wait_within(&mut child, Duration::from_secs(10));
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    assert_none_left(&marker, "other group of the session");
 }
