@@ -323,74 +323,7 @@ impl SshTransport {
                 .flatten(),
         };
         let forward_agent = handler.agent_forward.is_some();
-        let host_key_error = |e: russh::Error| -> ConnectError {
-            if let Some(msg) = verdict.lock().unwrap().take() {
-                ConnectError::new(ConnectFailure::HostKeyRefused, msg)
-            } else {
-                ConnectError::new(ConnectFailure::Unreachable, describe(&e))
-            }
-        };
-        let mut handle = match via {
-            None if target.proxy_command.is_some() => {
-                let command = target.proxy_command.as_deref().unwrap_or_default();
-                let (stream, stderr) =
-                    super::proxy::spawn(&target.label, command).map_err(|e| {
-                        ConnectError::new(
-                            ConnectFailure::Unreachable,
-                            format!("ProxyCommand `{command}` could not start: {e}"),
-                        )
-                    })?;
-                client::connect_stream(config, stream, handler)
-                    .await
-                    .map_err(|e| {
-                        let mut err = host_key_error(e);
-                        err.message = format!("via ProxyCommand `{command}`: {}", err.message);
-                        let said = stderr.text();
-                        if !said.is_empty() {
-                            err.message.push_str(&format!("; the proxy said: {said}"));
-                        }
-                        err
-                    })?
-            }
-            None => {
-                let addr = (target.hostname.as_str(), target.port);
-                let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
-                    ConnectError::new(
-                        ConnectFailure::Unreachable,
-                        format!("{}:{}: {e}", target.hostname, target.port),
-                    )
-                })?;
-                let _ = stream.set_nodelay(true);
-                client::connect_stream(config, stream, handler)
-                    .await
-                    .map_err(host_key_error)?
-            }
-            Some(jump) => {
-                let channel = jump
-                    .handle
-                    .channel_open_direct_tcpip(
-                        target.hostname.clone(),
-                        target.port as u32,
-                        "127.0.0.1",
-                        0,
-                    )
-                    .await
-                    .map_err(|e| {
-                        ConnectError::new(
-                            ConnectFailure::Unreachable,
-                            format!(
-                                "jump host cannot reach {}:{}: {}",
-                                target.hostname,
-                                target.port,
-                                describe(&e)
-                            ),
-                        )
-                    })?;
-                client::connect_stream(config, channel.into_stream(), handler)
-                    .await
-                    .map_err(host_key_error)?
-            }
-        };
+        let mut handle = dial(target, via, config, handler, &verdict).await?;
         self.authenticate(&mut handle, target).await?;
         let channel_limit = server_id.get().and_then(|id| channel::limit_for(id));
         Ok(Arc::new(SshConnection {
@@ -495,6 +428,86 @@ impl SshTransport {
         }
         Err(ConnectError::new(ConnectFailure::AuthFailed, message))
     }
+}
+
+/// Opens the SSH transport to `target` (key exchange and host key check, no authentication):
+/// through its `ProxyCommand`, over TCP, or through the jump connection `via`. A refused host
+/// key is reported with the verdict the handler left in `verdict`.
+async fn dial(
+    target: &Target,
+    via: Option<Arc<SshConnection>>,
+    config: Arc<client::Config>,
+    handler: ClientHandler,
+    verdict: &StdMutex<Option<String>>,
+) -> Result<Handle<ClientHandler>, ConnectError> {
+    let host_key_error = |e: russh::Error| -> ConnectError {
+        if let Some(msg) = verdict.lock().unwrap().take() {
+            ConnectError::new(ConnectFailure::HostKeyRefused, msg)
+        } else {
+            ConnectError::new(ConnectFailure::Unreachable, describe(&e))
+        }
+    };
+    let handle = match via {
+        None if target.proxy_command.is_some() => {
+            let command = target.proxy_command.as_deref().unwrap_or_default();
+            let (stream, stderr) = super::proxy::spawn(&target.label, command).map_err(|e| {
+                ConnectError::new(
+                    ConnectFailure::Unreachable,
+                    format!("ProxyCommand `{command}` could not start: {e}"),
+                )
+            })?;
+            client::connect_stream(config, stream, handler)
+                .await
+                .map_err(|e| {
+                    let mut err = host_key_error(e);
+                    err.message = format!("via ProxyCommand `{command}`: {}", err.message);
+                    let said = stderr.text();
+                    if !said.is_empty() {
+                        err.message.push_str(&format!("; the proxy said: {said}"));
+                    }
+                    err
+                })?
+        }
+        None => {
+            let addr = (target.hostname.as_str(), target.port);
+            let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| {
+                ConnectError::new(
+                    ConnectFailure::Unreachable,
+                    format!("{}:{}: {e}", target.hostname, target.port),
+                )
+            })?;
+            let _ = stream.set_nodelay(true);
+            client::connect_stream(config, stream, handler)
+                .await
+                .map_err(host_key_error)?
+        }
+        Some(jump) => {
+            let channel = jump
+                .handle
+                .channel_open_direct_tcpip(
+                    target.hostname.clone(),
+                    target.port as u32,
+                    "127.0.0.1",
+                    0,
+                )
+                .await
+                .map_err(|e| {
+                    ConnectError::new(
+                        ConnectFailure::Unreachable,
+                        format!(
+                            "jump host cannot reach {}:{}: {}",
+                            target.hostname,
+                            target.port,
+                            describe(&e)
+                        ),
+                    )
+                })?;
+            client::connect_stream(config, channel.into_stream(), handler)
+                .await
+                .map_err(host_key_error)?
+        }
+    };
+    Ok(handle)
 }
 
 fn pub_ext(path: &Path) -> String {
