@@ -73,6 +73,9 @@ struct Sample {
     tree_rss_kib: Option<u64>,
     /// `TcpExtListenOverflows` after the run minus before it (`None`: unreadable).
     overflows: Option<u64>,
+    /// CPU the whole machine spent from the start of the run until it was idle again (client,
+    /// server and whatever the server's sessions left running), from `/proc/stat`.
+    machine_cpu: Option<Duration>,
 }
 
 fn main() {
@@ -111,6 +114,12 @@ fn real_main(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "# listen ovf = TcpExtListenOverflows (/proc/net/netstat) after minus before the run: \
          SYNs dropped by a full listen queue"
+    );
+    println!(
+        "# machine CPU = busy CPU seconds of the whole machine (/proc/stat) from the start of a \
+         run until the server's sessions are gone and the machine is idle again (client, \
+         server, and what the sessions left running); wall/floor = wall time over machine CPU \
+         per core, 1.00 being the least this machine could take for that work"
     );
     println!(
         "# CPU = user+sys of the client process tree (wait4); peak RSS = largest single process \
@@ -218,17 +227,17 @@ fn real_main(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
 
+        let load = load_average();
         // Warm-up doubles as a check: a contender that fails it is reported, not measured.
         let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); contenders.len()];
         let mut broken: Vec<Option<String>> = vec![None; contenders.len()];
         for (i, c) in contenders.iter().enumerate() {
             for w in 0..args.warmup {
-                let s = measure(c, &work, &format!("warmup{w}"), false)?;
+                let s = measure(c, &work, &format!("warmup{w}"), false, &sshd)?;
                 if !s.ok {
                     broken[i] = Some(failure_reason(&s, c, &work, &format!("warmup{w}")));
                     break;
                 }
-                settle(&sshd);
             }
         }
         // Interleave contenders run by run so drift hits all of them alike.
@@ -238,7 +247,7 @@ fn real_main(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                     continue;
                 }
                 let tag = format!("run{r}");
-                let s = measure(c, &work, &tag, args.tree_rss)?;
+                let s = measure(c, &work, &tag, args.tree_rss, &sshd)?;
                 if !s.ok && samples[i].iter().all(|s| s.ok) {
                     notes.push(format!(
                         "{} ({n} hosts) run {r} failed: {}",
@@ -247,10 +256,9 @@ fn real_main(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                     ));
                 }
                 samples[i].push(s);
-                settle(&sshd);
             }
         }
-        print_table(n, fanout, args, &contenders, &samples, &broken);
+        print_table(n, fanout, args, &load, &contenders, &samples, &broken);
     }
     for note in &notes {
         println!("{note}");
@@ -258,8 +266,16 @@ fn real_main(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Runs one contender as a child, waits for it with `wait4` and returns what it used.
-fn measure(c: &Contender, work: &Path, tag: &str, tree_rss: bool) -> std::io::Result<Sample> {
+/// Runs one contender as a child, waits for it with `wait4`, lets the machine settle, and
+/// returns what it used.
+fn measure(
+    c: &Contender,
+    work: &Path,
+    tag: &str,
+    tree_rss: bool,
+    sshd: &Sshd,
+) -> std::io::Result<Sample> {
+    let busy_before = busy_jiffies();
     let stem = work.join(format!("{}-{tag}", slug(&c.name)));
     let out = fs::File::create(stem.with_extension("out"))?;
     let err = fs::File::create(stem.with_extension("err"))?;
@@ -291,6 +307,10 @@ fn measure(c: &Contender, work: &Path, tag: &str, tree_rss: bool) -> std::io::Re
     let overflows = listen_overflows()
         .zip(overflows_before)
         .map(|(after, before)| after.saturating_sub(before));
+    settle(sshd);
+    let machine_cpu = busy_jiffies()
+        .zip(busy_before)
+        .map(|(after, before)| jiffies(after.saturating_sub(before)));
     // `child` was reaped by wait4; dropping it does not wait again.
     drop(child);
     let tree_rss_kib = sampler.map(|(stop, h)| {
@@ -313,6 +333,7 @@ fn measure(c: &Contender, work: &Path, tag: &str, tree_rss: bool) -> std::io::Re
         max_rss_kib: usage.ru_maxrss.max(0) as u64,
         tree_rss_kib,
         overflows,
+        machine_cpu,
     })
 }
 
@@ -401,31 +422,67 @@ fn tree_rss_kib(root: u32) -> u64 {
 /// connection itself and what is left to overflow is the kernel's listen queue.
 const MAX_STARTUPS: &str = "4000:30:8000";
 
-/// Lets the server-side processes of the previous run finish before the next one.
+/// Lets the server-side processes of the previous run finish before the next one: waits
+/// (10 s at most) until the fixture sshd has no session left and the machine is idle (under
+/// 5% of one CPU busy over 100 ms), so that work a run leaves behind on the server is counted
+/// in its machine CPU and does not slow the next run.
 fn settle(sshd: &Sshd) {
-    let Some(listener) = sshd.pid() else { return };
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        let busy = fs::read_to_string(format!("/proc/{listener}/task/{listener}/children"))
-            .map(|s| !s.trim().is_empty())
-            .unwrap_or(false);
-        if !busy {
+        let sessions = sshd.pid().is_some_and(|l| {
+            fs::read_to_string(format!("/proc/{l}/task/{l}/children"))
+                .is_ok_and(|s| !s.trim().is_empty())
+        });
+        let before = busy_jiffies();
+        std::thread::sleep(Duration::from_millis(100));
+        let idle = busy_jiffies().zip(before).is_none_or(|(after, before)| {
+            jiffies(after.saturating_sub(before)) < Duration::from_millis(5)
+        });
+        if !sessions && idle {
             break;
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(200));
+}
+
+/// CPU time the whole machine has spent busy since boot (user, nice, system, irq, softirq
+/// and steal of `/proc/stat`), in clock ticks.
+fn busy_jiffies() -> Option<u64> {
+    let text = fs::read_to_string("/proc/stat").ok()?;
+    let cpu = text.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = cpu
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    Some([0, 1, 2, 5, 6, 7].iter().filter_map(|&i| v.get(i)).sum())
+}
+
+/// Clock ticks as a duration.
+fn jiffies(ticks: u64) -> Duration {
+    // SAFETY: sysconf has no preconditions.
+    let hz = (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as u64;
+    Duration::from_nanos(ticks.saturating_mul(1_000_000_000 / hz))
+}
+
+/// The load averages of `/proc/loadavg` (1, 5 and 15 minutes).
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".into(),
+        |l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    )
 }
 
 fn print_table(
     n: usize,
     fanout: usize,
     args: &Args,
+    load: &str,
     contenders: &[Contender],
     samples: &[Vec<Sample>],
     broken: &[Option<String>],
 ) {
     println!();
+    println!("# load average (1, 5, 15 min) before this size's first run: {load}");
     println!(
         "## {n} hosts ({} .. {}), fan-out {fanout}, medians of {} run(s)",
         hosts(1)[0],
@@ -434,8 +491,17 @@ fn print_table(
     );
     let tree = if args.tree_rss { "  tree RSS MiB" } else { "" };
     println!(
-        "{:<26} {:>8} {:>13} {:>9} {:>9} {:>13}{tree} {:>5} {:>12}",
-        "contender", "wall s", "CPU ms/host", "user s", "sys s", "peak RSS MiB", "ok", "listen ovf"
+        "{:<26} {:>8} {:>13} {:>9} {:>9} {:>13}{tree} {:>5} {:>12} {:>12} {:>10}",
+        "contender",
+        "wall s",
+        "CPU ms/host",
+        "user s",
+        "sys s",
+        "peak RSS MiB",
+        "ok",
+        "listen ovf",
+        "machine CPU",
+        "wall/floor"
     );
     for (i, c) in contenders.iter().enumerate() {
         if let Some(reason) = &broken[i] {
@@ -455,6 +521,11 @@ fn print_table(
         let sys = med(&|s| s.sys.as_secs_f64());
         let cpu = med(&|s| (s.user + s.sys).as_secs_f64());
         let rss = med(&|s| s.max_rss_kib as f64 / 1024.0);
+        // The floor: the machine's CPU for the run spread over every core, the least wall
+        // time that work could take here.
+        let machine = med(&|s| s.machine_cpu.map_or(f64::NAN, |d| d.as_secs_f64()));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let floor = wall / (machine / cores);
         let tree_col = if args.tree_rss {
             format!(
                 "  {:>12.1}",
@@ -465,7 +536,7 @@ fn print_table(
         };
         println!(
             "{:<26} {wall:>8.2} {:>13.2} {user:>9.2} {sys:>9.2} {rss:>13.1}{tree_col} {okcol:>5} \
-             {ovf:>12}",
+             {ovf:>12} {machine:>12.2} {floor:>10.2}",
             c.name,
             cpu * 1000.0 / n as f64,
         );
