@@ -33,7 +33,8 @@
 //!
 //! **The watchdog** holds the channel's stdin: when the channel closes (the run ended, sortie
 //! exited, or the server noticed the connection died) it reads end of file and sends TERM to
-//! the whole session; being in the group, it keeps the group id from being reused until then.
+//! the whole session, or only to the command's group once the command has exited by itself
+//! (see `watchdog_end`); being in the group, it keeps the group id from being reused until then.
 //! The command itself reads `/dev/null`, as with `pdsh`, unless it has input
 //! ([`Command::stdin`](super::Command::stdin), `sortie exec` with a piped stdin). Then the
 //! channel carries the script, and after the marker line the input's bytes, but no EOF: the
