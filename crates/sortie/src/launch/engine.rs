@@ -22,12 +22,12 @@ use tokio_util::sync::CancellationToken;
 use super::core::{by_host, Action, Core, Input, Settings};
 use super::event::LaunchEvent;
 use super::follow::{HostFollow, Offsets, Track};
-use super::hosts::HostPool;
 use super::hostside;
 use super::process::Msg;
 use super::shell;
 use super::stage::{self, TransferRecord, TransferStep};
 use super::{LaunchOptions, LaunchResult};
+use crate::runner::pool::HostPool;
 use crate::transport::{Command, Exit, SpawnError};
 
 /// An attempt waiting for its host's next start batch.
@@ -270,7 +270,7 @@ impl Engine {
             let pool = pool.clone();
             let script = hostside::detach_script(&self.side.dir, secs, self.side.lease);
             ends.push(tokio::spawn(async move {
-                if pool.is_up().await {
+                if pool.is_up() {
                     if let Err(e) = pool.script(script).await {
                         tracing::warn!("{}: cannot hand the run over: {e}", pool.target.label);
                     }
@@ -290,7 +290,7 @@ impl Engine {
         tokio::time::sleep(Duration::from_millis(50)).await;
         self.save_offsets();
         for pool in &self.pools {
-            pool.close().await;
+            pool.disconnect().await;
         }
         let report = self.core.report();
         LaunchResult {
@@ -322,7 +322,7 @@ impl Engine {
             let resumed = self.options.attach.is_some();
             tokio::spawn(async move {
                 let t = Instant::now();
-                if let Err(e) = pool.connect().await {
+                if let Err(e) = pool.dial().await {
                     let message = e.message;
                     let _ = tx.send(Msg::HostFailed { host: i, message }).await;
                     return;
@@ -378,7 +378,7 @@ impl Engine {
             let (pool, flag) = (pool.clone(), self.renewing[h].clone());
             let script = hostside::renew_script(&self.side.dir, self.side.lease);
             tokio::spawn(async move {
-                if pool.is_up().await {
+                if pool.is_up() {
                     if let Err(e) = pool.script(script).await {
                         tracing::debug!("{}: lease renewal: {e}", pool.target.label);
                     }
@@ -432,7 +432,7 @@ impl Engine {
         if interval.is_zero() {
             return;
         }
-        let Some(conn) = self.pools[host].connection().await else {
+        let Some(conn) = self.pools[host].connection() else {
             return;
         };
         let s = super::sampler::Sampler {
@@ -508,7 +508,7 @@ impl Engine {
     /// Whether the host process `idx` is on still has a connection.
     async fn host_up(&self, idx: usize) -> bool {
         let host = self.core.host_of(idx);
-        self.pools[host].is_up().await
+        self.pools[host].is_up()
     }
 
     /// Gives `input` to the core and performs what it returns (and what answers at once).
@@ -599,7 +599,7 @@ impl Engine {
                 }
             }
             Action::Confirm { host, pgids } => {
-                if !self.pools[host].is_up().await {
+                if !self.pools[host].is_up() {
                     return Some(Input::Survivors {
                         host,
                         result: Err("not connected".into()),
@@ -613,7 +613,7 @@ impl Engine {
                 run_dir,
             } => {
                 let pool = self.pools[host].clone();
-                if !pool.is_up().await {
+                if !pool.is_up() {
                     let label = pool.target.label.clone();
                     let records = (list.iter())
                         .map(|(i, t)| {
@@ -630,7 +630,7 @@ impl Engine {
                     let _ = tx.send(Msg::Transfers { host, records }).await;
                 });
             }
-            Action::Close { host } => self.pools[host].close().await,
+            Action::Close { host } => self.pools[host].disconnect().await,
             Action::SetDown { host } => self.pools[host].set_down(),
             Action::CancelCollections => self.collect_cancel.cancel(),
         }
@@ -670,12 +670,12 @@ impl Engine {
             let pool = pool.clone();
             let script = hostside::finish_script(&self.side.dir, self.side.keep);
             ends.push(tokio::spawn(async move {
-                if pool.is_up().await {
+                if pool.is_up() {
                     if let Err(e) = pool.script(script).await {
                         tracing::debug!("{}: end of run: {e}", pool.target.label);
                     }
                 }
-                pool.close().await;
+                pool.disconnect().await;
             }));
         }
         for e in ends {
@@ -766,7 +766,7 @@ async fn start_chunk(
     tx: &mpsc::Sender<Msg>,
 ) {
     let mut answered = std::collections::HashSet::new();
-    let result = if pool.is_up().await {
+    let result = if pool.is_up() {
         pool.script(script).await
     } else {
         Err(SpawnError::Lost("host is disconnected".into()))

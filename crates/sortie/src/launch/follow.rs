@@ -20,9 +20,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::hosts::HostPool;
 use super::hostside::{self, FRAME};
 use super::process::{check_line, Log, Msg};
+use crate::runner::pool::HostPool;
 use crate::runner::LineSplitter;
 use crate::transport::{Command, ProcessEvent};
 
@@ -303,7 +303,7 @@ impl HostFollow {
                     if let Some(pgid) = process.pgid {
                         let _ = lease.conn().signal(pgid, "TERM").await;
                     }
-                    self.pool.release(lease).await;
+                    self.pool.release(lease);
                     return true;
                 }
                 Some(t) = self.tracks.recv() => self.track(t),
@@ -321,7 +321,7 @@ impl HostFollow {
                 _ = sleep => self.deadlines(Instant::now()).await,
             }
         }
-        self.pool.release(lease).await;
+        self.pool.release(lease);
         self.done.is_cancelled()
     }
 
@@ -331,7 +331,7 @@ impl HostFollow {
             if self.follow_once().await {
                 return;
             }
-            if self.pool.is_up().await {
+            if self.pool.is_up() {
                 // The follower ended but the connection lives (killed on the host?): again.
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
@@ -375,7 +375,7 @@ impl HostFollow {
                 until
                     .saturating_duration_since(Instant::now())
                     .max(Duration::from_secs(1)),
-                self.pool.reconnect(),
+                self.pool.dial(),
             );
             match attempt.await {
                 Ok(Ok(())) => return Some(false),

@@ -48,7 +48,6 @@ mod engine;
 pub mod event;
 mod follow;
 mod gate;
-mod hosts;
 mod hostside;
 mod process;
 mod sampler;
@@ -65,6 +64,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::runner::pool::{HostPool, Quiet, MAX_CONNECTIONS};
 use crate::transport::{Target, Transport};
 use sortie_report::launch::EventLog;
 
@@ -221,17 +221,21 @@ pub fn launch(
         targets.into_iter().map(|t| (t.label.clone(), t)).collect();
     let fanout = Arc::new(Semaphore::new(options.fanout.max(1)));
     let mut pools = Vec::with_capacity(plan.hosts.len());
-    for h in &plan.hosts {
+    for (i, h) in plan.hosts.iter().enumerate() {
         let target = by_label
             .remove(&h.label)
             .ok_or_else(|| LaunchError::MissingTarget {
                 host: h.label.clone(),
             })?;
-        pools.push(Arc::new(hosts::HostPool::new(
+        // Quiet: a launch reports its hosts with its own events (`HostUp`, `HostFailed`).
+        let pool = HostPool::new(
+            i,
             target,
             transport.clone(),
             fanout.clone(),
-        )));
+            Box::new(Quiet),
+        );
+        pools.push(Arc::new(pool.with_max_connections(MAX_CONNECTIONS)));
     }
     if let Some(dir) = &options.run_dir {
         std::fs::create_dir_all(dir.join("logs")).map_err(|source| LaunchError::RunDir {

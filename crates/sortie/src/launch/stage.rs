@@ -16,7 +16,7 @@ use sortie_plan::launch::{Plan, Transfer};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::hosts::HostPool;
+use crate::runner::pool::HostPool;
 use crate::transfer::{
     expand_remote, get_files, put_files, GetOptions, Progress, PutOptions, TransferCtx,
     TransferError, TransferReport,
@@ -81,7 +81,7 @@ where
         .await
         .map_err(|e| TransferError::ConnectionLost(e.to_string()))?;
     let result = work(lease.conn().clone()).await;
-    pool.release(lease).await;
+    pool.release(lease);
     result
 }
 

@@ -1,7 +1,8 @@
 //! Connecting one host and announcing it: the one place that sends `HostConnecting`,
-//! `HostConnected` and `HostFailed` around a connection attempt, for `exec`, `run` and
-//! transfers. Owns nothing else: no fan-out (callers hold their own permit), no retry, no
-//! scheduling, and it does not close the connection it hands out.
+//! `HostConnected` and `HostFailed` around a connection attempt, for `exec`, `run` (its pools
+//! open connections through [`Announced`]) and transfers. Owns nothing else: no fan-out
+//! (callers hold their own permit), no retry, no scheduling, and it does not close the
+//! connection it hands out.
 
 use std::sync::Arc;
 
@@ -68,5 +69,26 @@ pub(crate) async fn connect_announced<M: From<Event>>(
             .await;
             Attempt::Cancelled
         }
+    }
+}
+
+/// Opens a pool's connections with [`connect_announced`]: every attempt is announced through
+/// `tx`, and an attempt cut short by cancellation fails with the message `cancelled`.
+pub(crate) struct Announced<M> {
+    /// Where the events go.
+    pub tx: mpsc::Sender<M>,
+    /// The `HostFailed` message of an attempt cut short.
+    pub cancelled: &'static str,
+}
+
+#[async_trait::async_trait]
+impl<M: From<Event> + Send + 'static> super::pool::Opener for Announced<M> {
+    async fn open(
+        &self,
+        transport: &dyn Transport,
+        target: &Target,
+        cancel: &CancellationToken,
+    ) -> Attempt {
+        connect_announced(transport, target, cancel, self.cancelled, &self.tx).await
     }
 }

@@ -8,9 +8,10 @@
 mod announce;
 pub mod exec;
 mod lines;
+pub(crate) mod pool;
 pub mod run;
 
-pub(crate) use announce::{connect_announced, Attempt};
+pub(crate) use announce::{connect_announced, Announced, Attempt};
 pub use exec::{exec, ExecOptions};
 pub use lines::LineSplitter;
 

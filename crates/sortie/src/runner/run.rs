@@ -11,8 +11,9 @@
 //! Layout:
 //! - [`sched`]: the pure, synchronous core ([`Scheduler`]): given "host up", "host lost",
 //!   "job finished" and the current time, it says what to start next and when;
-//! - `pool`: the SSH connections of one host, opened on demand when a server refuses more
-//!   channels on one connection (OpenSSH `MaxSessions`);
+//! - `conn`: a job's view of its host's connection pool ([`crate::runner::pool`], shared with
+//!   `launch`), which opens connections on demand when a server refuses more channels on one
+//!   connection (OpenSSH `MaxSessions`);
 //! - `joblog`: the job log's format, writing and reading;
 //! - `records`: the job log and results writers, consumers of the run's events;
 //! - this file: the options, the errors and the executor that drives the core.
@@ -44,8 +45,8 @@
 //! - Environment values (`env`) travel only inside the command wrapper; they appear in no
 //!   event, row or file.
 
+mod conn;
 mod joblog;
-mod pool;
 mod records;
 pub mod sched;
 
@@ -66,9 +67,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::exec::run_job;
-use super::{connect_announced, Attempt, Coordinator, RunHandle, RunResult, QUEUE};
+use super::pool::{AcquireError, HostPool, Usage};
+use super::{Announced, Attempt, Coordinator, RunHandle, RunResult, QUEUE};
 use crate::transport::{Command, CommandShell, Connection, StopSequence, Target, Transport};
-use pool::{AcquireError, HostPool, JobConn};
+use conn::JobConn;
 
 /// How jobs are spread over hosts with a free slot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -437,9 +439,9 @@ pub fn run(
         .map_or(libc::SIGKILL.into(), |(s, _)| joblog::signal_number(s));
     let (out_tx, out_rx) = mpsc::channel(QUEUE);
     let (tx, rx) = mpsc::channel(QUEUE);
+    let fanout = Arc::new(Semaphore::new(options.fanout.max(1)));
     let shared = Arc::new(Shared {
         transport,
-        fanout: Arc::new(Semaphore::new(options.fanout.max(1))),
         tx,
         job_cancel: CancellationToken::new(),
         timeout: options.timeout,
@@ -448,7 +450,20 @@ pub fn run(
     let pools = targets
         .into_iter()
         .enumerate()
-        .map(|(i, t)| Arc::new(HostPool::new(i, t)))
+        .map(|(i, t)| {
+            let opener = Announced {
+                tx: shared.tx.clone(),
+                cancelled: "the run stopped while connecting",
+            };
+            let transport = shared.transport.clone();
+            Arc::new(HostPool::new(
+                i,
+                t,
+                transport,
+                fanout.clone(),
+                Box::new(opener),
+            ))
+        })
         .collect();
     let exec = Executor {
         core,
@@ -475,7 +490,6 @@ pub fn run(
 /// What every job task needs.
 struct Shared {
     transport: Arc<dyn Transport>,
-    fanout: Arc<Semaphore>,
     tx: mpsc::Sender<Msg>,
     /// Cancelled on Ctrl-C and `halt now`: running jobs are stopped.
     job_cancel: CancellationToken,
@@ -579,21 +593,10 @@ impl Executor {
             let cancel = self.connect_cancel.clone();
             tokio::spawn(async move {
                 let host = pool.index;
-                let Some(_permit) = (tokio::select! {
-                    p = sh.fanout.acquire() => p.ok(),
-                    _ = cancel.cancelled() => None,
-                }) else {
-                    return;
-                };
-                let stopped = "the run stopped while connecting";
-                let attempt =
-                    connect_announced(&*sh.transport, &pool.target, &cancel, stopped, &sh.tx).await;
-                let msg = match attempt {
-                    Attempt::Up(conn) => {
-                        pool.add(conn).await;
-                        Msg::Connected { host }
-                    }
-                    Attempt::Failed(_) | Attempt::Cancelled => Msg::ConnectFailed { host },
+                let msg = match pool.connect(&cancel).await {
+                    None => return,
+                    Some(Attempt::Up(_)) => Msg::Connected { host },
+                    Some(Attempt::Failed(_) | Attempt::Cancelled) => Msg::ConnectFailed { host },
                 };
                 let _ = sh.tx.send(msg).await;
             });
@@ -796,17 +799,14 @@ async fn attempt(sh: Arc<Shared>, pool: Arc<HostPool>, seq: u64, cmd: Command) {
     let host = pool.index;
     let mut refused_everywhere = 0;
     loop {
-        let lease = match pool
-            .acquire(&*sh.transport, &sh.fanout, &sh.tx, &sh.job_cancel)
-            .await
-        {
+        let lease = match pool.acquire(Usage::Process, &sh.job_cancel).await {
             Ok(l) => l,
             Err(e) => {
                 let _ = sh.tx.send(acquire_failed(seq, host, e)).await;
                 return;
             }
         };
-        let adapter = Arc::new(JobConn::new(&lease, pool.clone(), sh.transport.clone()));
+        let adapter = Arc::new(JobConn::new(&lease, pool.clone()));
         let conn: Arc<dyn Connection> = adapter.clone();
         // run_job's events go through a per-attempt queue that is drained into the run's queue
         // before `Done` is sent, so a job's events always precede its end.
@@ -833,8 +833,8 @@ async fn attempt(sh: Arc<Shared>, pool: Arc<HostPool>, seq: u64, cmd: Command) {
         let ((outcome, elapsed), ()) = tokio::join!(job, forward);
         let spawned = adapter.spawned.load(Ordering::Acquire);
         if adapter.refused.load(Ordering::Acquire) {
-            let alone = pool.refused(lease.idx).await;
-            pool.release(&lease, false).await;
+            let alone = pool.refused(&lease);
+            pool.release(lease);
             if alone {
                 refused_everywhere += 1;
                 if refused_everywhere >= 3 {
@@ -854,7 +854,7 @@ async fn attempt(sh: Arc<Shared>, pool: Arc<HostPool>, seq: u64, cmd: Command) {
             }
             continue;
         }
-        pool.release(&lease, spawned).await;
+        pool.release(lease);
         let msg = match outcome {
             Outcome::ConnectFailed {
                 failure: ConnectFailure::ConnectionLost,
@@ -893,7 +893,7 @@ fn acquire_failed(seq: u64, host: usize, e: AcquireError) -> Msg {
             host,
             why: Requeue::Lost("connection lost".into()),
         },
-        AcquireError::Connect => Msg::Requeue {
+        AcquireError::Connect(_) | AcquireError::Full => Msg::Requeue {
             seq,
             host,
             why: Requeue::NoConnection,
