@@ -515,3 +515,6 @@ async fn stdout_of(mut process: Process) -> Result<String, SpawnError> {
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
+
+#[cfg(test)]
+mod tests;
