@@ -26,9 +26,9 @@ use crate::transport::{
     Command, ConnectError, Connection, Exit, Process, ProcessEvent, SpawnError, Target, Transport,
 };
 
-/// Times [`HostPool::spawn`] and [`HostPool::script`] try again after a refused channel, and
-/// the connections a pool made with [`HostPool::with_max_connections`] usually keeps: a safety
-/// bound against a server refusing every channel.
+/// Tries of [`HostPool::spawn`] and [`HostPool::script`] when channels are refused, and
+/// `launch`'s bound on a host's live connections ([`HostPool::with_max_connections`]): safety
+/// bounds against a server refusing every channel.
 pub(crate) const MAX_CONNECTIONS: usize = 64;
 
 /// How a connection of the pool is opened.

@@ -11,7 +11,7 @@
 //! Layout:
 //! - [`sched`]: the pure, synchronous core ([`Scheduler`]): given "host up", "host lost",
 //!   "job finished" and the current time, it says what to start next and when;
-//! - `conn`: a job's view of its host's connection pool ([`crate::runner::pool`], shared with
+//! - `conn`: a job's view of its host's connection pool (`runner::pool`, shared with
 //!   `launch`), which opens connections on demand when a server refuses more channels on one
 //!   connection (OpenSSH `MaxSessions`);
 //! - `joblog`: the job log's format, writing and reading;

@@ -26,6 +26,7 @@ pub(crate) struct JobConn {
 }
 
 impl JobConn {
+    /// The connection of `lease`, lent by `pool`.
     pub(crate) fn new(lease: &Lease, pool: Arc<HostPool>) -> Self {
         JobConn {
             inner: lease.conn().clone(),
