@@ -61,11 +61,7 @@ impl KnownHosts {
             return unreadable();
         };
         let lookup = lookup_name(host, port);
-        let matching: Vec<_> = self
-            .entries
-            .iter()
-            .filter(|e| e.matches_lower(&lookup))
-            .collect();
+        let matching = self.matching_lower(&lookup);
         if let Some(revoked) = matching.iter().find(|e| {
             e.marker() == Marker::Revoked && (e.blob() == plain_blob || e.blob() == ca_blob)
         }) {

@@ -56,6 +56,7 @@ pub mod pattern;
 mod recorder;
 mod report;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -186,6 +187,12 @@ impl Verdict {
 pub struct KnownHosts {
     entries: Vec<Entry>,
     warnings: Vec<Warning>,
+    /// Entries whose host field lists only literal names, by each name (lowercase): a lookup
+    /// finds them without matching every line, so a fleet of N hosts checks its N keys in
+    /// O(N), not O(N^2).
+    literal: HashMap<String, Vec<usize>>,
+    /// The other entries (wildcards, negations, hashed names), matched line by line.
+    scanned: Vec<usize>,
 }
 
 impl KnownHosts {
@@ -219,7 +226,32 @@ impl KnownHosts {
     /// Adds the lines of `text`, as the content of `origin`, after those already loaded.
     pub fn add_str(&mut self, text: &str, origin: &Path) {
         let file: Arc<Path> = Arc::from(origin);
+        let first = self.entries.len();
         parse::parse_into(text, &file, &mut self.entries, &mut self.warnings);
+        for (i, e) in self.entries.iter().enumerate().skip(first) {
+            match e.literal_names() {
+                Some(names) => {
+                    for name in names {
+                        let at = self.literal.entry(name.to_owned()).or_default();
+                        // A line naming the same host twice is still one line.
+                        if at.last() != Some(&i) {
+                            at.push(i);
+                        }
+                    }
+                }
+                None => self.scanned.push(i),
+            }
+        }
+    }
+
+    /// The entries whose host field matches `lookup` (lowercase), in load order.
+    pub(crate) fn matching_lower(&self, lookup: &str) -> Vec<&Entry> {
+        let mut at: Vec<usize> = self.literal.get(lookup).cloned().unwrap_or_default();
+        at.extend(
+            (self.scanned.iter().copied()).filter(|&i| self.entries[i].matches_lower(lookup)),
+        );
+        at.sort_unstable();
+        at.into_iter().map(|i| &self.entries[i]).collect()
     }
 
     /// Every usable line, in load order, including `@revoked` and `@cert-authority` lines.
@@ -235,10 +267,7 @@ impl KnownHosts {
     /// Every line (with any marker) whose host field matches `host` on `port`, in load order:
     /// the lines `ssh-keygen -F` would print.
     pub fn matching<'a>(&'a self, host: &str, port: u16) -> impl Iterator<Item = &'a Entry> + 'a {
-        let lookup = lookup_name(host, port);
-        self.entries
-            .iter()
-            .filter(move |e| e.matches_lower(&lookup))
+        self.matching_lower(&lookup_name(host, port)).into_iter()
     }
 
     /// Decides whether the key `blob` offered by `host` on `port` is trusted.
@@ -273,11 +302,7 @@ impl KnownHosts {
     }
 
     fn check_lookup(&self, lookup: &str, key_type: &str, blob: &[u8]) -> Verdict {
-        let matching: Vec<&Entry> = self
-            .entries
-            .iter()
-            .filter(|e| e.matches_lower(lookup))
-            .collect();
+        let matching = self.matching_lower(lookup);
         if let Some(revoked) = matching
             .iter()
             .find(|e| e.marker() == Marker::Revoked && e.blob() == blob)

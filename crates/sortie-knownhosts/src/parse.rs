@@ -107,6 +107,12 @@ impl Entry {
     pub(crate) fn matches_lower(&self, lookup_lower: &str) -> bool {
         self.matcher.matches(lookup_lower)
     }
+
+    /// The names this line's host field lists, when they are all literal (lowercase; no `*`,
+    /// `?` or `!`, not hashed): then it matches exactly those lookups.
+    pub(crate) fn literal_names(&self) -> Option<impl Iterator<Item = &str>> {
+        self.matcher.literal_names()
+    }
 }
 
 /// A known_hosts file or line that was skipped. Loading never fails; it collects these instead.

@@ -54,6 +54,19 @@ impl HostMatcher {
         Ok(HostMatcher::Hashed { salt, hash })
     }
 
+    /// The names of a pattern list made only of literal names (no `*`, `?` or `!`), which
+    /// matches a lookup exactly when the lookup is one of them; `None` otherwise.
+    pub(crate) fn literal_names(&self) -> Option<impl Iterator<Item = &str>> {
+        match self {
+            HostMatcher::Patterns(list)
+                if !list.contains(['*', '?']) && list.split(',').all(|p| !p.starts_with('!')) =>
+            {
+                Some(list.split(','))
+            }
+            _ => None,
+        }
+    }
+
     /// True when the field matches `lookup`, which must already be lowercase.
     ///
     /// For a pattern list this is OpenSSH's rule: the line matches when at least one positive

@@ -96,6 +96,33 @@ fn ours_find(known: &KnownHosts, host: &str, port: u16) -> BTreeSet<usize> {
     known.matching(host, port).map(|e| e.line()).collect()
 }
 
+/// Lines of literal names are found through an index, the others line by line: a lookup
+/// still returns every matching line once, in load order across files and kinds of line.
+#[test]
+fn matching_lines_come_in_load_order_across_files_and_kinds_of_line() {
+    let dir = TempDir::new().unwrap();
+    let k = ed25519(dir.path(), "k").text();
+    let first = format!("web1,WEB1 {k}\nweb* {k}\nother {k}\n[web1]:2222,web1 {k}\n");
+    let second = format!("!web2,w* {k}\nweb1 {k}\n");
+    let mut known = KnownHosts::parse_str(&first, Path::new("first"));
+    known.add_str(&second, Path::new("second"));
+    let found: Vec<(String, usize)> = known
+        .matching("web1", 22)
+        .map(|e| (e.file().display().to_string(), e.line()))
+        .collect();
+    let want = [
+        ("first", 1),
+        ("first", 2),
+        ("first", 4),
+        ("second", 1),
+        ("second", 2),
+    ];
+    let want: Vec<(String, usize)> = want.iter().map(|(f, l)| (f.to_string(), *l)).collect();
+    assert_eq!(found, want);
+    let other: Vec<usize> = known.matching("web2", 22).map(|e| e.line()).collect();
+    assert_eq!(other, [2]);
+}
+
 #[test]
 fn fingerprints_match_ssh_keygen_for_every_key_type() {
     let dir = TempDir::new().unwrap();
