@@ -144,88 +144,7 @@ fn real_main(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let work = sshd.dir().join(format!("runs-{n}"));
         fs::create_dir_all(&work)?;
 
-        let mut contenders = Vec::new();
-        for name in &args.only {
-            match name.as_str() {
-                "sortie" => match &sortie {
-                    Ok(path) => {
-                        let base = vec![
-                            "exec".to_owned(),
-                            "-H".into(),
-                            format!("^{}", hostfile.display()),
-                            "-F".into(),
-                            config.display().to_string(),
-                            "--host-key-checking".into(),
-                            "yes".into(),
-                            "-f".into(),
-                            fanout.to_string(),
-                        ];
-                        let caps: Vec<Option<usize>> = if args.max_handshakes.is_empty() {
-                            vec![None]
-                        } else {
-                            args.max_handshakes.iter().copied().map(Some).collect()
-                        };
-                        for cap in caps {
-                            let mut a = base.clone();
-                            let mut name = "sortie".to_owned();
-                            if let Some(cap) = cap {
-                                a.extend(["--max-handshakes".into(), cap.to_string()]);
-                                name = format!("sortie (handshakes {cap})");
-                            }
-                            a.extend(["--".into(), "true".into()]);
-                            contenders.push(Contender {
-                                name,
-                                program: path.clone(),
-                                args: a,
-                            });
-                        }
-                    }
-                    Err(reason) => {
-                        let note = format!("sortie: not available ({reason})");
-                        if !notes.contains(&note) {
-                            notes.push(note);
-                        }
-                    }
-                },
-                "ssh" => contenders.push(Contender {
-                    name: format!("ssh (xargs -P {fanout})"),
-                    program: "xargs".into(),
-                    args: [
-                        "-a",
-                        &hostfile.display().to_string(),
-                        "-P",
-                        &fanout.to_string(),
-                        "-I{}",
-                        "ssh",
-                        "-F",
-                        &config.display().to_string(),
-                        "-o",
-                        "KexAlgorithms=curve25519-sha256",
-                        "-n",
-                        "{}",
-                        "true",
-                    ]
-                    .map(str::to_owned)
-                    .to_vec(),
-                }),
-                "pssh" => contenders.push(Contender {
-                    name: format!("pssh (-p {fanout})"),
-                    program: "parallel-ssh".into(),
-                    args: vec![
-                        "-h".into(),
-                        hostfile.display().to_string(),
-                        "-p".into(),
-                        fanout.to_string(),
-                        "-t".into(),
-                        "0".into(),
-                        "-x".into(),
-                        format!("-F {} -o KexAlgorithms=curve25519-sha256", config.display()),
-                        "true".into(),
-                    ],
-                }),
-                other => return Err(format!("unknown contender {other:?} in --only").into()),
-            }
-        }
+        let contenders = contenders(args, &sortie, &hostfile, &config, fanout, &mut notes)?;
 
         let load = load_average();
         // Warm-up doubles as a check: a contender that fails it is reported, not measured.
@@ -264,6 +183,101 @@ fn real_main(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         println!("{note}");
     }
     Ok(())
+}
+
+/// The contenders for one fleet size, in `--only` order (sortie once per `--max-handshakes`
+/// value); a missing sortie binary becomes a note instead.
+fn contenders(
+    args: &Args,
+    sortie: &Result<PathBuf, String>,
+    hostfile: &Path,
+    config: &Path,
+    fanout: usize,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Contender>, Box<dyn std::error::Error>> {
+    let mut contenders = Vec::new();
+    for name in &args.only {
+        match name.as_str() {
+            "sortie" => match &sortie {
+                Ok(path) => {
+                    let base = vec![
+                        "exec".to_owned(),
+                        "-H".into(),
+                        format!("^{}", hostfile.display()),
+                        "-F".into(),
+                        config.display().to_string(),
+                        "--host-key-checking".into(),
+                        "yes".into(),
+                        "-f".into(),
+                        fanout.to_string(),
+                    ];
+                    let caps: Vec<Option<usize>> = if args.max_handshakes.is_empty() {
+                        vec![None]
+                    } else {
+                        args.max_handshakes.iter().copied().map(Some).collect()
+                    };
+                    for cap in caps {
+                        let mut a = base.clone();
+                        let mut name = "sortie".to_owned();
+                        if let Some(cap) = cap {
+                            a.extend(["--max-handshakes".into(), cap.to_string()]);
+                            name = format!("sortie (handshakes {cap})");
+                        }
+                        a.extend(["--".into(), "true".into()]);
+                        contenders.push(Contender {
+                            name,
+                            program: path.clone(),
+                            args: a,
+                        });
+                    }
+                }
+                Err(reason) => {
+                    let note = format!("sortie: not available ({reason})");
+                    if !notes.contains(&note) {
+                        notes.push(note);
+                    }
+                }
+            },
+            "ssh" => contenders.push(Contender {
+                name: format!("ssh (xargs -P {fanout})"),
+                program: "xargs".into(),
+                args: [
+                    "-a",
+                    &hostfile.display().to_string(),
+                    "-P",
+                    &fanout.to_string(),
+                    "-I{}",
+                    "ssh",
+                    "-F",
+                    &config.display().to_string(),
+                    "-o",
+                    "KexAlgorithms=curve25519-sha256",
+                    "-n",
+                    "{}",
+                    "true",
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+            }),
+            "pssh" => contenders.push(Contender {
+                name: format!("pssh (-p {fanout})"),
+                program: "parallel-ssh".into(),
+                args: vec![
+                    "-h".into(),
+                    hostfile.display().to_string(),
+                    "-p".into(),
+                    fanout.to_string(),
+                    "-t".into(),
+                    "0".into(),
+                    "-x".into(),
+                    format!("-F {} -o KexAlgorithms=curve25519-sha256", config.display()),
+                    "true".into(),
+                ],
+            }),
+            other => return Err(format!("unknown contender {other:?} in --only").into()),
+        }
+    }
+    Ok(contenders)
 }
 
 /// Runs one contender as a child, waits for it with `wait4`, lets the machine settle, and
