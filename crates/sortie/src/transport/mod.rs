@@ -71,6 +71,34 @@ pub struct Target {
     pub kind: TransportKind,
 }
 
+impl Target {
+    /// A target named `name` with every other setting at a plain default, for unit tests
+    /// whose transport is a fake.
+    #[cfg(test)]
+    pub(crate) fn for_test(name: &str) -> Target {
+        Target {
+            label: name.into(),
+            hostname: name.into(),
+            host_key_alias: None,
+            hash_known_hosts: false,
+            port: 22,
+            user: "u".into(),
+            identity_files: vec![],
+            identities_only: false,
+            certificate_files: Vec::new(),
+            forward_agent: false,
+            jumps: vec![],
+            proxy_command: None,
+            known_hosts_files: vec![],
+            host_key_checking: Default::default(),
+            connect_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::ZERO,
+            keepalive_max: 3,
+            kind: Default::default(),
+        }
+    }
+}
+
 /// Which transport reaches a host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum TransportKind {

@@ -204,26 +204,7 @@ impl Connection for FakeConn {
 }
 
 fn target(name: &str) -> Target {
-    Target {
-        label: name.into(),
-        hostname: name.into(),
-        host_key_alias: None,
-        hash_known_hosts: false,
-        port: 22,
-        user: "u".into(),
-        identity_files: vec![],
-        identities_only: false,
-        certificate_files: Vec::new(),
-        forward_agent: false,
-        jumps: vec![],
-        proxy_command: None,
-        known_hosts_files: vec![],
-        host_key_checking: Default::default(),
-        connect_timeout: Duration::from_secs(10),
-        keepalive_interval: Duration::ZERO,
-        keepalive_max: 3,
-        kind: Default::default(),
-    }
+    Target::for_test(name)
 }
 
 fn job_set(values: &[&str]) -> JobSet {

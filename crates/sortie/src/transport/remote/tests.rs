@@ -277,14 +277,7 @@ fn stop_script_ends_every_group_of_the_session() {
         .spawn()
         .unwrap();
     let sid = leader.id();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while sortie_testkit::processes_matching(&marker).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the job never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_marked(&marker);
     let out = Proc::new("/bin/sh")
         .arg("-c")
         // (The leader stays a zombie until this test reaps it, so keep the grace short.)
@@ -445,6 +438,18 @@ fn a_command_that_ignores_its_input_still_ends_with_its_status() {
     drop(writer.join().unwrap());
 }
 
+/// Waits up to 5 s for a process carrying `marker` in its command line to start.
+fn wait_for_marked(marker: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sortie_testkit::processes_matching(marker).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Waits up to 5 s for no process to carry `marker` in its command line.
 fn assert_none_left(marker: &str, ctx: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -488,14 +493,7 @@ fn a_channel_closed_under_a_running_command_ends_every_group_of_its_session() {
     ));
     let (mut child, writer, _stdout) =
         serve_input(Path::new("/bin/sh"), &wrapper(&cmd), Vec::new(), true);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while sortie_testkit::processes_matching(&marker).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the job never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_marked(&marker);
     drop(writer.join().unwrap());
     let status = wait_within(&mut child, Duration::from_secs(10));
     assert_eq!(status.signal(), Some(libc::SIGTERM));
