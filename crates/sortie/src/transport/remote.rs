@@ -99,11 +99,11 @@ fn inner(shell: &str, cmd: &str, stdin: Option<usize>) -> String {
 /// While the command still runs (the channel closed under it: Ctrl-C, a timeout, a lost
 /// connection), every group of the session gets TERM ([`signal_session`]). Once the command
 /// has exited by itself (its pid, `$$`, is gone: the server reaped it), only its own group
-/// does: one `kill`, no `/proc` scan. The scan reads every process's `stat` on the host a
-/// byte at a time (the `read` builtin of dash and ash), about 0.3 s of CPU with 1,000
-/// processes, and every command's end paid it, which made the end of a command cost as much
-/// as its SSH session on a busy host. What a finished command left in other groups of its
-/// session (tcsh's `&` jobs) runs on, as it would after `ssh host CMD`.
+/// does: one `kill`, no `/proc` scan. The scan reads every process's `stat` on the host
+/// (with `cat` and `awk`, or a byte at a time by `/bin/sh` without `awk`: about 0.3 s of CPU
+/// with 1,000 processes), and when every command's end paid it, the end of a command cost as
+/// much as its SSH session on a busy host. What a finished command left in other groups of
+/// its session (tcsh's `&` jobs) runs on, as it would after `ssh host CMD`.
 fn watchdog_end() -> String {
     format!(
         "if kill -0 $$ 2>/dev/null; then {}; else kill -TERM -$$ 2>/dev/null; fi",
@@ -116,11 +116,20 @@ fn watchdog_end() -> String {
 /// all there is where `/proc` is missing. The other groups are those a login shell's job
 /// control made: tcsh puts each `&` job of `exec`'s text in a group of its own, still in the
 /// session. Only a process that left the session (a daemon calling `setsid`) is out of reach.
+///
+/// The groups come from every `/proc/PID/stat` (fields after the command name: state, parent,
+/// group, session), read by `cat` and picked by `awk`, as the sampler reads them: a few system
+/// calls per process, 0.04 s of CPU with 1,065 processes. Without `awk`, `/bin/sh` reads them
+/// itself, one byte per `read(2)` (the `read` builtin of dash and ash): 0.31 s of CPU there.
 fn signal_session(sig: &str, sid: &str) -> String {
     format!(
-        "for sortie_f in /proc/[0-9]*/stat; do read -r sortie_l < \"$sortie_f\" 2>/dev/null || continue; \
+        "if command -v awk >/dev/null 2>&1; then \
+         for sortie_g in $(cat /proc/[0-9]*/stat 2>/dev/null | awk -v s={sid} \
+         '{{ sub(/.*\\) /, \"\"); if ($4 == s && $3 != s) print $3 }}' 2>/dev/null); \
+         do kill -{sig} -\"$sortie_g\" 2>/dev/null; done; \
+         else for sortie_f in /proc/[0-9]*/stat; do read -r sortie_l < \"$sortie_f\" 2>/dev/null || continue; \
          set -- ${{sortie_l##*) }}; [ \"$4\" = {sid} ] && [ \"$3\" != {sid} ] && kill -{sig} -\"$3\" 2>/dev/null; \
-         done; kill -{sig} -{sid} 2>/dev/null"
+         done; fi; kill -{sig} -{sid} 2>/dev/null"
     )
 }
 

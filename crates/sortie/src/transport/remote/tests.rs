@@ -265,41 +265,45 @@ fn stop_script_escalates() {
 /// still in the command's session, and the stop script ends it too.
 #[test]
 fn stop_script_ends_every_group_of_the_session() {
-    let marker = format!("sortie-session-test-{}", std::process::id());
-    // `setsid` runs in place (the test's child leads no group), so the pid is the session
-    // id, as sshd or the wrapper make it. Perl stands in for job control: a new group.
-    let mut leader = Proc::new("setsid")
-        .arg("/bin/sh")
-        .arg("-c")
-        .arg(format!(
-            "perl -e 'setpgrp(0,0); exec @ARGV' sh -c 'sleep 1000; : {marker}' & sleep 1000"
-        ))
-        .spawn()
-        .unwrap();
-    let sid = leader.id();
-    wait_for_marked(&marker);
-    let out = Proc::new("/bin/sh")
-        .arg("-c")
-        // (The leader stays a zombie until this test reaps it, so keep the grace short.)
-        .arg(stop_script(
-            sid,
-            &StopSequence {
-                steps: vec![("TERM".into(), Duration::from_millis(200))],
-            },
-        ))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert!(leader.wait().unwrap().signal().is_some());
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while !sortie_testkit::processes_matching(&marker).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "left: {:?}",
-            sortie_testkit::processes_matching(&marker)
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    // The scan of `/proc` by `awk` where there is one, and by `/bin/sh` alone where not (a
+    // PATH with `sleep` and `cat` but no `awk`).
+    let bare = std::env::temp_dir().join(format!("sortie-no-awk-{}", std::process::id()));
+    std::fs::create_dir_all(&bare).unwrap();
+    for tool in ["sleep", "cat"] {
+        let _ = std::os::unix::fs::symlink(format!("/bin/{tool}"), bare.join(tool));
     }
+    let path = std::env::var("PATH").unwrap_or_default();
+    for (how, path) in [("awk", path.as_str()), ("sh", bare.to_str().unwrap())] {
+        let marker = format!("sortie-session-test-{how}-{}", std::process::id());
+        // `setsid` runs in place (the test's child leads no group), so the pid is the session
+        // id, as sshd or the wrapper make it. Perl stands in for job control: a new group.
+        let mut leader = Proc::new("setsid")
+            .arg("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "perl -e 'setpgrp(0,0); exec @ARGV' sh -c 'sleep 1000; : {marker}' & sleep 1000"
+            ))
+            .spawn()
+            .unwrap();
+        let sid = leader.id();
+        wait_for_marked(&marker);
+        let out = Proc::new("/bin/sh")
+            .arg("-c")
+            // (The leader stays a zombie until this test reaps it, so keep the grace short.)
+            .arg(stop_script(
+                sid,
+                &StopSequence {
+                    steps: vec![("TERM".into(), Duration::from_millis(200))],
+                },
+            ))
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{how}");
+        assert!(leader.wait().unwrap().signal().is_some(), "{how}");
+        assert_none_left(&marker, &format!("scan by {how}"));
+    }
+    let _ = std::fs::remove_dir_all(&bare);
 }
 
 /// Starts `script` like [`serve_as`], reads the marker line, then writes `input` (as sortie
@@ -438,10 +442,15 @@ fn a_command_that_ignores_its_input_still_ends_with_its_status() {
     drop(writer.join().unwrap());
 }
 
-/// Waits up to 5 s for a process carrying `marker` in its command line to start.
+/// Waits up to 5 s for the marked job to run in its own group: a process carrying `marker` in
+/// its command line that is `sh` already, not the `perl` that calls `setpgrp` and then
+/// becomes it (whose command line carries the marker too, before it left the group).
 fn wait_for_marked(marker: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while sortie_testkit::processes_matching(marker).is_empty() {
+    while !sortie_testkit::processes_matching(marker)
+        .iter()
+        .any(|p| p.comm == "sh")
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "the job never started"
