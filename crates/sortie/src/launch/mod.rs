@@ -407,21 +407,16 @@ async fn run_script(
     conn: &Arc<dyn crate::transport::Connection>,
     script: String,
 ) -> Result<String, String> {
-    use crate::transport::{Command, ProcessEvent};
-    let mut p = conn
-        .spawn(&Command::new(script))
+    let p = conn
+        .spawn(&crate::transport::Command::new(script))
         .await
         .map_err(|e| e.to_string())?;
-    let mut text = Vec::new();
-    while let Some(ev) = p.events.recv().await {
-        match ev {
-            ProcessEvent::Stdout(b) => text.extend_from_slice(&b),
-            ProcessEvent::Stderr(_) => {}
-            ProcessEvent::Exit(crate::transport::Exit::Lost(m)) => return Err(m),
-            ProcessEvent::Exit(_) => break,
-        }
-    }
-    Ok(String::from_utf8_lossy(&text).into_owned())
+    crate::runner::pool::stdout_of(p)
+        .await
+        .map_err(|e| match e {
+            crate::transport::SpawnError::Lost(m) => m,
+            e => e.to_string(),
+        })
 }
 
 fn host_status(plan: &Plan, host: String, result: Result<String, String>) -> HostStatus {

@@ -21,7 +21,7 @@ use sortie_events::ConnectFailure;
 use tokio::sync::{Mutex, MutexGuard, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::{Attempt, LineSplitter};
+use super::Attempt;
 use crate::transport::{
     Command, ConnectError, Connection, Exit, Process, ProcessEvent, SpawnError, Target, Transport,
 };
@@ -489,29 +489,17 @@ impl HostPool {
     }
 }
 
-/// The standard output of `process` once it exited; an error when its connection was lost.
-async fn stdout_of(mut process: Process) -> Result<String, SpawnError> {
+/// The standard output of `process` once it exited (a control script's few lines); an error
+/// when its connection was lost.
+pub(crate) async fn stdout_of(mut process: Process) -> Result<String, SpawnError> {
     let mut out = Vec::new();
-    let mut lines = LineSplitter::default();
-    let mut exit = Exit::NoStatus;
     while let Some(ev) = process.events.recv().await {
         match ev {
-            ProcessEvent::Stdout(b) => lines.push(&b, |l, _| {
-                out.extend_from_slice(&l);
-                out.push(b'\n');
-            }),
+            ProcessEvent::Stdout(b) => out.extend_from_slice(&b),
             ProcessEvent::Stderr(_) => {}
-            ProcessEvent::Exit(e) => {
-                exit = e;
-                break;
-            }
+            ProcessEvent::Exit(Exit::Lost(m)) => return Err(SpawnError::Lost(m)),
+            ProcessEvent::Exit(_) => break,
         }
-    }
-    if let Some(l) = lines.finish() {
-        out.extend_from_slice(&l);
-    }
-    if let Exit::Lost(m) = exit {
-        return Err(SpawnError::Lost(m));
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
