@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use indicatif::ProgressDrawTarget;
 use sortie::launch::{launch, render_summary, LaunchOptions, LaunchReport};
-use sortie::transport::{HostKeyChecking, Target, TransportKind};
+use sortie::transport::{Target, TransportKind};
 use sortie::CancellationToken;
 use sortie_inventory::{HostSpec, Overrides, Resolver, SelectRequest};
 use sortie_plan::launch::{GroupSource, HostResolution, Plan, PlanSpec, Transport};
@@ -557,23 +557,8 @@ fn targets(plan: &Plan, a: &LaunchArgs) -> miette::Result<Vec<Target>> {
 
 fn local_target(label: &str) -> Target {
     Target {
-        label: label.to_string(),
-        hostname: label.to_string(),
-        host_key_alias: None,
-        hash_known_hosts: false,
         port: 0,
-        user: String::new(),
-        identity_files: vec![],
-        identities_only: false,
-        certificate_files: Vec::new(),
-        forward_agent: false,
-        jumps: vec![],
-        proxy_command: None,
-        known_hosts_files: vec![],
-        host_key_checking: HostKeyChecking::Yes,
-        connect_timeout: Duration::from_secs(10),
-        keepalive_interval: Duration::ZERO,
-        keepalive_max: 0,
         kind: TransportKind::Local,
+        ..Target::named(label)
     }
 }

@@ -72,17 +72,18 @@ pub struct Target {
 }
 
 impl Target {
-    /// A target named `name` with every other setting at a plain default, for unit tests
-    /// whose transport is a fake.
-    #[cfg(test)]
-    pub(crate) fn for_test(name: &str) -> Target {
+    /// A target named `label` (also its address) with plain settings: port 22, no user,
+    /// identity or known_hosts file, host keys verified, a 10 s connect timeout, no keepalive,
+    /// over SSH. For callers that fill in the rest themselves (the local transport, tests with
+    /// a fake transport).
+    pub fn named(label: &str) -> Target {
         Target {
-            label: name.into(),
-            hostname: name.into(),
+            label: label.into(),
+            hostname: label.into(),
             host_key_alias: None,
             hash_known_hosts: false,
             port: 22,
-            user: "u".into(),
+            user: String::new(),
             identity_files: vec![],
             identities_only: false,
             certificate_files: Vec::new(),
@@ -90,11 +91,11 @@ impl Target {
             jumps: vec![],
             proxy_command: None,
             known_hosts_files: vec![],
-            host_key_checking: Default::default(),
+            host_key_checking: HostKeyChecking::Yes,
             connect_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::ZERO,
-            keepalive_max: 3,
-            kind: Default::default(),
+            keepalive_max: 0,
+            kind: TransportKind::Ssh,
         }
     }
 }

@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use sortie::launch::{launch, LaunchEvent, LaunchOptions, LaunchResult};
 use sortie::transport::{
-    ByteStream, Command, ConnectError, ConnectFailure, Connection, Exit, HostKeyChecking, Process,
-    ProcessEvent, SpawnError, StopSequence, Target, Transport, TransportKind,
+    ByteStream, Command, ConnectError, ConnectFailure, Connection, Exit, Process, ProcessEvent,
+    SpawnError, StopSequence, Target, Transport,
 };
 use sortie::CancellationToken;
 use tokio::sync::mpsc;
@@ -475,29 +475,7 @@ impl Connection for FakeConn {
 
 /// A target per label (the fake ignores everything but the label).
 pub fn targets(labels: &[String]) -> Vec<Target> {
-    labels
-        .iter()
-        .map(|l| Target {
-            label: l.clone(),
-            hostname: l.clone(),
-            host_key_alias: None,
-            hash_known_hosts: false,
-            port: 22,
-            user: "u".into(),
-            identity_files: vec![],
-            identities_only: false,
-            certificate_files: Vec::new(),
-            forward_agent: false,
-            jumps: vec![],
-            proxy_command: None,
-            known_hosts_files: vec![],
-            host_key_checking: HostKeyChecking::Yes,
-            connect_timeout: Duration::from_secs(10),
-            keepalive_interval: Duration::ZERO,
-            keepalive_max: 0,
-            kind: TransportKind::Ssh,
-        })
-        .collect()
+    labels.iter().map(|l| Target::named(l)).collect()
 }
 
 /// A launch's events and result.

@@ -110,7 +110,7 @@ impl Connection for Conn {
 }
 
 fn target() -> Target {
-    Target::for_test("a")
+    Target::named("a")
 }
 
 fn pool(server: Arc<Server>) -> HostPool {

@@ -204,7 +204,7 @@ impl Connection for FakeConn {
 }
 
 fn target(name: &str) -> Target {
-    Target::for_test(name)
+    Target::named(name)
 }
 
 fn job_set(values: &[&str]) -> JobSet {
