@@ -439,7 +439,6 @@ pub fn run(
         .map_or(libc::SIGKILL.into(), |(s, _)| joblog::signal_number(s));
     let (out_tx, out_rx) = mpsc::channel(QUEUE);
     let (tx, rx) = mpsc::channel(QUEUE);
-    let fanout = Arc::new(Semaphore::new(options.fanout.max(1)));
     let shared = Arc::new(Shared {
         transport,
         tx,
@@ -447,24 +446,7 @@ pub fn run(
         timeout: options.timeout,
         stop: options.stop.clone(),
     });
-    let pools = targets
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| {
-            let opener = Announced {
-                tx: shared.tx.clone(),
-                cancelled: "the run stopped while connecting",
-            };
-            let transport = shared.transport.clone();
-            Arc::new(HostPool::new(
-                i,
-                t,
-                transport,
-                fanout.clone(),
-                Box::new(opener),
-            ))
-        })
-        .collect();
+    let pools = host_pools(targets, &shared, options.fanout);
     let exec = Executor {
         core,
         pools,
@@ -485,6 +467,28 @@ pub fn run(
         events: out_rx,
         result,
     })
+}
+
+/// One pool per host, opening connections with announcements, at most `fanout` at once over
+/// the whole run.
+fn host_pools(targets: Vec<Target>, shared: &Arc<Shared>, fanout: usize) -> Vec<Arc<HostPool>> {
+    let fanout = Arc::new(Semaphore::new(fanout.max(1)));
+    (targets.into_iter().enumerate())
+        .map(|(i, t)| {
+            let opener = Announced {
+                tx: shared.tx.clone(),
+                cancelled: "the run stopped while connecting",
+            };
+            let transport = shared.transport.clone();
+            Arc::new(HostPool::new(
+                i,
+                t,
+                transport,
+                fanout.clone(),
+                Box::new(opener),
+            ))
+        })
+        .collect()
 }
 
 /// What every job task needs.
