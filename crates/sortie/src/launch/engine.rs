@@ -10,10 +10,12 @@
 //! before sending it to the reporters. It decides nothing itself.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sortie_plan::launch::Transfer;
 use sortie_report::launch::EventLog;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -573,20 +575,7 @@ impl Engine {
                 pgids,
                 steps,
                 single,
-            } => {
-                let pool = self.pools[host].clone();
-                let script = shell::stop_script(&pgids, &steps);
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = run_stop(&pool, script).await {
-                        let message = match single {
-                            Some(pgid) => format!("stop of process group {pgid} failed: {e}"),
-                            None => format!("stop script failed: {e}"),
-                        };
-                        let _ = tx.send(Msg::StopFailed { host, message }).await;
-                    }
-                });
-            }
+            } => self.stop(host, &pgids, &steps, single),
             Action::Kill { host, pgids, wait } => {
                 let pool = self.pools[host].clone();
                 let kill = async move {
@@ -611,29 +600,56 @@ impl Engine {
                 host,
                 list,
                 run_dir,
-            } => {
-                let pool = self.pools[host].clone();
-                if !pool.is_up() {
-                    let label = pool.target.label.clone();
-                    let records = (list.iter())
-                        .map(|(i, t)| {
-                            let why = "connection closed".to_string();
-                            stage::skipped(TransferStep::Collect, *i, t, &label, why)
-                        })
-                        .collect();
-                    return Some(Input::Transfers { host, records });
-                }
-                let tx = self.tx.clone();
-                let cancel = self.collect_cancel.clone();
-                tokio::spawn(async move {
-                    let records = stage::collect(&pool, &list, &run_dir, &cancel).await;
-                    let _ = tx.send(Msg::Transfers { host, records }).await;
-                });
-            }
+            } => return self.collect(host, list, run_dir),
             Action::Close { host } => self.pools[host].disconnect().await,
             Action::SetDown { host } => self.pools[host].set_down(),
             Action::CancelCollections => self.collect_cancel.cancel(),
         }
+        None
+    }
+
+    /// Runs the stop sequence `steps` on `pgids` of `host` in the background; a failure
+    /// comes back as `StopFailed`.
+    fn stop(&self, host: usize, pgids: &[u32], steps: &[(String, Duration)], single: Option<u32>) {
+        let pool = self.pools[host].clone();
+        let script = shell::stop_script(pgids, steps);
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = run_stop(&pool, script).await {
+                let message = match single {
+                    Some(pgid) => format!("stop of process group {pgid} failed: {e}"),
+                    None => format!("stop script failed: {e}"),
+                };
+                let _ = tx.send(Msg::StopFailed { host, message }).await;
+            }
+        });
+    }
+
+    /// Collects `list` from `host` into `run_dir` in the background; when the host has no
+    /// connection, every transfer is skipped at once (the returned input).
+    fn collect(
+        &self,
+        host: usize,
+        list: Vec<(usize, Transfer)>,
+        run_dir: PathBuf,
+    ) -> Option<Input> {
+        let pool = self.pools[host].clone();
+        if !pool.is_up() {
+            let label = pool.target.label.clone();
+            let records = (list.iter())
+                .map(|(i, t)| {
+                    let why = "connection closed".to_string();
+                    stage::skipped(TransferStep::Collect, *i, t, &label, why)
+                })
+                .collect();
+            return Some(Input::Transfers { host, records });
+        }
+        let tx = self.tx.clone();
+        let cancel = self.collect_cancel.clone();
+        tokio::spawn(async move {
+            let records = stage::collect(&pool, &list, &run_dir, &cancel).await;
+            let _ = tx.send(Msg::Transfers { host, records }).await;
+        });
         None
     }
 
